@@ -1,0 +1,115 @@
+"""Names -> lock paths and remote keys; every escape is refused here.
+
+A name is a `/`-separated list of segments (an asset key's parts, a tracked
+path's parts). Arbitrary strings become segments through `encode_segment`,
+which is reversible and produces only `[A-Za-z0-9_.~%@-]` with no leading dot,
+so no segment can be `..`, hidden, absolute, or contain a separator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+from pivot_store.errors import UnsafeName
+
+MAX_SEGMENT_BYTES = 255
+MAX_NAME_BYTES = 1024
+LOCK_SUFFIX = ".lock"
+_SAFE = "-_.~"
+
+
+def encode_segment(text: str) -> str:
+    """Any string -> one safe path segment (percent-encoding, leading dot escaped)."""
+    if not isinstance(text, str) or text == "":
+        raise UnsafeName(f"{text!r} cannot be a name segment", "use a non-empty string")
+    seg = quote(text, safe=_SAFE)
+    if seg.startswith("."):
+        seg = "%2E" + seg[1:]
+    if len(seg.encode()) > MAX_SEGMENT_BYTES:
+        raise UnsafeName(
+            f"name segment {text[:40]!r}... is {len(seg)} bytes once encoded",
+            f"keep each key part under {MAX_SEGMENT_BYTES} bytes",
+        )
+    return seg
+
+
+def decode_segment(seg: str) -> str:
+    return unquote(seg)
+
+
+def validate_name(name: str) -> str:
+    """Refuse a name that could leave its folder: `..`, absolute, NUL, empty parts."""
+    if not isinstance(name, str) or not name:
+        raise UnsafeName(f"{name!r} is not a valid name", "use a relative path like data/x.csv")
+    problem = None
+    if "\x00" in name:
+        problem = "contains a NUL byte"
+    elif name.startswith("/") or name.startswith("\\") or (len(name) > 1 and name[1] == ":"):
+        problem = "is absolute"
+    elif "\\" in name:
+        problem = "contains a backslash"
+    elif len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        problem = f"is longer than {MAX_NAME_BYTES} bytes"
+    else:
+        for part in name.split("/"):
+            if part in ("", ".", ".."):
+                problem = f"has a {part or 'empty'!r} segment"
+                break
+            if len(part.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES:
+                problem = f"has a segment longer than {MAX_SEGMENT_BYTES} bytes"
+                break
+    if problem:
+        raise UnsafeName(
+            f"name {name[:80]!r} {problem}",
+            "names must be relative paths inside the project, without '..'",
+        )
+    return name
+
+
+def name_from_parts(parts: list[str]) -> str:
+    """Encode each part, then join: the inverse of `parts_from_name`."""
+    return validate_name("/".join(encode_segment(p) for p in parts))
+
+
+def parts_from_name(name: str) -> list[str]:
+    return [decode_segment(p) for p in validate_name(name).split("/")]
+
+
+def lock_path(stages_dir: Path, name: str) -> Path:
+    """`.pivot/stages/<name>.lock`, checked to stay inside `stages_dir`."""
+    path = stages_dir / (validate_name(name) + LOCK_SUFFIX)
+    _inside(path, stages_dir, name)
+    return path
+
+
+def name_from_lock_path(stages_dir: Path, path: Path) -> str:
+    rel = path.relative_to(stages_dir).as_posix()
+    return rel[: -len(LOCK_SUFFIX)]
+
+
+def run_prefix(name: str, fingerprint: str) -> str:
+    """`runs/<name>/<fingerprint>`: where a fingerprint's results live on a remote."""
+    from pivot_store.oid import validate
+
+    validate(fingerprint)
+    return f"runs/{validate_name(name)}/{fingerprint}"
+
+
+def workspace_path(root: Path, rel: str) -> Path:
+    """A tracked path inside the project; refuses anything that resolves outside."""
+    validate_name(rel)
+    path = root / rel
+    _inside(path, root, rel)
+    return path
+
+
+def _inside(path: Path, base: Path, name: str) -> None:
+    base_r = base.resolve()
+    try:
+        path.resolve().relative_to(base_r)
+    except ValueError:
+        raise UnsafeName(
+            f"{name!r} resolves outside {base}",
+            "a symlink in the path leads out of the project; remove it",
+        ) from None

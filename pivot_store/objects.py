@@ -1,0 +1,199 @@
+"""ObjectStore: the sharded, read-only object cache under `.pivot/cache/files`.
+
+An object's name is the xxh64 of its bytes (`ab/cdef...`). Objects appear only
+by `atomic.publish_new`, so a reader never sees a partial one and a concurrent
+writer of the same object never replaces it; adding what exists just freshens
+its mtime (which gc's grace period reads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from pivot_store import atomic, oid as oids
+from pivot_store.errors import CorruptObject, ObjectMissing
+from pivot_store.hashing import CHUNK, HashingWriter, hash_file
+
+READ_ONLY = 0o444
+EXECUTABLE = 0o555
+
+
+@dataclass(frozen=True)
+class Added:
+    oid: str
+    size: int
+    new: bool
+
+
+class ObjectStore:
+    """Objects under `root` (`.pivot/cache/files`); temp files under `tmp_dir`."""
+
+    def __init__(self, root: Path, *, fsync: bool = False) -> None:
+        self.root = Path(root)
+        self.tmp_dir = self.root.parent / "tmp"
+        self.fsync = fsync
+
+    # --- naming -------------------------------------------------------------
+    def path(self, oid: str) -> Path:
+        return self.root / oids.relpath(oid)
+
+    def exists(self, oid: str) -> bool:
+        return self.path(oid).exists()
+
+    def iter_oids(self) -> Iterator[str]:
+        """Every object id in the cache (temp files and stray names skipped)."""
+        if not self.root.is_dir():
+            return
+        for shard in sorted(os.scandir(self.root), key=lambda e: e.name):
+            if len(shard.name) != 2 or not shard.is_dir(follow_symlinks=False):
+                continue
+            for entry in os.scandir(shard.path):
+                name = shard.name + entry.name
+                with contextlib.suppress(oids.InvalidOid):
+                    yield oids.validate(name)
+
+    # --- writing ------------------------------------------------------------
+    def _publish(self, tmp: Path, oid: str, executable: bool) -> bool:
+        os.chmod(tmp, EXECUTABLE if executable else READ_ONLY)
+        final = self.path(oid)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if atomic.publish_new(tmp, final):
+            if self.fsync:
+                atomic.fsync_dir(final.parent)
+            return True
+        self.freshen(oid)
+        return False
+
+    def freshen(self, oid: str) -> None:
+        """Touch an existing object so gc's grace period counts from now."""
+        with contextlib.suppress(OSError):
+            os.utime(self.path(oid))
+
+    @contextlib.contextmanager
+    def writer(self, *, suffix: str = "", executable: bool = False) -> Iterator[HashingWriter]:
+        """Stream bytes into the cache; the object is published when the block ends.
+
+        After the block, `w.oid` and `w.size` name what was stored. Used by
+        serializers so a value never needs to exist twice in memory.
+        """
+        with atomic.temp_file(self.tmp_dir) as (tmp, f):
+            w = HashingWriter(f)
+            yield w
+            f.flush()
+            if self.fsync:
+                os.fsync(f.fileno())
+            w.oid = w.hexdigest() + suffix  # type: ignore[attr-defined]
+            w.new = self._publish(tmp, w.oid, executable)  # type: ignore[attr-defined]
+
+    def add_bytes(self, data: bytes, *, suffix: str = "") -> Added:
+        with self.writer(suffix=suffix) as w:
+            w.write(data)
+        return Added(w.oid, w.size, w.new)  # type: ignore[attr-defined]
+
+    def add_stream(self, f: BinaryIO, *, executable: bool = False) -> Added:
+        with self.writer(executable=executable) as w:
+            buf = bytearray(CHUNK)
+            view = memoryview(buf)
+            while n := f.readinto(buf):
+                w.write(view[:n])
+        return Added(w.oid, w.size, w.new)  # type: ignore[attr-defined]
+
+    def add_file(
+        self,
+        src: Path,
+        *,
+        known_hash: str | None = None,
+        move: bool = False,
+        executable: bool | None = None,
+    ) -> Added:
+        """Add a workspace file.
+
+        `move=True` is for a file the caller will check out again: it is linked
+        into the cache (no copy) and so becomes read-only in place, the way DVC
+        protects hardlinked outputs. Otherwise the bytes are copied and hashed
+        in one pass, so what is stored always matches its name even if the
+        source changes meanwhile.
+        """
+        src = Path(src)
+        st = src.stat()
+        if executable is None:
+            executable = bool(st.st_mode & stat.S_IXUSR)
+        if known_hash is not None and self.exists(known_hash):
+            self.freshen(known_hash)
+            return Added(known_hash, st.st_size, False)
+        if move and st.st_size > 0:
+            added = self._link_in(src, executable)
+            if added is not None:
+                return added
+        with open(src, "rb", buffering=0) as f:
+            return self.add_stream(f, executable=executable)
+
+    def _link_in(self, src: Path, executable: bool) -> Added | None:
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = atomic.temp_name(self.tmp_dir)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            return None  # another filesystem or no hard links: copy instead
+        try:
+            os.chmod(tmp, EXECUTABLE if executable else READ_ONLY)
+            oid = hash_file(tmp)
+            size = tmp.stat().st_size
+            new = self._publish(tmp, oid, executable)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return Added(oid, size, new)
+
+    def insert_verified(self, tmp: Path, expected: str, *, source: str = "") -> bool:
+        """Publish a downloaded temp file only if it hashes to `expected`.
+
+        Contract line 3: nothing from a remote enters the cache unchecked. On a
+        mismatch the temp file is removed and CorruptObject names both.
+        """
+        actual = hash_file(tmp) + (oids.DIR_SUFFIX if oids.is_dir(expected) else "")
+        if actual != expected:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            where = f" from {source}" if source else ""
+            raise CorruptObject(
+                f"object {expected}{where} hashes to {actual[:16]}",
+                "the remote copy is corrupt or was tampered with; nothing was kept",
+            )
+        return self._publish(tmp, expected, False)
+
+    # --- reading ------------------------------------------------------------
+    def open(self, oid: str) -> BinaryIO:
+        try:
+            return open(self.path(oid), "rb")
+        except FileNotFoundError:
+            raise ObjectMissing(
+                f"object {oid} is not in the cache",
+                "run `pivot pull` (or re-materialize the asset that produced it)",
+            ) from None
+
+    def read_bytes(self, oid: str) -> bytes:
+        with self.open(oid) as f:
+            return f.read()
+
+    def verify(self, oid: str) -> bool:
+        """Rehash one object; True when its bytes match its name."""
+        try:
+            return hash_file(self.path(oid)) == oid[:16]
+        except FileNotFoundError:
+            return False
+
+    def remove(self, oid: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(oid))
+
+    def size(self, oid: str) -> int:
+        return self.path(oid).stat().st_size
+
