@@ -37,7 +37,7 @@ class RemoteConfig(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not v or "://" not in v and not v.startswith("/"):
+        if not v or ("://" not in v and not v.startswith("/")):
             raise ValueError(f"{v!r} is not a URL (e.g. s3://bucket/prefix, file:///path)")
         return v.rstrip("/")
 

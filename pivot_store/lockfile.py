@@ -13,7 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pivot_store import atomic, keys, oid as oids
+from pivot_store import atomic, keys
+from pivot_store import oid as oids
 from pivot_store.errors import LockError
 from pivot_store.hashing import hash_json
 
@@ -80,9 +81,7 @@ class Lock(_Model):
         return oids.validate(v)
 
     @classmethod
-    def build(
-        cls, name: str, parts: FingerprintParts, outputs: list[OutputRecord]
-    ) -> Lock:
+    def build(cls, name: str, parts: FingerprintParts, outputs: list[OutputRecord]) -> Lock:
         return cls(name=name, fingerprint=parts.digest(name), parts=parts, outputs=outputs)
 
     def output(self, name: str = "result") -> OutputRecord:

@@ -14,9 +14,10 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from pivot_store import atomic, oid as oids
+from pivot_store import atomic
+from pivot_store import oid as oids
 from pivot_store.errors import CorruptObject, ObjectMissing
 from pivot_store.hashing import CHUNK, HashingWriter, hash_file
 
@@ -108,49 +109,53 @@ class ObjectStore:
         self,
         src: Path,
         *,
-        known_hash: str | None = None,
         move: bool = False,
         executable: bool | None = None,
+        state: Any = None,
     ) -> Added:
-        """Add a workspace file.
+        """Add a workspace file; `state` (a `State`) saves rehashing unchanged files.
 
-        `move=True` is for a file the caller will check out again: it is linked
-        into the cache (no copy) and so becomes read-only in place, the way DVC
-        protects hardlinked outputs. Otherwise the bytes are copied and hashed
-        in one pass, so what is stored always matches its name even if the
-        source changes meanwhile.
+        `move=True` is for a file the caller will check out again: the file is
+        made read-only and linked into the cache (no copy), the way DVC protects
+        hardlinked outputs. Otherwise the bytes are copied and hashed in one
+        pass, so what is stored always matches its name even if the source
+        changes meanwhile.
         """
         src = Path(src)
         st = src.stat()
         if executable is None:
             executable = bool(st.st_mode & stat.S_IXUSR)
-        if known_hash is not None and self.exists(known_hash):
-            self.freshen(known_hash)
-            return Added(known_hash, st.st_size, False)
         if move and st.st_size > 0:
-            added = self._link_in(src, executable)
+            added = self._link_in(src, executable, state)
             if added is not None:
                 return added
+        if state is not None:
+            known = state.hash(src, st)
+            if self.exists(known):
+                self.freshen(known)
+                return Added(known, st.st_size, False)
         with open(src, "rb", buffering=0) as f:
             return self.add_stream(f, executable=executable)
 
-    def _link_in(self, src: Path, executable: bool) -> Added | None:
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        tmp = atomic.temp_name(self.tmp_dir)
+    def _link_in(self, src: Path, executable: bool, state: Any) -> Added | None:
+        """Publish `src` itself as the object: chmod, hash once, hard-link."""
+        mode = EXECUTABLE if executable else READ_ONLY
+        os.chmod(src, mode)
+        st = src.stat()
+        oid = state.hash(src, st) if state is not None else hash_file(src)
+        final = self.path(oid)
+        final.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.link(src, tmp)
+            os.link(src, final)
+            new = True
+        except FileExistsError:
+            self.freshen(oid)
+            new = False
         except OSError:
             return None  # another filesystem or no hard links: copy instead
-        try:
-            os.chmod(tmp, EXECUTABLE if executable else READ_ONLY)
-            oid = hash_file(tmp)
-            size = tmp.stat().st_size
-            new = self._publish(tmp, oid, executable)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        return Added(oid, size, new)
+        if state is not None and new:
+            state.set(src, src.stat(), oid)  # linking changed ctime
+        return Added(oid, st.st_size, new)
 
     def insert_verified(self, tmp: Path, expected: str, *, source: str = "") -> bool:
         """Publish a downloaded temp file only if it hashes to `expected`.
@@ -196,4 +201,3 @@ class ObjectStore:
 
     def size(self, oid: str) -> int:
         return self.path(oid).stat().st_size
-

@@ -69,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
             return e.exit_code
         if verbose:
             raise
-        print(f"error: unexpected {type(e).__name__}: {e} (run with --verbose for details)",
-              file=sys.stderr)
+        print(
+            f"error: unexpected {type(e).__name__}: {e} (run with --verbose for details)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -1,1 +1,109 @@
-"""Placeholder: commands land here."""
+"""`pivot remote add|list|remove|default|modify`: edit remotes in .pivot/config.yaml."""
+
+from __future__ import annotations
+
+import typer
+import yaml
+
+from pivot_store.cli.app import remote_app
+from pivot_store.cli.output import console
+
+
+def _repo():
+    from pivot_store.repo import Repo
+
+    return Repo.find()
+
+
+def _known(config, name: str) -> None:
+    from pivot_store.errors import ConfigError
+
+    if name not in config.remotes:
+        raise ConfigError(f"unknown remote {name!r}", f"add it with `pivot remote add {name} URL`")
+
+
+@remote_app.command("add")
+def add(
+    name: str,
+    url: str,
+    default: bool = typer.Option(False, "--default", help="Make it the default remote."),
+) -> None:
+    """Add a remote (s3://bucket/prefix, file:///path, gs://..., memory://...)."""
+    from pivot_store.config import Config
+    from pivot_store.errors import ConfigError
+
+    repo = _repo()
+    data = repo.config.model_dump(mode="json")
+    if name in data["remotes"]:
+        raise ConfigError(f"remote {name!r} already exists", "use `pivot remote modify`")
+    data["remotes"][name] = {"url": url}
+    if default:
+        data["default_remote"] = name
+    repo.save_config(_validated(Config, data))
+    console().print(f"added remote {name} -> {url}" + (" (default)" if default else ""))
+
+
+@remote_app.command("list")
+def list_() -> None:
+    """List remotes; the default is marked with *."""
+    cfg = _repo().config
+    for name, r in sorted(cfg.remotes.items()):
+        mark = "*" if name == cfg.default_remote else " "
+        opts = " ".join(f"{k}={v}" for k, v in sorted(r.storage_options().items()))
+        console().print(f"{mark} {name}\t{r.url}\t{opts}".rstrip())
+
+
+@remote_app.command("remove")
+def remove(name: str) -> None:
+    """Remove a remote from the config (nothing on the remote is touched)."""
+    from pivot_store.config import Config
+
+    repo = _repo()
+    _known(repo.config, name)
+    data = repo.config.model_dump(mode="json")
+    del data["remotes"][name]
+    if data.get("default_remote") == name:
+        data["default_remote"] = None
+    repo.save_config(_validated(Config, data))
+    console().print(f"removed remote {name}")
+
+
+@remote_app.command("default")
+def default(name: str) -> None:
+    """Set the default remote."""
+    from pivot_store.config import Config
+
+    repo = _repo()
+    _known(repo.config, name)
+    data = repo.config.model_dump(mode="json")
+    data["default_remote"] = name
+    repo.save_config(_validated(Config, data))
+    console().print(f"default remote is now {name}")
+
+
+@remote_app.command("modify")
+def modify(name: str, key: str, value: str) -> None:
+    """Set one option of a remote (url, endpoint_url, region, profile, jobs, ...)."""
+    from pivot_store.config import Config
+
+    repo = _repo()
+    _known(repo.config, name)
+    data = repo.config.model_dump(mode="json")
+    data["remotes"][name][key] = yaml.safe_load(value) if key != "url" else value
+    repo.save_config(_validated(Config, data))
+    console().print(f"set {name}.{key} = {value}")
+
+
+def _validated(cls, data: dict):
+    from pydantic import ValidationError
+
+    from pivot_store.errors import ConfigError
+
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"invalid remote setting {where}: {first['msg']}", "check the value"
+        ) from None

@@ -1,1 +1,133 @@
-"""Placeholder: commands land here."""
+"""Local store commands: init, add, status, checkout, verify, gc."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pivot_store.cli.app import app
+from pivot_store.cli.output import console, emit_json, human_size, table
+
+MODES = "hardlink|symlink|copy|reflink"
+
+
+def _mode_option(value: str | None) -> str | None:
+    if value is not None and value not in MODES.split("|"):
+        raise typer.BadParameter(f"{value!r} is not one of {MODES}")
+    return value
+
+
+@app.command()
+def init(path: Path = typer.Argument(Path("."), help="Project folder.")) -> None:
+    """Create .pivot/ (config.yaml and a .gitignore that keeps cache data out of git)."""
+    from pivot_store.repo import Repo
+
+    repo = Repo.init(path)
+    console().print(f"Initialized pivot project in {repo.pivot_dir}")
+
+
+@app.command()
+def add(paths: list[Path] = typer.Argument(..., help="Files or folders to track.")) -> None:
+    """Store files or folders in the cache and write their locks."""
+    from pivot_store.repo import Repo
+
+    repo = Repo.find()
+    for p in paths:
+        lock = repo.track(p)
+        out = lock.outputs[0]
+        console().print(f"added {out.path} ({out.kind}, {human_size(out.size)}) -> {out.hash}")
+
+
+@app.command()
+def status(
+    names: list[str] = typer.Argument(None, help="Lock names (default: all)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    remote: bool = typer.Option(False, "--remote", help="Also compare with the remote."),
+    remote_name: str = typer.Option(None, "-r", "--remote-name", help="Remote to compare with."),
+) -> None:
+    """Per lock: ok / modified / missing from workspace / missing from cache."""
+    from pivot_store.repo import Repo
+
+    repo = Repo.find()
+    rows = repo.status(names or None)
+    data: dict = {"locks": [r.__dict__ for r in rows]}
+    if remote:
+        from pivot_store.transfer import remote_status
+
+        data["remote"] = remote_status(repo, names or None, remote_name)
+    if as_json:
+        emit_json(data)
+    else:
+        if not rows:
+            console().print("no locks yet: track something with `pivot add PATH`")
+        else:
+            table(
+                "status",
+                ["lock", "path", "status"],
+                [[r.name, r.path or "-", r.status] for r in rows],
+            )
+        if remote:
+            for key, items in data["remote"].items():
+                if isinstance(items, list):
+                    console().print(f"{key}: {len(items)}")
+    if any(r.status != "ok" for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def checkout(
+    names: list[str] = typer.Argument(None, help="Lock names (default: all)."),
+    checkout_mode: str = typer.Option(None, "--checkout-mode", callback=_mode_option, help=MODES),
+) -> None:
+    """Make workspace outputs match their locks."""
+    from pivot_store.repo import Repo
+
+    placed = Repo.find().checkout(names or None, checkout_mode)
+    console().print(f"checked out {len(placed)} output(s)")
+
+
+@app.command()
+def verify(
+    as_json: bool = typer.Option(False, "--json"),
+    repair: bool = typer.Option(False, "--repair", help="Delete corrupt objects."),
+    jobs: int = typer.Option(4, "-j", "--jobs", min=1),
+) -> None:
+    """Rehash every object in the cache; exit 1 and name each corrupt one."""
+    from pivot_store.integrity import verify as run_verify
+    from pivot_store.repo import Repo
+
+    res = run_verify(Repo.find().objects, repair=repair, jobs=jobs)
+    if as_json:
+        emit_json({"checked": res.checked, "corrupt": res.corrupt, "repaired": res.repaired})
+    else:
+        for oid in res.corrupt:
+            fix = "deleted; pull it again" if oid in res.repaired else "run `pivot verify --repair`"
+            console().print(f"corrupt: {oid} ({fix})")
+        console().print(f"checked {res.checked} object(s), {len(res.corrupt)} corrupt")
+    if res.corrupt:
+        raise typer.Exit(1)
+
+
+@app.command()
+def gc(
+    dry_run: bool = typer.Option(False, "--dry-run", help="List, remove nothing."),
+    grace: float = typer.Option(24.0, "--grace", min=0, help="Keep objects newer than HOURS."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Remove objects that no lock references and that are older than the grace period."""
+    from pivot_store.gc import collect
+    from pivot_store.repo import Repo
+
+    res = collect(Repo.find(), grace_hours=grace, dry_run=dry_run)
+    if as_json:
+        emit_json(
+            {"removed": res.removed, "kept": res.kept, "freed": res.freed, "dry_run": dry_run}
+        )
+        return
+    verb = "would remove" if dry_run else "removed"
+    for oid in res.removed:
+        console().print(f"{verb} {oid}")
+    console().print(
+        f"{verb} {len(res.removed)} object(s), {human_size(res.freed)}; kept {res.kept}"
+    )

@@ -1,0 +1,167 @@
+"""Place objects in the workspace: hardlink, symlink, copy or reflink.
+
+Each file is built under a temp name beside its destination and renamed into
+place, so a reader never sees half a file. Links can never corrupt the cache
+because objects are read-only; an output the caller will modify in place
+(`writable=True`) and an empty file are always copies. When hard links or
+reflinks are not possible (another filesystem, too many links) the file is
+copied and one warning line says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from pivot_store import atomic, keys
+from pivot_store.errors import CheckoutError
+from pivot_store.manifest import Manifest
+from pivot_store.objects import ObjectStore
+
+log = logging.getLogger("pivot")
+FICLONE = 0x40049409
+_FALLBACK_ERRNOS = {
+    errno.EXDEV,
+    errno.EPERM,
+    errno.EMLINK,
+    errno.EOPNOTSUPP,
+    errno.EINVAL,
+    errno.ENOTTY,
+    errno.EACCES,
+}
+
+
+class Checkout:
+    """One checkout operation; remembers whether it already warned about fallback."""
+
+    def __init__(self, objects: ObjectStore, mode: str = "hardlink", *, writable: bool = False):
+        if mode not in ("hardlink", "symlink", "copy", "reflink"):
+            raise CheckoutError(
+                f"unknown checkout mode {mode!r}", "use hardlink, symlink, copy or reflink"
+            )
+        self.objects = objects
+        self.mode = "copy" if writable else mode
+        self.warned = False
+
+    # --- one file -----------------------------------------------------------
+    def file(self, oid: str, dest: Path, *, size: int | None = None, executable: bool = False):
+        """Make `dest` hold object `oid`."""
+        src = self.objects.path(oid)
+        try:
+            src_st = src.stat()
+        except FileNotFoundError:
+            raise CheckoutError(
+                f"object {oid} for {dest} is not in the cache", "run `pivot pull` first"
+            ) from None
+        if self._already(src, src_st, dest):
+            return
+        mode = "copy" if src_st.st_size == 0 else self.mode
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = atomic.temp_name(dest.parent)
+        try:
+            self._place(mode, src, tmp, executable)
+            if _is_dir(dest):
+                shutil.rmtree(dest)
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def _already(self, src: Path, src_st: os.stat_result, dest: Path) -> bool:
+        try:
+            st = os.lstat(dest)
+        except FileNotFoundError:
+            return False
+        if self.mode == "hardlink":
+            return st.st_ino == src_st.st_ino and st.st_dev == src_st.st_dev
+        if self.mode == "symlink":
+            return os.path.islink(dest) and os.readlink(dest) == str(src)
+        return False
+
+    def _place(self, mode: str, src: Path, tmp: Path, executable: bool) -> None:
+        if mode == "hardlink":
+            if self._try(os.link, src, tmp):
+                return
+        elif mode == "symlink":
+            os.symlink(src, tmp)
+            return
+        elif mode == "reflink" and self._try(_reflink, src, tmp):
+            os.chmod(tmp, 0o755 if executable else 0o644)
+            return
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o755 if executable else 0o644)
+
+    def _try(self, fn: Callable[[Path, Path], None], src: Path, tmp: Path) -> bool:
+        try:
+            fn(src, tmp)
+            return True
+        except OSError as e:
+            if e.errno not in _FALLBACK_ERRNOS:
+                raise
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            if not self.warned:
+                log.warning(
+                    "pivot: %s not possible here (%s); copying instead",
+                    self.mode,
+                    os.strerror(e.errno),
+                )
+                self.warned = True
+            return False
+
+    # --- a folder -----------------------------------------------------------
+    def tree(self, manifest: Manifest, dest: Path) -> None:
+        """Make folder `dest` match `manifest` exactly (extra files are removed)."""
+        if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+            dest.unlink()
+        dest.mkdir(parents=True, exist_ok=True)
+        checked: set[str] = set()
+        wanted: set[str] = set()
+        for e in manifest.entries:
+            parent = e.path.rpartition("/")[0]
+            if parent not in checked:  # a symlinked folder in the workspace must not
+                keys.workspace_path(dest, e.path)  # redirect writes out of `dest`
+                checked.add(parent)
+            target = dest / e.path
+            wanted.add(e.path)
+            if e.hash is None:
+                target.mkdir(parents=True, exist_ok=True)
+            else:
+                self.file(e.hash, target, size=e.size, executable=e.exec)
+        _remove_extra(dest, wanted)
+
+
+def _is_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _reflink(src: Path, dst: Path) -> None:
+    import fcntl
+
+    with open(src, "rb") as s, open(dst, "xb") as d:
+        fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
+
+
+def _remove_extra(dest: Path, wanted: set[str]) -> None:
+    keep_dirs = {p.rsplit("/", i)[0] for p in wanted for i in range(1, p.count("/") + 1)}
+    for folder, dirs, files in os.walk(dest, topdown=False):
+        rel_folder = os.path.relpath(folder, dest).replace(os.sep, "/")
+        prefix = "" if rel_folder == "." else rel_folder + "/"
+        for name in files:
+            if prefix + name not in wanted:
+                os.unlink(os.path.join(folder, name))
+        for name in dirs:
+            rel = prefix + name
+            full = os.path.join(folder, name)
+            if rel not in wanted and rel not in keep_dirs:
+                if os.path.islink(full):
+                    os.unlink(full)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.rmdir(full)

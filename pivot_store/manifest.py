@@ -1,0 +1,140 @@
+"""Directory manifests: a folder as one `.dir` object listing its files.
+
+The manifest is canonical JSON (entries sorted by posix relpath) so the same
+folder always gets the same id; files are ordinary objects, so two versions of
+a folder share every unchanged file. Empty folders are entries without a hash.
+Reading a manifest validates every path: a hostile manifest cannot name
+`../x` or an absolute path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pivot_store import keys
+from pivot_store import oid as oids
+from pivot_store.errors import ManifestError, PivotError, TrackError
+from pivot_store.hashing import canonical_json, hash_bytes
+from pivot_store.objects import ObjectStore
+from pivot_store.state import NullState
+
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str
+    hash: str | None  # None: an empty folder
+    size: int = 0
+    exec: bool = False
+
+
+@dataclass(frozen=True)
+class Manifest:
+    entries: tuple[Entry, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(e.size for e in self.entries)
+
+    def files(self) -> Iterator[Entry]:
+        return (e for e in self.entries if e.hash is not None)
+
+    def to_bytes(self) -> bytes:
+        rows = []
+        for e in sorted(self.entries, key=lambda e: e.path):
+            row: dict[str, object] = {"path": e.path}
+            if e.hash is None:
+                row["dir"] = True
+            else:
+                row.update(hash=e.hash, size=e.size, exec=e.exec)
+            rows.append(row)
+        return canonical_json({"version": MANIFEST_VERSION, "entries": rows})
+
+    def oid(self) -> str:
+        return hash_bytes(self.to_bytes()) + oids.DIR_SUFFIX
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str) -> Manifest:
+        try:
+            doc = json.loads(data)
+            if not isinstance(doc, dict) or doc.get("version") != MANIFEST_VERSION:
+                raise ValueError(f"unknown manifest version {doc.get('version')!r}")
+            entries = tuple(_entry(row) for row in doc["entries"])
+        except (ValueError, KeyError, TypeError, PivotError) as e:
+            raise ManifestError(
+                f"manifest {source} is malformed: {e}",
+                "run `pivot verify --repair` and pull it again",
+            ) from None
+        return cls(entries)
+
+
+def _entry(row: dict) -> Entry:
+    path = keys.validate_name(row["path"])
+    if row.get("dir"):
+        return Entry(path, None)
+    size = row["size"]
+    if not isinstance(size, int) or size < 0:
+        raise ValueError(f"bad size for {path!r}")
+    return Entry(path, oids.validate(row["hash"]), size, bool(row.get("exec", False)))
+
+
+def read_manifest(objects: ObjectStore, oid: str) -> Manifest:
+    return Manifest.from_bytes(objects.read_bytes(oid), oid)
+
+
+def scan(root: Path) -> Iterator[tuple[str, Path, os.stat_result | None]]:
+    """Yield (relpath, path, stat) for each file, (relpath, path, None) for empty dirs.
+
+    Symlinks are followed only when they stay inside `root`; one that leaves it
+    is refused, since its target is not part of the tracked folder.
+    """
+    root_r = root.resolve()
+    stack = [(root, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        if not entries and prefix:
+            yield prefix.rstrip("/"), Path(folder), None
+        for e in entries:
+            rel = prefix + e.name
+            if e.is_symlink():
+                target = Path(e.path).resolve()
+                if not target.is_relative_to(root_r) or not target.is_file():
+                    raise TrackError(
+                        f"{e.path} is a symlink to {target}, outside the tracked folder",
+                        "replace it with a copy of the file, or remove it",
+                    )
+                yield rel, Path(e.path), os.stat(e.path)
+            elif e.is_dir(follow_symlinks=False):
+                stack.append((Path(e.path), rel + "/"))
+            elif e.is_file(follow_symlinks=False):
+                yield rel, Path(e.path), e.stat(follow_symlinks=False)
+
+
+def build(
+    root: Path, objects: ObjectStore | None, state: NullState, *, move: bool = False
+) -> Manifest:
+    """Hash a folder; with `objects`, also add its files (and the manifest itself)."""
+    entries = []
+    for rel, path, st in scan(root):
+        keys.validate_name(rel)
+        if st is None:
+            entries.append(Entry(rel, None))
+            continue
+        executable = bool(st.st_mode & stat.S_IXUSR)
+        if objects is None:
+            h = state.hash(path, st)
+        else:
+            h = objects.add_file(path, move=move, executable=executable, state=state).oid
+        entries.append(Entry(rel, h, st.st_size, executable))
+    manifest = Manifest(tuple(entries))
+    if objects is not None:
+        objects.add_bytes(manifest.to_bytes(), suffix=oids.DIR_SUFFIX)
+    return manifest

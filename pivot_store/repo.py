@@ -1,0 +1,259 @@
+"""Repo: finds `.pivot/` and wires the store's parts together.
+
+Everything a script, the CLI or the Dagster layer does to a project goes
+through one Repo: it owns the paths, opens the state db lazily, and holds the
+writer lock that keeps gc from removing an object between its add and the
+lock that will name it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from pivot_store import keys
+from pivot_store import oid as oids
+from pivot_store.checkout import Checkout
+from pivot_store.config import Config, load_config, save_config
+from pivot_store.errors import LockError, NotAProject, TrackError
+from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord, read_lock, write_lock
+from pivot_store.manifest import Manifest, read_manifest
+from pivot_store.manifest import build as build_manifest
+from pivot_store.objects import ObjectStore
+from pivot_store.state import MIN_SIZE, State
+
+PIVOT_DIR = ".pivot"
+GITIGNORE = "/cache/\n/tmp/\n/state.lmdb/\n/gc.lock\n.tmp-*\n"
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    name: str
+    path: str | None
+    status: str  # ok | modified | missing from workspace | missing from cache | not checked out
+
+
+class Repo:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self.pivot_dir = self.root / PIVOT_DIR
+        self.stages_dir = self.pivot_dir / "stages"
+        self.runs_dir = self.pivot_dir / "runs"
+        self.config_path = self.pivot_dir / "config.yaml"
+
+    # --- finding and creating ----------------------------------------------
+    @classmethod
+    def find(cls, start: Path | None = None) -> Repo:
+        here = Path(start or Path.cwd()).resolve()
+        for folder in (here, *here.parents):
+            if (folder / PIVOT_DIR).is_dir():
+                return cls(folder)
+        raise NotAProject(f"no {PIVOT_DIR}/ folder in {here} or above", "run `pivot init`")
+
+    @classmethod
+    def init(cls, root: Path) -> Repo:
+        repo = cls(root)
+        repo.pivot_dir.mkdir(parents=True, exist_ok=True)
+        gi = repo.pivot_dir / ".gitignore"
+        if not gi.exists():
+            gi.write_text(GITIGNORE)
+        if not repo.config_path.exists():
+            save_config(repo.config_path, Config())
+        return repo
+
+    @classmethod
+    def open(cls, root: Path, *, create: bool = True) -> Repo:
+        """The project at exactly `root`, created if missing (the Dagster default)."""
+        if (Path(root) / PIVOT_DIR).is_dir():
+            return cls(root)
+        if not create:
+            raise NotAProject(f"{root} has no {PIVOT_DIR}/ folder", "run `pivot init` there")
+        return cls.init(root)
+
+    # --- parts --------------------------------------------------------------
+    @cached_property
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+    def save_config(self, config: Config) -> None:
+        save_config(self.config_path, config)
+        self.__dict__["config"] = config
+
+    @cached_property
+    def objects(self) -> ObjectStore:
+        return ObjectStore(self.pivot_dir / "cache" / "files", fsync=self.config.fsync)
+
+    @cached_property
+    def state(self) -> State:
+        return State(self.pivot_dir / "state.lmdb")
+
+    @contextlib.contextmanager
+    def writing(self, exclusive: bool = False) -> Iterator[None]:
+        """Hold the store lock: shared for writers, exclusive for gc.
+
+        An object added inside a shared hold cannot be collected before the
+        lock naming it is written, whatever gc's grace period.
+        """
+        self.pivot_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.pivot_dir / "gc.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    # --- locks --------------------------------------------------------------
+    def lock_path(self, name: str) -> Path:
+        return keys.lock_path(self.stages_dir, name)
+
+    def read_lock(self, name: str) -> Lock | None:
+        path = self.lock_path(name)
+        return read_lock(path) if path.exists() else None
+
+    def write_lock(self, lock: Lock) -> None:
+        write_lock(self.lock_path(lock.name), lock)
+
+    def lock_names(self) -> list[str]:
+        if not self.stages_dir.is_dir():
+            return []
+        names = [
+            keys.name_from_lock_path(self.stages_dir, p)
+            for p in self.stages_dir.rglob("*" + keys.LOCK_SUFFIX)
+        ]
+        return sorted(names)
+
+    def iter_locks(self, names: list[str] | None = None) -> Iterator[Lock]:
+        """The named locks (all when None); a name with no lock is an error."""
+        for name in names if names else self.lock_names():
+            lock = self.read_lock(name)
+            if lock is None:
+                raise LockError(f"no lock named {name!r}", "run `pivot status` to list locks")
+            yield lock
+
+    def iter_run_locks(self) -> Iterator[Lock]:
+        """Locks kept in the local run-cache (`.pivot/runs/`), for gc and lookups."""
+        if self.runs_dir.is_dir():
+            for p in sorted(self.runs_dir.rglob("*" + keys.LOCK_SUFFIX)):
+                yield read_lock(p)
+
+    # --- objects of outputs ---------------------------------------------------
+    def add_path(self, path: Path, *, move: bool = False) -> OutputRecord:
+        """Hash a file or folder into the cache; the record has no name or path yet."""
+        path = Path(path)
+        if path.is_symlink() and not path.resolve().is_relative_to(self.root):
+            raise TrackError(f"{path} is a symlink out of the project", "track its target")
+        if path.is_dir():
+            manifest = build_manifest(path, self.objects, self.state, move=move)
+            return OutputRecord(hash=manifest.oid(), size=manifest.size, kind="dir")
+        if not path.is_file():
+            raise TrackError(f"{path} does not exist", "create it first, or check the path")
+        added = self.objects.add_file(path, move=move, state=self.state)
+        return OutputRecord(hash=added.oid, size=added.size, kind="file")
+
+    def manifest(self, oid: str) -> Manifest:
+        return read_manifest(self.objects, oid)
+
+    def output_oids(self, out: OutputRecord) -> dict[str, int]:
+        """Every object an output needs: itself and, for a folder, its files."""
+        found = {out.hash: out.size}
+        if oids.is_dir(out.hash) and self.objects.exists(out.hash):
+            for e in self.manifest(out.hash).files():
+                found[e.hash] = e.size  # type: ignore[index]
+        return found
+
+    def checkout_output(
+        self,
+        out: OutputRecord,
+        dest: Path | None = None,
+        mode: str | None = None,
+        *,
+        writable: bool = False,
+    ) -> Path:
+        """Place an output at `dest` (default: its workspace path)."""
+        if dest is None:
+            if out.path is None:
+                raise TrackError(f"output {out.name!r} has no workspace path", "pass dest")
+            dest = keys.workspace_path(self.root, out.path)
+        co = Checkout(self.objects, mode or self.config.checkout_mode, writable=writable)
+        if out.kind == "dir":
+            co.tree(self.manifest(out.hash), dest)
+        else:
+            co.file(out.hash, dest, size=out.size)
+            if out.size >= MIN_SIZE and not writable:
+                self.state.set(dest, dest.stat(), out.hash)
+        return dest
+
+    # --- tracking workspace paths (pivot add / status / checkout) ------------
+    def track(self, path: Path) -> Lock:
+        """`pivot add`: store a workspace file or folder and write its lock."""
+        full = Path(os.path.abspath(path))
+        try:
+            rel = full.relative_to(self.root).as_posix()
+        except ValueError:
+            raise TrackError(
+                f"{path} is outside the project {self.root}", "move it inside"
+            ) from None
+        keys.workspace_path(self.root, rel)
+        move = self.config.checkout_mode in ("hardlink", "symlink")
+        with self.writing():
+            rec = self.add_path(full, move=move)
+            out = rec.model_copy(update={"name": rel, "path": rel})
+            lock = Lock.build(rel, FingerprintParts(), [out])
+            self.write_lock(lock)
+        self.checkout_output(out)
+        _gitignore_add(self.root, rel)
+        return lock
+
+    def output_status(self, out: OutputRecord) -> str:
+        if out.path is None:
+            return "ok" if self.objects.exists(out.hash) else "missing from cache"
+        dest = self.root / out.path
+        in_cache = self.objects.exists(out.hash)
+        if not dest.exists():
+            return "missing from workspace" if in_cache else "missing from cache"
+        if out.kind == "dir":
+            current = build_manifest(dest, None, self.state).oid() if dest.is_dir() else None
+        else:
+            current = self._file_hash(dest, out.hash)
+        if current != out.hash:
+            return "modified"
+        if not in_cache:
+            return "missing from cache"
+        return "ok"
+
+    def _file_hash(self, dest: Path, expected: str) -> str | None:
+        # No inode shortcut: a hardlinked file written in place (root ignores
+        # 0444) shares the object's inode, and only its stamp and bytes tell.
+        return None if dest.is_dir() else self.state.hash(dest)
+
+    def status(self, names: list[str] | None = None) -> list[StatusRow]:
+        rows = []
+        for lock in self.iter_locks(names):
+            for out in lock.outputs:
+                rows.append(StatusRow(lock.name, out.path, self.output_status(out)))
+        return rows
+
+    def checkout(self, names: list[str] | None = None, mode: str | None = None) -> list[Path]:
+        placed = []
+        for lock in self.iter_locks(names):
+            for out in lock.outputs:
+                if out.path is not None:
+                    placed.append(self.checkout_output(out, mode=mode))
+        return placed
+
+
+def _gitignore_add(root: Path, rel: str) -> None:
+    """List a tracked path in the project's .gitignore so git never commits its data."""
+    gi = root / ".gitignore"
+    line = "/" + rel
+    existing = gi.read_text().splitlines() if gi.exists() else []
+    if line not in existing:
+        with open(gi, "a") as f:
+            if existing and not gi.read_text().endswith("\n"):
+                f.write("\n")
+            f.write(line + "\n")
