@@ -38,7 +38,7 @@ def verify(objects: ObjectStore, *, repair: bool = False, jobs: int = 4) -> Veri
     result = VerifyResult()
     all_oids = list(objects.iter_oids())
     with ThreadPoolExecutor(jobs) as pool:  # xxhash releases the GIL on big buffers
-        for oid, ok in zip(all_oids, pool.map(lambda o: _check(objects, o), all_oids)):
+        for oid, ok in zip(all_oids, pool.map(lambda o: _check(objects, o), all_oids), strict=True):
             result.checked += 1
             if not ok:
                 result.corrupt.append(oid)
