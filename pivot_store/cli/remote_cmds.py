@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typer
-import yaml
 
 from pivot_store.cli.app import remote_app
 from pivot_store.cli.output import console
@@ -84,6 +83,8 @@ def default(name: str) -> None:
 @remote_app.command("modify")
 def modify(name: str, key: str, value: str) -> None:
     """Set one option of a remote (url, endpoint_url, region, profile, jobs, ...)."""
+    import yaml
+
     from pivot_store.config import Config
 
     repo = _repo()
