@@ -1,0 +1,61 @@
+"""Helpers for the local-store tests: a fresh Repo and an in-process CLI runner."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pivot_store.cli.app import main
+from pivot_store.repo import Repo
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def repo(project: Path) -> Repo:
+    """An initialized pivot project in the `project` folder (the cwd)."""
+    return Repo.init(project)
+
+
+class Cli:
+    """Run `pivot ...` in-process; returns (exit code, stdout, stderr)."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys = capsys
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        code = main([str(a) for a in args])
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(capsys)
+
+
+def pivot_subprocess(*args: str, cwd: Path, **kw) -> subprocess.CompletedProcess[str]:
+    """`pivot ...` as a real process (for exit codes and stderr without capture tricks)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pivot_store.cli.app", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kw,
+    )
+
+
+def assert_one_error_line(code: int, err: str, *needles: str) -> None:
+    """Contract line 6: one line `error: ...`, non-zero exit, no traceback."""
+    assert code == 1, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, err)
