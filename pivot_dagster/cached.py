@@ -1,0 +1,163 @@
+"""`cached`: skip an asset's body when pivot already holds its result.
+
+Dagster (1.8+) has no memoization, and nothing skips a launched step, so the
+decision is made inside the step: the wrapper computes the fingerprint before
+the body (see `fingerprint`), and on a hit returns
+`MaterializeResult(value=CacheHit(...), data_version=...)` so the IO manager
+only writes the lock and metadata. On a miss the body runs and the fingerprint
+parts reach `handle_output` through the output metadata, which also works
+under the multiprocess executor.
+
+Annotations are rewritten (`T` -> `pivot_type(T)`, the return to
+`MaterializeResult[pivot_type(T)]`) so Dagster's type checks accept the
+markers; inputs then arrive as `Deferred` and are deserialized only on a miss.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue
+
+from pivot_dagster import asset_keys, fingerprint, results
+from pivot_dagster.code_version import source_code_version
+from pivot_dagster.io_manager import PARTS_KEY, PivotIOManager
+from pivot_dagster.types import CacheHit, Deferred, pivot_type
+from pivot_store.lockfile import FingerprintParts
+from pivot_store.repo import Repo
+
+_CONTEXT_NAMES = ("context",)
+
+
+def cached(fn: Callable[..., Any] | None = None, *, code_version: str | None = None) -> Any:
+    """Decorate an asset function (under `@asset`) so a fingerprint match skips its body.
+
+    `code_version` overrides both the asset's and the one derived from source.
+    """
+    if fn is None:
+        return lambda f: cached(f, code_version=code_version)
+    derived = code_version or source_code_version(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = AssetExecutionContext.get()
+        plan = _plan(ctx, derived, code_version is not None)
+        if plan is not None:
+            repo, name, parts, remote = plan
+            hit = (
+                None
+                if fingerprint.has_missing(parts)
+                else results.find_result(repo, name, parts, remote)
+            )
+            if hit is not None:
+                h = hit.outputs[0].hash
+                ctx.log.info(f"pivot: cache hit for {name} (fingerprint {parts.digest(name)})")
+                return MaterializeResult(
+                    value=CacheHit(hit, parts),
+                    data_version=DataVersion(h),
+                    metadata={PARTS_KEY: MetadataValue.json(parts.model_dump(mode="json"))},
+                )
+        args = tuple(_resolve(a) for a in args)
+        kwargs = {k: _resolve(v) for k, v in kwargs.items()}
+        value = fn(*args, **kwargs)
+        if plan is None:
+            return value
+        meta = {PARTS_KEY: MetadataValue.json(plan[2].model_dump(mode="json"))}
+        if isinstance(value, MaterializeResult):
+            return value._replace(metadata={**(value.metadata or {}), **meta})
+        return MaterializeResult(value=value, metadata=meta)
+
+    wrapper.__signature__ = _rewrite_signature(fn)  # type: ignore[attr-defined]
+    wrapper.__pivot_code_version__ = derived  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _resolve(value: Any) -> Any:
+    return value.resolve() if isinstance(value, Deferred) else value
+
+
+def _rewrite_signature(fn: Callable[..., Any]) -> inspect.Signature:
+    sig = inspect.signature(fn)
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception:
+        hints = {}
+    params = []
+    for i, p in enumerate(sig.parameters.values()):
+        ann = hints.get(p.name, p.annotation)
+        is_ctx = i == 0 and (p.name in _CONTEXT_NAMES or _is_context_type(ann))
+        if is_ctx or _is_config_or_resource(ann) or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            params.append(p.replace(annotation=ann))
+        else:
+            inner = Any if ann is inspect.Parameter.empty else ann
+            params.append(p.replace(annotation=pivot_type(inner)))
+    ret = hints.get("return", sig.return_annotation)
+    if typing.get_origin(ret) is MaterializeResult:
+        args = typing.get_args(ret)
+        ret = args[0] if args else Any
+    elif ret is MaterializeResult or ret is inspect.Signature.empty:
+        ret = Any
+    return sig.replace(parameters=params, return_annotation=MaterializeResult[pivot_type(ret)])
+
+
+def _is_context_type(ann: Any) -> bool:
+    return isinstance(ann, type) and ann.__name__ in (
+        "AssetExecutionContext",
+        "OpExecutionContext",
+    )
+
+
+def _is_config_or_resource(ann: Any) -> bool:
+    """Config and resource parameters are Dagster's, not inputs: leave their annotations."""
+    from dagster import Config, ConfigurableResource, ResourceDefinition
+
+    if typing.get_origin(ann) is typing.Annotated:
+        return True  # ResourceParam[...] and friends
+    return isinstance(ann, type) and issubclass(
+        ann, Config | ConfigurableResource | ResourceDefinition
+    )
+
+
+def _plan(
+    ctx: AssetExecutionContext, derived: str | None, explicit: bool
+) -> tuple[Repo, str, FingerprintParts, str | None] | None:
+    """(repo, lock name, fingerprint parts, remote) or None when this step cannot be cached."""
+    assets_def = ctx.assets_def
+    if len(assets_def.keys) != 1:
+        ctx.log.warning("pivot: `cached` supports single-asset definitions; running the body")
+        return None
+    key = ctx.asset_key
+    op_ctx = ctx.op_execution_context
+    step = op_ctx._step_execution_context  # internal: the step's IO manager lives here
+    io = getattr(step.resources, assets_def.get_io_manager_key_for_asset_key(key), None)
+    if not isinstance(io, PivotIOManager):
+        ctx.log.warning("pivot: the asset's IO manager is not PivotIOManager; not cached")
+        return None
+    if op_ctx.has_partition_key_range and not op_ctx.has_partition_key:
+        return None
+    partition = op_ctx.partition_key if op_ctx.has_partition_key else None
+    repo = io.get_repo()
+    cv = derived if explicit else (assets_def.code_versions_by_key.get(key) or derived)
+    if cv is None:
+        ctx.log.warning("pivot: no code_version and no source to derive one; not cached")
+        return None
+    pairs = []
+    for input_name, up_key in assets_def.keys_by_input_name.items():
+        if up_key == key:
+            continue
+        if step.has_asset_partitions_for_input(input_name):
+            pairs += [(up_key, pk) for pk in op_ctx.asset_partition_keys_for_input(input_name)]
+        else:
+            pairs.append((up_key, None))
+    parts = fingerprint.build_parts(
+        code_version=cv,
+        params=op_ctx.op_config,
+        deps=fingerprint.dep_hashes(repo, pairs),
+        partition=partition,
+    )
+    name = asset_keys.lock_name(key, partition)
+    return repo, name, parts, io.remote_name() if io.pull_missing else None
