@@ -23,6 +23,8 @@ def encode_segment(text: str) -> str:
     """Any string -> one safe path segment (percent-encoding, leading dot escaped)."""
     if not isinstance(text, str) or text == "":
         raise UnsafeName(f"{text!r} cannot be a name segment", "use a non-empty string")
+    if not _is_utf8(text):
+        raise UnsafeName(f"name segment {text!r} is not valid UTF-8", "use a UTF-8 string")
     seg = quote(text, safe=_SAFE)
     if seg.startswith("."):
         seg = "%2E" + seg[1:]
@@ -45,6 +47,9 @@ def validate_name(name: str) -> str:
     problem = None
     if "\x00" in name:
         problem = "contains a NUL byte"
+    elif not _is_utf8(name):
+        # Lone surrogates (undecodable file names) cannot go into JSON or a key.
+        problem = "is not valid UTF-8 (rename the file)"
     elif name.startswith("/") or name.startswith("\\") or (len(name) > 1 and name[1] == ":"):
         problem = "is absolute"
     elif "\\" in name:
@@ -65,6 +70,14 @@ def validate_name(name: str) -> str:
             "names must be relative paths inside the project, without '..'",
         )
     return name
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def name_from_parts(parts: list[str]) -> str:

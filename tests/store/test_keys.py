@@ -1,0 +1,123 @@
+"""keys: names -> lock paths and remote keys; every escape is refused (contract line 6)."""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pivot_store import keys
+from pivot_store.errors import PivotError, UnsafeName
+
+texts = st.text(min_size=1, max_size=60)
+
+
+@settings(max_examples=50, deadline=None)
+@given(texts)
+def test_encode_segment_round_trips_and_is_safe(text: str) -> None:
+    seg = keys.encode_segment(text)
+    assert keys.decode_segment(seg) == text
+    assert "/" not in seg and "\\" not in seg and "\x00" not in seg
+    assert seg not in (".", "..")
+    assert not seg.startswith(".")
+    assert keys.validate_name(seg) == seg
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(texts, min_size=1, max_size=5))
+def test_name_from_parts_round_trips(parts: list[str]) -> None:
+    try:
+        name = keys.name_from_parts(parts)
+    except UnsafeName:  # only when the encoded name is too long
+        assert sum(len(keys.encode_segment(p)) + 1 for p in parts) > keys.MAX_NAME_BYTES
+        return
+    assert keys.parts_from_name(name) == parts
+    assert name.count("/") == len(parts) - 1
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab./\\\x00:é"), max_size=12))
+def test_validate_name_never_lets_a_name_escape(name: str) -> None:
+    try:
+        keys.validate_name(name)
+    except UnsafeName:
+        return
+    norm = posixpath.normpath(name)
+    assert norm.split("/")[0] != ".." and not posixpath.isabs(name)
+    assert "\x00" not in name and "\\" not in name
+    assert all(part not in ("", ".", "..") for part in name.split("/"))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        ".",
+        "..",
+        "../x",
+        "a/../../x",
+        "a/./b",
+        "a//b",
+        "a/",
+        "/etc/passwd",
+        "\\\\server\\share",
+        "C:/x",
+        "a\\..\\b",
+        "a\x00b",
+        "x" * 300,
+        "/".join(["abc"] * 400),
+    ],
+)
+def test_hostile_names_are_refused(bad: str) -> None:
+    with pytest.raises(UnsafeName) as e:
+        keys.validate_name(bad)
+    assert isinstance(e.value, PivotError) and e.value.fix
+
+
+def test_encode_segment_refuses_empty_and_overlong() -> None:
+    with pytest.raises(UnsafeName):
+        keys.encode_segment("")
+    with pytest.raises(UnsafeName, match="255"):
+        keys.encode_segment("é" * 200)
+
+
+def test_lock_path_stays_inside_stages(tmp_path: Path) -> None:
+    stages = tmp_path / "stages"
+    stages.mkdir()
+    p = keys.lock_path(stages, "a/b")
+    assert p == stages / "a" / "b.lock"
+    assert keys.name_from_lock_path(stages, p) == "a/b"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (stages / "evil").symlink_to(outside)
+    with pytest.raises(UnsafeName, match="outside"):
+        keys.lock_path(stages, "evil/x")
+
+
+def test_workspace_path_refuses_symlinked_escape(tmp_path: Path) -> None:
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "link").symlink_to(tmp_path)
+    assert keys.workspace_path(root, "data/x.csv") == root / "data" / "x.csv"
+    for bad in ("link/x", "../x", "/tmp/x"):
+        with pytest.raises(UnsafeName):
+            keys.workspace_path(root, bad)
+
+
+def test_run_prefix_validates_both_parts() -> None:
+    assert keys.run_prefix("a/b", "0123456789abcdef") == "runs/a/b/0123456789abcdef"
+    with pytest.raises(PivotError):
+        keys.run_prefix("a/b", "../../x")
+    with pytest.raises(UnsafeName):
+        keys.run_prefix("../a", "0123456789abcdef")
+
+
+def test_undecodable_names_are_unsafe_names_not_crashes() -> None:
+    # A file name that is not UTF-8 arrives as lone surrogates; it must be a clear error.
+    with pytest.raises(UnsafeName, match="UTF-8"):
+        keys.encode_segment("\udcff")
+    with pytest.raises(UnsafeName, match="UTF-8"):
+        keys.validate_name("data/\udcffx.csv")
