@@ -64,7 +64,9 @@ class FingerprintParts(_Model):
 
 
 class Lock(_Model):
-    schema_version: int = SCHEMA_VERSION
+    # Strict: a lock saying `schema_version: "2"` is from a newer pivot, not version 2
+    # coerced into this one.
+    schema_version: int = Field(default=SCHEMA_VERSION, ge=1, le=SCHEMA_VERSION, strict=True)
     name: str
     fingerprint: str
     parts: FingerprintParts = Field(default_factory=FingerprintParts)
@@ -103,6 +105,10 @@ def parse_lock(data: Any, source: str) -> Lock:
     """Validate already-decoded lock data; `source` names the file in errors."""
     if not isinstance(data, dict):
         raise LockError(f"{source} is not a lock (expected a mapping)", _FIX)
+    if "schema_version" not in data:
+        # Keys are written sorted, so schema_version is the last line: a lock cut
+        # short anywhere (a crash, a bad merge) has lost it.
+        raise LockError(f"{source} is truncated or not a lock (no schema_version)", _FIX)
     version = data.get("schema_version")
     if isinstance(version, int) and version > SCHEMA_VERSION:
         raise LockError(
@@ -130,6 +136,8 @@ def read_lock(path: Path) -> Lock:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise LockError(f"lock {path} does not exist", "materialize the asset first") from None
+    except OSError as e:
+        raise LockError(f"lock {path} cannot be read: {e.strerror}", _FIX) from None
     try:
         data = yaml.safe_load(raw)
     except yaml.YAMLError as e:
