@@ -1,0 +1,440 @@
+"""A remote: an fsspec filesystem plus the key layout shared with the local cache.
+
+```
+<remote>/files/ab/cdef...                          objects (same as the cache)
+<remote>/runs/<name>/<fingerprint>/<entry>.json    run-cache entries
+```
+
+Three backends share one small interface, so transfer code never asks what it
+is talking to: S3 (direct `head_object` / `list_objects_v2` / conditional PUT
+through s3fs, one request each), a local folder (temp file + `os.link`, the
+cache's own publishing rule) and any other fsspec filesystem (memory, gcs, az).
+Every write creates, never replaces (contract line 2). Errors are sorted here
+into transient (retry), missing (a fact), and permanent (RemoteError: stop,
+naming the remote and the fix).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pivot_store import atomic, keys
+from pivot_store import oid as oids
+from pivot_store.config import Config, RemoteConfig
+from pivot_store.errors import PivotError, RemoteError
+
+#: Below this many objects one HEAD each beats listing their prefixes; above
+#: it, one LIST per touched prefix (bench/remote.py --probe measures it).
+HEAD_MAX = 16
+#: Objects at or above this size are uploaded multipart / downloaded in ranges.
+MULTIPART_CHUNK = 16 * 2**20
+#: Attempts per operation on transient errors, on top of botocore's own retries.
+RETRIES = 6
+BACKOFF = 0.1
+T = TypeVar("T")
+
+_PERMANENT_CODES = {
+    "NoSuchBucket": "the bucket does not exist; create it or fix the remote URL",
+    "AccessDenied": "access denied; check the credentials' permissions on this bucket",
+    "AllAccessDisabled": "access to the bucket is disabled",
+    "InvalidAccessKeyId": "the access key is not valid; check AWS_ACCESS_KEY_ID or the profile",
+    "SignatureDoesNotMatch": "the secret key is wrong; check AWS_SECRET_ACCESS_KEY or the profile",
+    "ExpiredToken": "the session token has expired; refresh your credentials",
+    "InvalidToken": "the session token is not valid; refresh your credentials",
+    "InvalidBucketName": "the bucket name is not valid; fix the remote URL",
+    "PermanentRedirect": "the bucket is in another region; set `region` on the remote",
+    "AuthorizationHeaderMalformed": "wrong region for this bucket; set `region` on the remote",
+    "NoCredentialsError": "no credentials found; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+    "or a `profile` on the remote",
+}
+_TRANSIENT_CODES = {
+    "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling",
+    "ThrottlingException", "RequestTimeTooSkewed", "OperationAborted", "RequestLimitExceeded",
+    "500", "502", "503", "504",
+}  # fmt: skip
+
+
+class Transient(Exception):
+    """An error worth retrying (5xx, throttling, resets, timeouts)."""
+
+
+def error_code(exc: BaseException) -> tuple[str | None, int | None]:
+    """The S3 error code and HTTP status behind an exception, if there is one."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        resp = getattr(cur, "response", None)
+        if isinstance(resp, dict) and "Error" in resp:
+            status = resp.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            return resp["Error"].get("Code"), status
+        if type(cur).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+            return "NoCredentialsError", None
+        cur = cur.__cause__ or cur.__context__
+    return None, None
+
+
+def classify(exc: BaseException, remote: Remote, what: str = "") -> BaseException:
+    """Map a backend exception to RemoteError (permanent), Transient, or FileNotFoundError."""
+    if isinstance(exc, PivotError | Transient):
+        return exc
+    code, status = error_code(exc)
+    where = f" ({what})" if what else ""
+    if code in _PERMANENT_CODES:
+        return RemoteError(
+            f"remote {remote.name!r} ({remote.url}): {code}{where}", _PERMANENT_CODES[code]
+        )
+    if code in _TRANSIENT_CODES or (status is not None and status >= 500):
+        return Transient(f"{code or status}{where}")
+    if code in ("NoSuchKey", "404") or (code is None and isinstance(exc, FileNotFoundError)):
+        return FileNotFoundError(errno.ENOENT, f"not on remote {remote.name!r}", what)
+    if isinstance(exc, PermissionError) or code == "403":
+        return RemoteError(
+            f"remote {remote.name!r} ({remote.url}): access denied{where}",
+            "check the credentials and their permissions on this bucket or folder",
+        )
+    if code is None and isinstance(exc, OSError | TimeoutError | ConnectionError):
+        return Transient(f"{type(exc).__name__}: {exc}{where}")
+    if code is None and type(exc).__module__.split(".")[0] in ("aiohttp", "botocore", "urllib3"):
+        return Transient(f"{type(exc).__name__}: {exc}{where}")
+    return RemoteError(
+        f"remote {remote.name!r} ({remote.url}): {code or type(exc).__name__}: {exc}{where}",
+        "check the remote's URL and options in .pivot/config.yaml",
+    )
+
+
+def retrying(remote: Remote, fn: Callable[[], T], what: str, attempts: int = RETRIES) -> T:
+    """Run `fn`, retrying transient failures with jittered exponential backoff.
+
+    Permanent errors (RemoteError) and plain absence (FileNotFoundError) are
+    raised at once; a transient error that outlives every attempt becomes a
+    Transient naming the last cause.
+    """
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception as e:
+            err = classify(e, remote, what)
+            if isinstance(err, Transient) and attempt + 1 < attempts:
+                time.sleep(min(BACKOFF * 2**attempt, 5.0) * random.uniform(0.5, 1.5))
+                continue
+            if err is e:
+                raise
+            raise err from e
+    raise AssertionError("unreachable")
+
+
+class Remote:
+    """The generic backend: any fsspec filesystem (memory://, gs://, az://, ...)."""
+
+    kind = "fsspec"
+
+    def __init__(self, name: str, url: str, fs: Any, root: str) -> None:
+        self.name = name
+        self.url = url
+        self.fs = fs
+        self.root = root.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.url}>"
+
+    # --- keys ---------------------------------------------------------------
+    def object_key(self, oid: str) -> str:
+        return f"{self.root}/files/{oids.relpath(oid)}"
+
+    def key(self, rel: str) -> str:
+        """An absolute key for a path relative to the remote root (validated)."""
+        return f"{self.root}/{keys.validate_name(rel)}"
+
+    # --- checks -------------------------------------------------------------
+    def check(self, *, create: bool = False, must_exist: bool = True) -> None:
+        """Fail fast (RemoteError) when the remote cannot be used at all."""
+        if create:
+            with contextlib.suppress(FileExistsError):
+                self.fs.makedirs(self.root, exist_ok=True)
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(key))
+
+    def list_names(self, key: str) -> list[str]:
+        """Base names directly under folder `key`; empty when it does not exist."""
+        try:
+            entries = self.fs.ls(key, detail=False)
+        except FileNotFoundError:
+            return []
+        return [str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries]
+
+    def list_dirs(self, key: str) -> list[str]:
+        return self.list_names(key)
+
+    def present(self, wanted: Iterable[str], *, map_fn: Any = map) -> set[str]:
+        """Which of `wanted` the remote has: HEADs for a handful, else one LIST per prefix."""
+        wanted = set(wanted)
+        if len(wanted) <= HEAD_MAX:
+
+            def head(o: str) -> tuple[str, bool]:
+                key = self.object_key(o)
+                return o, retrying(self, lambda: self.exists(key), key)
+
+            return {o for o, ok in map_fn(head, sorted(wanted)) if ok}
+        by_prefix: dict[str, set[str]] = {}
+        for o in wanted:
+            by_prefix.setdefault(o[:2], set()).add(o)
+
+        def one(prefix: str) -> set[str]:
+            key = f"{self.root}/files/{prefix}"
+            names = retrying(self, lambda: self.list_names(key), f"listing {key}")
+            return {prefix + n for n in names} & by_prefix[prefix]
+
+        out: set[str] = set()
+        for s in map_fn(one, sorted(by_prefix)):
+            out |= s
+        return out
+
+    # --- writing: create, never replace --------------------------------------
+    def put_file(self, local: Path, key: str) -> bool:
+        """Upload `local` to `key` unless `key` exists; True if this call wrote it."""
+        if self.fs.exists(key):
+            return False
+        self.fs.put_file(str(local), key)
+        return True
+
+    def put_bytes(self, key: str, data: bytes) -> bool:
+        if self.fs.exists(key):
+            return False
+        self.fs.pipe_file(key, data)
+        return True
+
+    # --- reading ------------------------------------------------------------
+    def get_bytes(self, key: str) -> bytes:
+        return self.fs.cat_file(key)
+
+    def get_file(self, key: str, local: Path) -> None:
+        """Download a large object into `local` (ranged and parallel where possible)."""
+        self.fs.get_file(key, str(local))
+
+
+class S3Remote(Remote):
+    """S3 through s3fs, one request per operation and conditional creates."""
+
+    kind = "s3"
+
+    def _bk(self, key: str) -> tuple[str, str]:
+        bucket, _, path = key.partition("/")
+        return bucket, path
+
+    def check(self, *, create: bool = False, must_exist: bool = True) -> None:
+        bucket, _ = self._bk(self.root)
+        try:
+            self.fs.call_s3("head_bucket", Bucket=bucket)
+        except Exception as e:
+            code, status = error_code(e)
+            if code in ("404", "NoSuchBucket") or status == 404:
+                raise RemoteError(
+                    f"remote {self.name!r} ({self.url}): bucket {bucket!r} does not exist",
+                    "create the bucket or fix the URL with `pivot remote add`",
+                ) from None
+            if code in ("403", "AccessDenied") or status == 403:
+                raise RemoteError(
+                    f"remote {self.name!r} ({self.url}): access to bucket {bucket!r} denied",
+                    "check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                    "`profile`) and their permissions",
+                ) from None
+            err = classify(e, self, f"bucket {bucket}")
+            raise err from None
+
+    def exists(self, key: str) -> bool:
+        bucket, path = self._bk(key)
+        try:
+            self.fs.call_s3("head_object", Bucket=bucket, Key=path)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def _list(self, key: str, delimiter: bool) -> list[str]:
+        bucket, path = self._bk(key.rstrip("/") + "/")
+        names: list[str] = []
+        token: str | None = None
+        while True:
+            kw: dict[str, Any] = {"Bucket": bucket, "Prefix": path}
+            if delimiter:
+                kw["Delimiter"] = "/"
+            if token:
+                kw["ContinuationToken"] = token
+            out = self.fs.call_s3("list_objects_v2", **kw)
+            if delimiter:
+                names += [
+                    p["Prefix"][len(path) :].rstrip("/") for p in out.get("CommonPrefixes", [])
+                ]
+            else:
+                names += [o["Key"][len(path) :] for o in out.get("Contents", [])]
+            token = out.get("NextContinuationToken")
+            if not out.get("IsTruncated") or not token:
+                return names
+
+    def list_names(self, key: str) -> list[str]:
+        return [n for n in self._list(key, False) if "/" not in n]
+
+    def list_dirs(self, key: str) -> list[str]:
+        return self._list(key, True)
+
+    def put_file(self, local: Path, key: str) -> bool:
+        try:
+            self.fs.put_file(
+                str(local), key, mode="create", chunksize=MULTIPART_CHUNK,
+                ContentType="application/octet-stream",
+            )  # fmt: skip
+        except FileExistsError:
+            return False  # If-None-Match refused it: already there (maybe our retried PUT)
+        return True
+
+    def put_bytes(self, key: str, data: bytes) -> bool:
+        bucket, path = self._bk(key)
+        try:
+            self.fs.call_s3("put_object", Bucket=bucket, Key=path, Body=data, IfNoneMatch="*")
+        except FileExistsError:
+            return False
+        return True
+
+    def get_file(self, key: str, local: Path) -> None:
+        self.fs.get_file(key, str(local), chunksize=MULTIPART_CHUNK)
+
+
+class LocalRemote(Remote):
+    """A folder (file:// or a path): publishes like the cache, by temp + os.link."""
+
+    kind = "local"
+
+    def _p(self, key: str) -> Path:
+        return Path(key)
+
+    def check(self, *, create: bool = False, must_exist: bool = True) -> None:
+        root = Path(self.root)
+        if create:
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise RemoteError(
+                    f"remote {self.name!r} ({self.url}): cannot create {root}: {e.strerror}",
+                    "fix the path or its permissions",
+                ) from None
+        elif must_exist and not root.is_dir():
+            raise RemoteError(
+                f"remote {self.name!r} ({self.url}): {root} does not exist",
+                "fix the URL with `pivot remote add`, or push to it first",
+            )
+
+    def exists(self, key: str) -> bool:
+        return os.path.exists(key)
+
+    def list_names(self, key: str) -> list[str]:
+        try:
+            return [n for n in os.listdir(key) if not atomic.is_temp(n)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def _publish(self, key: str, write: Any) -> bool:
+        final = self._p(key)
+        if final.exists():
+            return False
+        with atomic.temp_file(final.parent) as (tmp, f):
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+            os.chmod(tmp, 0o444)
+        return atomic.publish_new(tmp, final) if tmp.exists() else False
+
+    def put_file(self, local: Path, key: str) -> bool:
+        def write(f: Any) -> None:
+            with open(local, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 20)
+
+        return self._publish(key, write)
+
+    def put_bytes(self, key: str, data: bytes) -> bool:
+        return self._publish(key, lambda f: f.write(data))
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._p(key).read_bytes()
+
+    def get_file(self, key: str, local: Path) -> None:
+        shutil.copyfile(key, local)
+
+
+def _s3_options(opts: dict[str, Any], jobs: int) -> dict[str, Any]:
+    """Config-file names -> s3fs kwargs (`region`, `profile`, AWS_ENDPOINT_URL)."""
+    opts = dict(opts)
+    client_kwargs = dict(opts.pop("client_kwargs", None) or {})
+    region = opts.pop("region", None) or opts.pop("region_name", None)
+    if region:
+        client_kwargs.setdefault("region_name", region)
+    endpoint = opts.get("endpoint_url") or client_kwargs.get("endpoint_url")
+    if not endpoint:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            opts["endpoint_url"] = endpoint
+    if client_kwargs:
+        opts["client_kwargs"] = client_kwargs
+    config_kwargs = dict(opts.pop("config_kwargs", None) or {})
+    # One pooled connection per job, plus the parts of a multipart upload.
+    config_kwargs.setdefault("max_pool_connections", max(jobs, 10) + 10)
+    opts["config_kwargs"] = config_kwargs
+    opts.setdefault("skip_instance_cache", True)
+    return opts
+
+
+def open_remote(
+    config: Config | None = None,
+    name: str | None = None,
+    *,
+    remote: RemoteConfig | None = None,
+    jobs: int = 20,
+) -> Remote:
+    """The remote called `name` (or the default) in `config`, ready to use.
+
+    An unknown name is a ConfigError naming the configured ones; an unknown
+    protocol or a missing backend package is a RemoteError saying what to install.
+    """
+    if remote is None:
+        if config is None:
+            raise ValueError("open_remote needs a config or a remote")
+        name, remote = config.remote(name)
+    name = name or "remote"
+    return from_url(remote.url, remote.storage_options(), name=name, jobs=jobs)
+
+
+def from_url(url: str, options: dict[str, Any] | None = None, *, name: str = "remote",
+             jobs: int = 20) -> Remote:  # fmt: skip
+    import fsspec
+
+    options = dict(options or {})
+    protocol, _, rest = url.partition("://") if "://" in url else ("file", "", url)
+    if protocol in ("file", "local"):
+        return LocalRemote(name, url, None, os.path.abspath(rest or "/"))
+    try:
+        cls = fsspec.get_filesystem_class(protocol)
+    except (ImportError, ValueError) as e:
+        raise RemoteError(
+            f"remote {name!r} ({url}): no filesystem for {protocol}:// ({e})",
+            f"install the fsspec backend for {protocol} (e.g. `pip install s3fs`)",
+        ) from None
+    if protocol in ("s3", "s3a"):
+        options = _s3_options(options, jobs)
+    try:
+        fs = cls(**options)
+    except TypeError as e:
+        raise RemoteError(
+            f"remote {name!r} ({url}): bad storage option: {e}",
+            "fix the remote's options in .pivot/config.yaml",
+        ) from None
+    root = cls._strip_protocol(url)
+    kind = S3Remote if protocol in ("s3", "s3a") else Remote
+    return kind(name, url, fs, root)

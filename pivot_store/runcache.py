@@ -1,0 +1,151 @@
+"""Run-cache entries on a remote: fingerprint -> the results computed for it.
+
+```
+<remote>/runs/<name>/<fingerprint>/<entry-id>.json
+```
+
+An entry is a lock record plus the time it was published. Its file name is
+the xxh64 of the lock record (canonical JSON, no timestamp), so the same result
+pushed twice lands on the same name and is skipped, while a second, different
+result for one fingerprint (a non-deterministic asset, a different library
+version) gets its own name beside the first: entries are never overwritten
+(contract line 2). Readers check that the name matches the record, so an entry
+cannot claim a result it does not hold.
+
+Publishing order is the writer's job (transfer.push: objects, then manifests,
+then the entry); this module only names, writes and reads entries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pivot_store import keys
+from pivot_store.errors import LockError
+from pivot_store.hashing import canonical_json, hash_json
+from pivot_store.lockfile import Lock, parse_lock
+from pivot_store.remote import Remote, retrying
+
+log = logging.getLogger("pivot")
+ENTRY_VERSION = 1
+_HEX16 = re.compile(r"[0-9a-f]{16}")
+SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One published result: `lock` names its objects; `created_at` orders entries."""
+
+    lock: Lock
+    created_at: str
+    entry_id: str
+
+    @property
+    def name(self) -> str:
+        return self.lock.name
+
+    @property
+    def fingerprint(self) -> str:
+        return self.lock.fingerprint
+
+
+def entry_id(lock: Lock) -> str:
+    """The entry's name: the hash of the lock record, so equal results share it."""
+    return hash_json(lock.to_data())
+
+
+def entry_rel(lock: Lock) -> str:
+    """`runs/<name>/<fingerprint>/<entry-id>.json`, relative to the remote root."""
+    return f"{keys.run_prefix(lock.name, lock.fingerprint)}/{entry_id(lock)}{SUFFIX}"
+
+
+def entry_bytes(lock: Lock, created_at: datetime | None = None) -> bytes:
+    when = (created_at or datetime.now(UTC)).astimezone(UTC)
+    return canonical_json(
+        {
+            "schema_version": ENTRY_VERSION,
+            "created_at": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "lock": lock.to_data(),
+        }
+    )
+
+
+def parse_entry(data: bytes, source: str, expected_id: str | None = None) -> RunEntry:
+    """Validate an entry; LockError names the source when anything is off."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise LockError(
+            f"run-cache entry {source} is not JSON", "delete it from the remote"
+        ) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("created_at"), str):
+        raise LockError(f"run-cache entry {source} is malformed", "delete it from the remote")
+    version = doc.get("schema_version")
+    if not isinstance(version, int) or version > ENTRY_VERSION:
+        raise LockError(
+            f"run-cache entry {source} has schema_version {version!r}, "
+            f"newer than this pivot ({ENTRY_VERSION})",
+            "upgrade pivot-dagster",
+        )
+    lock = parse_lock(doc.get("lock"), source)
+    eid = entry_id(lock)
+    if expected_id is not None and eid != expected_id:
+        raise LockError(
+            f"run-cache entry {source} holds a record that hashes to {eid}",
+            "the entry was edited or corrupted; delete it from the remote",
+        )
+    return RunEntry(lock, doc["created_at"], eid)
+
+
+def write_entry(remote: Remote, lock: Lock, created_at: datetime | None = None) -> bool:
+    """Create the entry for `lock` unless it exists; True if this call wrote it.
+
+    The caller must have pushed the objects the lock names first.
+    """
+    key = remote.key(entry_rel(lock))
+    data = entry_bytes(lock, created_at)
+    return retrying(remote, lambda: remote.put_bytes(key, data), f"run-cache entry {key}")
+
+
+def entry_exists(remote: Remote, lock: Lock) -> bool:
+    key = remote.key(entry_rel(lock))
+    return retrying(remote, lambda: remote.exists(key), f"run-cache entry {key}")
+
+
+def lookup(remote: Remote, name: str, fingerprint: str) -> list[RunEntry]:
+    """Every valid entry for (name, fingerprint), newest first; [] on a miss.
+
+    A malformed or mismatched entry is skipped with a warning rather than
+    failing the lookup: the worst it can cost is a recomputation.
+    """
+    prefix = remote.key(keys.run_prefix(name, fingerprint))
+    names = retrying(remote, lambda: remote.list_names(prefix), f"run-cache {prefix}")
+    found = []
+    for n in names:
+        stem = n[: -len(SUFFIX)]
+        if not n.endswith(SUFFIX) or not _HEX16.fullmatch(stem):
+            continue
+        key = f"{prefix}/{n}"
+        try:
+            data = retrying(remote, lambda key=key: remote.get_bytes(key), f"run-cache {key}")
+            entry = parse_entry(data, f"{remote.name}:{key}", expected_id=stem)
+        except (LockError, FileNotFoundError) as e:
+            log.warning("pivot: skipping run-cache entry %s: %s", key, e)
+            continue
+        if entry.name != name or entry.fingerprint != fingerprint:
+            log.warning("pivot: skipping run-cache entry %s: it is for another result", key)
+            continue
+        found.append(entry)
+    found.sort(key=lambda e: (e.created_at, e.entry_id), reverse=True)
+    return found
+
+
+def fingerprints(remote: Remote, name: str) -> list[str]:
+    """The fingerprints with at least one entry for `name` (for a pull sensor's scan)."""
+    prefix = remote.key(f"runs/{keys.validate_name(name)}")
+    found = retrying(remote, lambda: remote.list_dirs(prefix), f"run-cache {prefix}")
+    return sorted(f for f in found if _HEX16.fullmatch(f))

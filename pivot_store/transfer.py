@@ -1,0 +1,399 @@
+"""Push and fetch objects between the local cache and a remote.
+
+The order is the contract's: push sends files, then directory manifests, then
+run-cache entries, each only once everything it names is on the remote;
+fetch reads manifests first, then their files. Work runs on `jobs` threads;
+transient errors are retried in `remote.retrying`; the first permanent error
+(no bucket, denied) stops the whole transfer and is raised as it is. Any other
+per-object failure (missing locally, missing on the remote, a hash mismatch)
+is recorded, the rest carry on, and the result says what failed.
+
+Nothing here prints: progress goes to a `Progress` callback (the CLI draws it).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pivot_store import atomic, runcache
+from pivot_store import oid as oids
+from pivot_store.errors import CorruptObject, PivotError, RemoteError, TransferError
+from pivot_store.hashing import hash_bytes
+from pivot_store.lockfile import Lock
+from pivot_store.manifest import Manifest, read_manifest
+from pivot_store.objects import ObjectStore
+from pivot_store.remote import MULTIPART_CHUNK, Remote, Transient, retrying
+
+DEFAULT_JOBS = 20
+
+
+class Progress(Protocol):
+    def plan(self, objects: int, nbytes: int) -> None: ...
+    def done(self, oid: str, nbytes: int, status: str) -> None: ...
+
+
+class NullProgress:
+    def plan(self, objects: int, nbytes: int) -> None:
+        pass
+
+    def done(self, oid: str, nbytes: int, status: str) -> None:
+        pass
+
+
+@dataclass
+class Item:
+    """One object to move: which locks need it, how big it is (None: unknown)."""
+
+    oid: str
+    size: int | None
+    locks: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Result:
+    """What a push or fetch did. `ok` is False when anything failed."""
+
+    remote: str
+    direction: str
+    dry_run: bool = False
+    transferred: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)  # already at the destination
+    planned: list[Item] = field(default_factory=list)  # dry run: what would move
+    failed: dict[str, str] = field(default_factory=dict)  # oid or entry -> reason
+    entries: list[str] = field(default_factory=list)  # run-cache entries written
+    nbytes: int = 0
+    complete_locks: list[str] = field(default_factory=list)  # every object now local/remote
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "remote": self.remote,
+            "direction": self.direction,
+            "dry_run": self.dry_run,
+            "transferred": len(self.transferred),
+            "already_present": len(self.present),
+            "bytes": self.nbytes,
+            "entries_written": len(self.entries),
+            "planned": [
+                {"oid": i.oid, "size": i.size, "locks": sorted(i.locks)} for i in self.planned
+            ],
+            "failed": dict(sorted(self.failed.items())),
+        }
+
+    def raise_for_failures(self) -> None:
+        if not self.failed:
+            return
+        verb = "push to" if self.direction == "push" else "pull from"
+        first = "; ".join(f"{k}: {v}" for k, v in sorted(self.failed.items())[:3])
+        more = f" (and {len(self.failed) - 3} more)" if len(self.failed) > 3 else ""
+        raise TransferError(
+            f"{len(self.failed)} object(s) failed to {verb} remote {self.remote!r}: {first}{more}",
+            "fix the cause and rerun; what succeeded is kept",
+            failures=[f"{k}: {v}" for k, v in sorted(self.failed.items())],
+        )
+
+
+class _Pool:
+    """Run a function over items on `jobs` threads; a RemoteError stops everything."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = max(1, jobs)
+        self.stop: BaseException | None = None
+        self.lock = threading.Lock()
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+        items = list(items)
+        if not items:
+            return []
+
+        def guarded(item: Any) -> Any:
+            if self.stop is not None:
+                return None
+            try:
+                return fn(item)
+            except RemoteError as e:
+                with self.lock:
+                    self.stop = self.stop or e
+                return None
+
+        if self.jobs == 1 or len(items) == 1:
+            out = [guarded(i) for i in items]
+        else:
+            with ThreadPoolExecutor(min(self.jobs, len(items)), "pivot-transfer") as ex:
+                out = list(ex.map(guarded, items))
+        if self.stop is not None:
+            raise self.stop
+        return out
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, FileNotFoundError):
+        return "not on the remote"
+    return str(e) if isinstance(e, PivotError | Transient) else f"{type(e).__name__}: {e}"
+
+
+# --- push ---------------------------------------------------------------------
+def _push_plan(
+    objects: ObjectStore, locks: list[Lock]
+) -> tuple[dict[str, Item], dict[str, Item], dict[str, str], set[str]]:
+    """(files, manifests, missing, incomplete locks): every object the locks name."""
+    files: dict[str, Item] = {}
+    dirs: dict[str, Item] = {}
+    missing: dict[str, str] = {}
+    incomplete: set[str] = set()
+
+    def need(table: dict[str, Item], oid: str, size: int | None, lock: str) -> None:
+        if not objects.exists(oid):
+            missing[oid] = f"not in the local cache (needed by {lock}); re-materialize it"
+            incomplete.add(lock)
+            return
+        table.setdefault(oid, Item(oid, size)).locks.add(lock)
+
+    for lock in locks:
+        for out in lock.outputs:
+            if not oids.is_dir(out.hash):
+                need(files, out.hash, out.size, lock.name)
+                continue
+            if not objects.exists(out.hash):
+                need(dirs, out.hash, None, lock.name)
+                continue
+            need(dirs, out.hash, objects.size(out.hash), lock.name)
+            for e in read_manifest(objects, out.hash).files():
+                need(files, e.hash, e.size, lock.name)  # type: ignore[arg-type]
+    return files, dirs, missing, incomplete
+
+
+def push(
+    objects: ObjectStore,
+    remote: Remote,
+    locks: list[Lock],
+    *,
+    jobs: int = DEFAULT_JOBS,
+    dry_run: bool = False,
+    run_cache: bool = True,
+    progress: Progress | None = None,
+) -> Result:
+    """Upload what the locks name and the remote lacks, then their run-cache entries.
+
+    Never overwrites: objects the existence check finds are skipped, and every
+    write is a create (a conditional PUT on S3). A lock whose objects are not
+    all on the remote afterwards gets no run-cache entry.
+    """
+    progress = progress or NullProgress()
+    result = Result(remote.name, "push", dry_run=dry_run)
+    pool = _Pool(jobs)
+    remote.check(create=not dry_run, must_exist=False)
+    files, dirs, missing, incomplete = _push_plan(objects, locks)
+    result.failed.update(missing)
+    every = {**files, **dirs}
+    have = remote.present(every, map_fn=pool.map)
+    result.present = sorted(have)
+    todo = [every[o] for o in sorted(every) if o not in have]
+    progress.plan(len(todo), sum(i.size or objects.size(i.oid) for i in todo))
+    if dry_run:
+        result.planned = todo
+        return result
+
+    def upload(item: Item) -> None:
+        key = remote.object_key(item.oid)
+        size = item.size if item.size is not None else objects.size(item.oid)
+        try:
+            retrying(remote, lambda: remote.put_file(objects.path(item.oid), key), key)
+        except RemoteError:
+            raise
+        except Exception as e:
+            result.failed[item.oid] = _reason(e)
+            progress.done(item.oid, size, "failed")
+            return
+        with pool.lock:
+            result.transferred.append(item.oid)
+            result.nbytes += size
+        progress.done(item.oid, size, "sent")
+
+    pool.map(upload, [i for i in todo if not oids.is_dir(i.oid)])
+    # A manifest goes up only once every file it lists is there.
+    bad_locks = {lk for o in result.failed for i in (every.get(o),) if i for lk in i.locks}
+    bad_locks |= incomplete
+    pool.map(upload, [i for i in todo if oids.is_dir(i.oid) and not i.locks & bad_locks])
+    bad_locks |= {lk for o in result.failed for i in (every.get(o),) if i for lk in i.locks}
+    result.transferred.sort()
+    result.complete_locks = sorted(lock.name for lock in locks if lock.name not in bad_locks)
+    if run_cache:
+        good = [lock for lock in locks if lock.name not in bad_locks]
+
+        def publish(lock: Lock) -> None:
+            try:
+                if runcache.write_entry(remote, lock):
+                    with pool.lock:
+                        result.entries.append(runcache.entry_rel(lock))
+            except RemoteError:
+                raise
+            except Exception as e:
+                result.failed[runcache.entry_rel(lock)] = _reason(e)
+
+        pool.map(publish, good)
+        result.entries.sort()
+    return result
+
+
+# --- fetch --------------------------------------------------------------------
+def download(objects: ObjectStore, remote: Remote, oid: str, size: int | None = None) -> bool:
+    """Bring one object into the cache, hash-checked (contract line 3).
+
+    Small objects arrive in one GET and are hashed in memory before a byte is
+    written; large ones are fetched in parallel ranges into a temp file and
+    hashed before publishing. A mismatch raises CorruptObject naming the object
+    and the remote, and the temp file is removed. True if newly added.
+    """
+    key = remote.object_key(oid)
+    source = f"remote {remote.name!r} ({remote.url})"
+    with atomic.temp_file(objects.tmp_dir, ".pull") as (tmp, f):
+        if size is not None and size >= 2 * MULTIPART_CHUNK:
+            f.close()
+            retrying(remote, lambda: remote.get_file(key, tmp), key)
+        else:
+            data = retrying(remote, lambda: remote.get_bytes(key), key)
+            actual = hash_bytes(data) + (oids.DIR_SUFFIX if oids.is_dir(oid) else "")
+            if actual != oid:
+                raise CorruptObject(
+                    f"object {oid} from {source} hashes to {actual[:16]}",
+                    "the remote copy is corrupt or was tampered with; nothing was kept",
+                )
+            f.write(data)
+            f.flush()
+            f.close()
+        return objects.insert_verified(tmp, oid, source=source)
+
+
+def fetch(
+    objects: ObjectStore,
+    remote: Remote,
+    locks: list[Lock],
+    *,
+    jobs: int = DEFAULT_JOBS,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> Result:
+    """Download what the locks name and the cache lacks: manifests, then their files.
+
+    One object failing does not stop the others; `Result.failed` names each.
+    """
+    progress = progress or NullProgress()
+    result = Result(remote.name, "pull", dry_run=dry_run)
+    pool = _Pool(jobs)
+    remote.check()
+
+    def get(item: Item) -> None:
+        try:
+            new = download(objects, remote, item.oid, item.size)
+        except RemoteError:
+            raise
+        except Exception as e:
+            result.failed[item.oid] = _reason(e)
+            progress.done(item.oid, item.size or 0, "failed")
+            return
+        size = item.size if item.size is not None else objects.size(item.oid)
+        with pool.lock:
+            (result.transferred if new else result.present).append(item.oid)
+            result.nbytes += size if new else 0
+        progress.done(item.oid, size, "received")
+
+    # Phase 1: top-level objects (files and manifests) named by the locks.
+    top: dict[str, Item] = {}
+    for lock in locks:
+        for out in lock.outputs:
+            size = None if oids.is_dir(out.hash) else out.size
+            top.setdefault(out.hash, Item(out.hash, size)).locks.add(lock.name)
+    local_top = [o for o in top if objects.exists(o)]
+    dirs = {o: i for o, i in top.items() if oids.is_dir(o)}
+    todo = [top[o] for o in sorted(top) if o not in local_top]
+    if dry_run:
+        # Manifests not yet local cannot be read, so their files are not listed.
+        result.planned = todo + _children_missing(objects, dirs, local_top)
+        result.present = sorted(local_top)
+        return result
+    progress.plan(len(todo), sum(i.size or 0 for i in todo))
+    pool.map(get, [i for i in todo if oids.is_dir(i.oid)])
+    # Phase 2: files, including those listed by the manifests now local.
+    children = _children_missing(objects, dirs, list(top))
+    files = [i for i in todo if not oids.is_dir(i.oid)] + children
+    progress.plan(len(children), sum(i.size or 0 for i in children))
+    pool.map(get, files)
+    result.present.extend(o for o in local_top if o not in result.present)
+    result.present.sort()
+    result.transferred.sort()
+    failed_locks = {lk for o in result.failed for i in (top.get(o),) if i for lk in i.locks}
+    failed_locks |= {lk for i in children if i.oid in result.failed for lk in i.locks}
+    result.complete_locks = sorted({lock.name for lock in locks} - failed_locks)
+    return result
+
+
+def _children_missing(objects: ObjectStore, dirs: dict[str, Item], ready: list[str]) -> list[Item]:
+    out: dict[str, Item] = {}
+    for oid, item in dirs.items():
+        if oid not in ready or not objects.exists(oid):
+            continue
+        for e in read_manifest(objects, oid).files():
+            if e.hash not in out and not objects.exists(e.hash):  # type: ignore[arg-type]
+                out[e.hash] = Item(e.hash, e.size)  # type: ignore[index]
+            if e.hash in out:
+                out[e.hash].locks |= item.locks  # type: ignore[index]
+    return [out[o] for o in sorted(out)]
+
+
+# --- status -------------------------------------------------------------------
+@dataclass
+class RemoteStatus:
+    """For `pivot status --remote`: (lock, oid) pairs missing on each side."""
+
+    remote: str
+    missing_on_remote: list[tuple[str, str]] = field(default_factory=list)
+    missing_locally: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.missing_on_remote and not self.missing_locally
+
+
+def remote_status(
+    objects: ObjectStore, remote: Remote, locks: list[Lock], *, jobs: int = DEFAULT_JOBS
+) -> RemoteStatus:
+    """Compare the objects the locks name with the cache and the remote (reads only).
+
+    Files of a folder whose manifest is on neither side cannot be listed; the
+    manifest itself is reported instead.
+    """
+    pool = _Pool(jobs)
+    remote.check(must_exist=False)
+    owners: dict[str, set[str]] = {}
+    for lock in locks:
+        for out in lock.outputs:
+            owners.setdefault(out.hash, set()).add(lock.name)
+    manifests = [o for o in owners if oids.is_dir(o)]
+    on_remote = remote.present(owners, map_fn=pool.map)
+    for m in manifests:
+        if objects.exists(m):
+            data = objects.read_bytes(m)
+        elif m in on_remote:
+            key = remote.object_key(m)
+            data = retrying(remote, lambda key=key: remote.get_bytes(key), key)
+        else:
+            continue
+        for e in Manifest.from_bytes(data, m).files():
+            owners.setdefault(e.hash, set()).update(owners[m])  # type: ignore[arg-type]
+    on_remote |= remote.present(set(owners) - on_remote, map_fn=pool.map)
+    st = RemoteStatus(remote.name)
+    for oid in sorted(owners):
+        for lock in sorted(owners[oid]):
+            if oid not in on_remote:
+                st.missing_on_remote.append((lock, oid))
+            if not objects.exists(oid):
+                st.missing_locally.append((lock, oid))
+    return st
