@@ -63,7 +63,10 @@ class Config(BaseModel):
     @model_validator(mode="after")
     def _default_exists(self) -> Config:
         if self.default_remote is not None and self.default_remote not in self.remotes:
-            raise ValueError(f"default_remote {self.default_remote!r} is not in remotes")
+            raise ValueError(
+                f"default_remote {self.default_remote!r} is not in remotes"
+                f" (add it under remotes, or change default_remote)"
+            )
         return self
 
     def remote(self, name: str | None) -> tuple[str, RemoteConfig]:

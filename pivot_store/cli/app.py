@@ -44,29 +44,46 @@ def _register() -> None:
 _register()
 
 
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """Click's exception base, wherever it lives: typer >= 0.2x vendors click as
+    `typer._click`, so `click.ClickException` alone misses its usage errors."""
+    found: list[type[Exception]] = []
+    try:
+        from typer._click.exceptions import ClickException as Vendored
+
+        found.append(Vendored)
+    except ImportError:
+        pass
+    try:
+        from click.exceptions import ClickException
+
+        found.append(ClickException)
+    except ImportError:
+        pass
+    return tuple(found)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: map PivotError to one line on stderr and an exit code."""
     from pivot_store.errors import PivotError
 
-    verbose = "--verbose" in (argv or sys.argv) or "-v" in (argv or sys.argv)
+    args = sys.argv[1:] if argv is None else list(argv)
+    verbose = "--verbose" in args or "-v" in args
     try:
-        app(args=argv, standalone_mode=False)
+        # Not standalone: errors come back here; `typer.Exit(n)` comes back as `n`.
+        rv = app(args=args, standalone_mode=False)
     except PivotError as e:
         if verbose:
             raise
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         print("aborted", file=sys.stderr)
         return 1
-    except Exception as e:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            return e.exit_code
-        if isinstance(e, click.exceptions.Exit):
-            return e.exit_code
+    except Exception as e:
+        if isinstance(e, _usage_errors()):  # usage errors carry their own exit code (2)
+            e.show()  # type: ignore[attr-defined]
+            return e.exit_code  # type: ignore[attr-defined]
         if verbose:
             raise
         print(
@@ -74,8 +91,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m pivot_store.cli.app`: the commands registered themselves on the
+    # imported module's `app`, not on this `__main__` copy, so run that one.
+    from pivot_store.cli.app import main as _main
+
+    sys.exit(_main())

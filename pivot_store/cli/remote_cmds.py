@@ -90,7 +90,11 @@ def modify(name: str, key: str, value: str) -> None:
     repo = _repo()
     _known(repo.config, name)
     data = repo.config.model_dump(mode="json")
-    data["remotes"][name][key] = yaml.safe_load(value) if key != "url" else value
+    try:  # `jobs 8` is an int, `verify false` a bool; anything unparsable stays text
+        parsed = yaml.safe_load(value) if key != "url" else value
+    except yaml.YAMLError:
+        parsed = value
+    data["remotes"][name][key] = parsed
     repo.save_config(_validated(Config, data))
     console().print(f"set {name}.{key} = {value}")
 

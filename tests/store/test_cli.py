@@ -1,0 +1,176 @@
+"""The `pivot` CLI: commands, exit codes, one-line errors, git hygiene and a fast --help."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.store.conftest import ROOT, assert_one_error_line, pivot_subprocess
+
+
+def test_help_does_not_import_heavy_libraries() -> None:
+    code = (
+        "import sys\n"
+        "from pivot_store.cli.app import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = {'lmdb', 'fsspec', 's3fs', 'dagster', 'pandas', 'pyarrow', 'numpy', 'pydantic'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Usage" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_module_entry_point_has_its_commands(project: Path) -> None:
+    # `python -m pivot_store.cli.app` must see the same commands as the console script.
+    r = pivot_subprocess("init", cwd=project)
+    assert r.returncode == 0, r.stderr
+    assert (project / ".pivot" / "config.yaml").exists()
+    r = pivot_subprocess("no-such-command", cwd=project)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_usage_errors_exit_2(project: Path, cli) -> None:
+    cli("init")
+    code, _, err = cli("checkout", "--checkout-mode", "teleport")
+    assert code == 2 and "teleport" in err and "Traceback" not in err
+    code, _, err = cli("frobnicate")
+    assert code == 2 and "unexpected" not in err
+
+
+def test_not_a_project(project: Path, cli) -> None:
+    code, _, err = cli("status")
+    assert_one_error_line(code, err, ".pivot", "pivot init")
+
+
+def test_init_writes_gitignore_so_git_never_stages_cache(project: Path, cli) -> None:
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
+    assert cli("init")[0] == 0
+    (project / "data").mkdir()
+    (project / "data" / "a.csv").write_text("x,y\n1,2\n")
+    (project / "big.bin").write_bytes(b"\x00" * 100_000)
+    assert cli("add", "data", "big.bin")[0] == 0
+    subprocess.run([*git, "add", "-A"], cwd=project, check=True)
+    staged = subprocess.run(
+        [*git, "diff", "--cached", "--name-only"], cwd=project, capture_output=True, text=True
+    ).stdout.split()
+    assert ".pivot/config.yaml" in staged and ".gitignore" in staged
+    assert ".pivot/stages/data.lock" in staged and ".pivot/stages/big.bin.lock" in staged
+    bad = [p for p in staged if p.startswith(("data/", "big.bin", ".pivot/cache", ".pivot/state"))]
+    assert bad == [], bad
+    assert not any(".tmp-" in p or "gc.lock" in p for p in staged)
+    gi = (project / ".gitignore").read_text().splitlines()
+    assert gi.count("/data") == 1 and gi.count("/big.bin") == 1
+    cli("add", "data")  # adding again does not duplicate the line
+    assert (project / ".gitignore").read_text().splitlines().count("/data") == 1
+
+
+def test_add_status_checkout_verify_gc_round_trip(project: Path, cli) -> None:
+    cli("init")
+    (project / "d").mkdir()
+    (project / "d" / "f.txt").write_text("hello")
+    (project / "x.bin").write_bytes(b"abc")
+    code, out, err = cli("add", "d", "x.bin")
+    assert code == 0, err
+    code, out, _ = cli("status", "--json")
+    assert code == 0
+    rows = {r["name"]: r["status"] for r in json.loads(out)["locks"]}
+    assert rows == {"d": "ok", "x.bin": "ok"}
+    (project / "x.bin").unlink()
+    code, out, _ = cli("status", "--json")
+    assert code == 1 and json.loads(out)["locks"][1]["status"] == "missing from workspace"
+    code, out, _ = cli("checkout", "x.bin", "--checkout-mode", "copy")
+    assert code == 0 and (project / "x.bin").read_bytes() == b"abc"
+    assert cli("status")[0] == 0
+    code, out, _ = cli("verify", "--json")
+    assert code == 0 and json.loads(out)["corrupt"] == []
+    code, out, _ = cli("gc", "--grace", "0", "--json")
+    assert code == 0 and json.loads(out)["removed"] == []
+
+
+def test_remote_commands_round_trip(project: Path, cli) -> None:
+    cli("init")
+    cfg_path = project / ".pivot" / "config.yaml"
+    assert cli("remote", "add", "origin", "s3://bucket/prefix", "--default")[0] == 0
+    assert cli("remote", "add", "backup", "file:///tmp/backup")[0] == 0
+    assert cli("remote", "modify", "origin", "endpoint_url", "http://127.0.0.1:9000")[0] == 0
+    assert cli("remote", "modify", "origin", "jobs", "8")[0] == 0
+    assert cli("remote", "modify", "origin", "region", "{weird")[0] == 0  # stays text
+    data = yaml.safe_load(cfg_path.read_text())
+    assert data["default_remote"] == "origin"
+    assert data["remotes"]["origin"] == {
+        "url": "s3://bucket/prefix",
+        "endpoint_url": "http://127.0.0.1:9000",
+        "jobs": 8,
+        "region": "{weird",
+    }
+    _, out, _ = cli("remote", "list")
+    lines = out.splitlines()
+    assert lines[0].startswith("  backup") and lines[1].startswith("* origin")
+    assert "endpoint_url=http://127.0.0.1:9000" in lines[1]
+    assert cli("remote", "default", "backup")[0] == 0
+    assert yaml.safe_load(cfg_path.read_text())["default_remote"] == "backup"
+    assert cli("remote", "remove", "backup")[0] == 0
+    data = yaml.safe_load(cfg_path.read_text())
+    assert list(data["remotes"]) == ["origin"] and "default_remote" not in data
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["remote", "remove", "nope"], ["'nope'", "pivot remote add nope"]),
+        (["remote", "default", "nope"], ["'nope'", "pivot remote add nope"]),
+        (["remote", "modify", "nope", "jobs", "2"], ["'nope'"]),
+        (["remote", "add", "x", "not a url"], ["not a URL"]),
+        (["remote", "modify", "origin", "jobs", "0"], ["jobs"]),
+    ],
+)
+def test_remote_errors_are_one_line(project: Path, cli, args: list[str], needles) -> None:
+    cli("init")
+    cli("remote", "add", "origin", "s3://b")
+    before = (project / ".pivot" / "config.yaml").read_bytes()
+    code, _, err = cli(*args)
+    assert_one_error_line(code, err, *needles)
+    assert (project / ".pivot" / "config.yaml").read_bytes() == before  # nothing half-written
+
+
+def test_remote_add_twice_is_refused(project: Path, cli) -> None:
+    cli("init")
+    cli("remote", "add", "origin", "s3://b")
+    code, _, err = cli("remote", "add", "origin", "s3://c")
+    assert_one_error_line(code, err, "already exists", "pivot remote modify")
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("remotes: {a: s3://x\n", "not valid YAML"),
+        ("default_remote: nope\n", "default_remote 'nope'"),
+        ("remotes: [1, 2]\n", "remotes"),
+    ],
+)
+def test_malformed_config_is_one_line_in_a_real_process(project: Path, text: str, needle: str):
+    assert pivot_subprocess("init", cwd=project).returncode == 0
+    (project / ".pivot" / "config.yaml").write_text(text)
+    r = pivot_subprocess("remote", "list", cwd=project)
+    assert_one_error_line(r.returncode, r.stderr, "config.yaml", needle)
+
+
+def test_verbose_shows_the_traceback(project: Path) -> None:
+    r = pivot_subprocess("--verbose", "status", cwd=project)
+    assert r.returncode != 0 and "Traceback" in r.stderr and "NotAProject" in r.stderr
