@@ -15,6 +15,7 @@ import errno
 import logging
 import os
 import shutil
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,8 +50,10 @@ class Checkout:
         self.warned = False
 
     # --- one file -----------------------------------------------------------
-    def file(self, oid: str, dest: Path, *, size: int | None = None, executable: bool = False):
-        """Make `dest` hold object `oid`."""
+    def file(
+        self, oid: str, dest: Path, *, size: int | None = None, executable: bool | None = None
+    ):
+        """Make `dest` hold object `oid`; `executable=None` keeps the object's own bit."""
         src = self.objects.path(oid)
         try:
             src_st = src.stat()
@@ -58,9 +61,16 @@ class Checkout:
             raise CheckoutError(
                 f"object {oid} for {dest} is not in the cache", "run `pivot pull` first"
             ) from None
-        if self._already(src, src_st, dest):
+        stored_exec = bool(src_st.st_mode & stat.S_IXUSR)
+        if executable is None:
+            executable = stored_exec
+        mode = self.mode
+        # One object serves every file with its bytes, executable or not; a link
+        # would carry the object's bit, so a file wanting the other one is a copy.
+        if src_st.st_size == 0 or (mode in ("hardlink", "symlink") and executable != stored_exec):
+            mode = "copy"
+        elif self._already(src, src_st, dest):
             return
-        mode = "copy" if src_st.st_size == 0 else self.mode
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = atomic.temp_name(dest.parent)
         try:
@@ -124,13 +134,19 @@ class Checkout:
         checked: set[str] = set()
         wanted: set[str] = set()
         for e in manifest.entries:
+            keys.validate_name(e.path)
             parent = e.path.rpartition("/")[0]
-            if parent not in checked:  # a symlinked folder in the workspace must not
-                keys.workspace_path(dest, e.path)  # redirect writes out of `dest`
+            if parent and parent not in checked:
+                # A symlinked folder in the workspace must not redirect writes out of
+                # `dest`. Only the folders are resolved: the file itself may be a
+                # symlink into the cache (symlink mode) and is replaced, not followed.
+                keys.workspace_path(dest, parent)
                 checked.add(parent)
             target = dest / e.path
             wanted.add(e.path)
             if e.hash is None:
+                if target.is_symlink() or (target.exists() and not target.is_dir()):
+                    target.unlink()
                 target.mkdir(parents=True, exist_ok=True)
             else:
                 self.file(e.hash, target, size=e.size, executable=e.exec)

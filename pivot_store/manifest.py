@@ -88,13 +88,17 @@ def read_manifest(objects: ObjectStore, oid: str) -> Manifest:
     return Manifest.from_bytes(objects.read_bytes(oid), oid)
 
 
-def scan(root: Path) -> Iterator[tuple[str, Path, os.stat_result | None]]:
+def scan(
+    root: Path, link_roots: tuple[Path, ...] = ()
+) -> Iterator[tuple[str, Path, os.stat_result | None]]:
     """Yield (relpath, path, stat) for each file, (relpath, path, None) for empty dirs.
 
-    Symlinks are followed only when they stay inside `root`; one that leaves it
-    is refused, since its target is not part of the tracked folder.
+    Symlinks are followed only when they stay inside `root` (or point into one of
+    `link_roots`: the cache, which a symlink checkout links to); one that leaves
+    them is refused, since its target is not part of the tracked folder.
     """
     root_r = root.resolve()
+    allowed = (root_r, *(r.resolve() for r in link_roots))
     stack = [(root, "")]
     while stack:
         folder, prefix = stack.pop()
@@ -106,7 +110,8 @@ def scan(root: Path) -> Iterator[tuple[str, Path, os.stat_result | None]]:
             rel = prefix + e.name
             if e.is_symlink():
                 target = Path(e.path).resolve()
-                if not target.is_relative_to(root_r) or not target.is_file():
+                inside = any(target.is_relative_to(r) for r in allowed)
+                if not inside or not target.is_file():
                     raise TrackError(
                         f"{e.path} is a symlink to {target}, outside the tracked folder",
                         "replace it with a copy of the file, or remove it",
@@ -119,11 +124,18 @@ def scan(root: Path) -> Iterator[tuple[str, Path, os.stat_result | None]]:
 
 
 def build(
-    root: Path, objects: ObjectStore | None, state: NullState, *, move: bool = False
+    root: Path,
+    objects: ObjectStore | None,
+    state: NullState,
+    *,
+    move: bool = False,
+    link_roots: tuple[Path, ...] = (),
 ) -> Manifest:
     """Hash a folder; with `objects`, also add its files (and the manifest itself)."""
     entries = []
-    for rel, path, st in scan(root):
+    if objects is not None:
+        link_roots = (*link_roots, objects.root)
+    for rel, path, st in scan(root, link_roots):
         keys.validate_name(rel)
         if st is None:
             entries.append(Entry(rel, None))

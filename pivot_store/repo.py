@@ -217,7 +217,11 @@ class Repo:
         if not dest.exists():
             return "missing from workspace" if in_cache else "missing from cache"
         if out.kind == "dir":
-            current = build_manifest(dest, None, self.state).oid() if dest.is_dir() else None
+            current = (
+                build_manifest(dest, None, self.state, link_roots=(self.objects.root,)).oid()
+                if dest.is_dir()
+                else None
+            )
         else:
             current = self._file_hash(dest, out.hash)
         if current != out.hash:

@@ -1,0 +1,218 @@
+"""Checkout: hardlink, symlink, copy, reflink; fallbacks; contract line 4 (a checkout
+never corrupts the cache) and trees that match their manifest exactly."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from pivot_store.checkout import Checkout
+from pivot_store.errors import CheckoutError, UnsafeName
+from pivot_store.hashing import hash_file
+from pivot_store.manifest import Entry, Manifest
+from pivot_store.manifest import build as build_manifest
+from pivot_store.objects import ObjectStore
+from pivot_store.state import NullState
+
+MODES = ["hardlink", "symlink", "copy", "reflink"]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ObjectStore:
+    return ObjectStore(tmp_path / ".pivot" / "cache" / "files")
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "pivot" and r.levelno >= 30]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_file_checkout_in_each_mode(store: ObjectStore, tmp_path: Path, mode: str, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="pivot")
+    oid = store.add_bytes(b"payload" * 100).oid
+    co = Checkout(store, mode)
+    dests = [tmp_path / "ws" / f"out{i}.bin" for i in range(3)]
+    for d in dests:
+        co.file(oid, d)
+        assert d.read_bytes() == b"payload" * 100
+    obj = store.path(oid)
+    d = dests[0]
+    if mode == "hardlink":
+        assert d.stat().st_ino == obj.stat().st_ino and not d.is_symlink()
+    elif mode == "symlink":
+        assert d.is_symlink() and Path(os.readlink(d)) == obj
+    else:
+        assert d.stat().st_ino != obj.stat().st_ino and not d.is_symlink()
+        assert stat.S_IMODE(d.stat().st_mode) == 0o644  # a copy is the user's to edit
+    if mode == "reflink":
+        # ext4/tmpfs cannot clone: one warning for the whole checkout, then copies.
+        try:
+            import fcntl
+
+            from pivot_store.checkout import FICLONE
+
+            probe = tmp_path / "probe"
+            with open(obj, "rb") as s, open(probe, "xb") as t:
+                fcntl.ioctl(t.fileno(), FICLONE, s.fileno())
+            pytest.skip("this filesystem supports reflinks")
+        except OSError:
+            pass
+        assert len(_warnings(caplog)) == 1 and "copying instead" in _warnings(caplog)[0]
+    else:
+        assert _warnings(caplog) == []
+    assert list(d.parent.glob(".tmp-*")) == []
+
+
+def test_hardlink_falls_back_to_copy_across_filesystems(tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="pivot")
+    if not Path("/dev/shm").is_dir() or os.stat("/dev/shm").st_dev == tmp_path.stat().st_dev:
+        pytest.skip("/dev/shm is not a separate filesystem from the workspace here")
+    shm = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        store = ObjectStore(shm / "cache" / "files")
+        oids = [store.add_bytes(b"x%d" % i).oid for i in range(3)]
+        co = Checkout(store, "hardlink")
+        for i, oid in enumerate(oids):
+            co.file(oid, tmp_path / f"f{i}")
+            assert (tmp_path / f"f{i}").read_bytes() == b"x%d" % i
+        warnings = _warnings(caplog)
+        assert len(warnings) == 1 and "hardlink not possible" in warnings[0]
+    finally:
+        shutil.rmtree(shm)
+
+
+def test_empty_files_are_never_hardlinked(store: ObjectStore, tmp_path: Path) -> None:
+    oid = store.add_bytes(b"").oid
+    for mode in ("hardlink", "symlink"):
+        d = tmp_path / mode
+        Checkout(store, mode).file(oid, d)
+        assert not d.is_symlink() and d.stat().st_ino != store.path(oid).stat().st_ino
+        assert d.read_bytes() == b""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_writing_to_a_writable_checkout_never_changes_the_cache(
+    store: ObjectStore, tmp_path: Path, mode: str
+) -> None:
+    # Contract line 4: an output that will be modified in place is checked out as a copy.
+    oid = store.add_bytes(b"original").oid
+    d = tmp_path / "out"
+    Checkout(store, mode, writable=True).file(oid, d)
+    assert not d.is_symlink() and d.stat().st_ino != store.path(oid).stat().st_ino
+    with open(d, "r+b") as f:
+        f.write(b"CHANGED!")
+    with open(d, "ab") as f:
+        f.write(b" and more")
+    assert store.read_bytes(oid) == b"original" and store.verify(oid)
+
+
+def test_a_copy_checkout_edited_in_place_leaves_the_cache_alone(store: ObjectStore, tmp_path):
+    oid = store.add_bytes(b"original").oid
+    d = tmp_path / "out"
+    Checkout(store, "copy").file(oid, d)
+    d.write_bytes(b"rewritten")
+    assert store.verify(oid)
+
+
+def test_checkout_replaces_what_is_there(store: ObjectStore, tmp_path: Path) -> None:
+    oid = store.add_bytes(b"new").oid
+    d = tmp_path / "out"
+    d.mkdir()
+    (d / "junk").write_text("x")
+    Checkout(store, "hardlink").file(oid, d)  # a folder where a file belongs
+    assert d.read_bytes() == b"new"
+    d.unlink()
+    d.symlink_to(tmp_path / "elsewhere")
+    Checkout(store, "copy").file(oid, d)  # a symlink is replaced, not followed
+    assert not d.is_symlink() and not (tmp_path / "elsewhere").exists()
+
+
+def test_missing_object_and_unknown_mode(store: ObjectStore, tmp_path: Path) -> None:
+    with pytest.raises(CheckoutError, match="0123456789abcdef"):
+        Checkout(store).file("0123456789abcdef", tmp_path / "x")
+    with pytest.raises(CheckoutError, match="teleport"):
+        Checkout(store, "teleport")
+    assert not (tmp_path / "x").exists()
+
+
+def test_exec_bits_survive_links_when_one_object_serves_both(store: ObjectStore, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "plain").write_bytes(b"#!/bin/sh\n")
+    (src / "tool").write_bytes(b"#!/bin/sh\n")
+    (src / "tool").chmod(0o755)
+    m = build_manifest(src, store, NullState())
+    assert len({e.hash for e in m.files()}) == 1
+    for mode in MODES:
+        dest = tmp_path / mode
+        Checkout(store, mode).tree(m, dest)
+        assert (
+            not os.access(dest / "plain", os.X_OK) or os.stat(dest / "plain").st_mode & 0o111 == 0
+        )
+        assert os.stat(dest / "tool").st_mode & stat.S_IXUSR, mode
+        assert os.stat(dest / "plain").st_mode & stat.S_IXUSR == 0, mode
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_tree_checkout_removes_files_not_in_the_manifest(store, tmp_path: Path, mode: str):
+    src = tmp_path / "src"
+    (src / "keep" / "deep").mkdir(parents=True)
+    (src / "keep" / "deep" / "a.txt").write_text("a")
+    (src / "b.txt").write_text("b")
+    (src / "gone").mkdir()
+    (src / "gone" / "c.txt").write_text("c")
+    (src / "empty").mkdir()
+    v1 = build_manifest(src, store, NullState())
+    shutil.rmtree(src / "gone")
+    (src / "b.txt").unlink()
+    v2 = build_manifest(src, store, NullState())
+    dest = tmp_path / "dest"
+    co = Checkout(store, mode)
+    co.tree(v1, dest)
+    assert (dest / "gone" / "c.txt").read_text() == "c"
+    (dest / "stray.txt").write_text("not tracked")
+    (dest / "keep" / "stray").mkdir()
+    co.tree(v2, dest)
+    files = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*"))
+    assert files == ["empty", "keep", "keep/deep", "keep/deep/a.txt"]
+    assert build_manifest(dest, None, NullState(), link_roots=(store.root,)).oid() == v2.oid()
+
+
+def test_tree_checkout_never_writes_through_a_symlinked_subfolder(store, tmp_path: Path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    oid = store.add_bytes(b"data").oid
+    m = Manifest((Entry("sub/f.txt", oid, 4), Entry("top.txt", oid, 4)))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "sub").symlink_to(outside)
+    with pytest.raises(UnsafeName, match="outside"):
+        Checkout(store, "copy").tree(m, dest)
+    assert list(outside.iterdir()) == []
+
+
+def test_tree_checkout_refuses_a_hostile_manifest(store, tmp_path: Path) -> None:
+    oid = store.add_bytes(b"data").oid
+    for bad in ("../../x", "/etc/x", "a/../../x"):
+        with pytest.raises(UnsafeName):
+            Checkout(store, "copy").tree(Manifest((Entry(bad, oid, 4),)), tmp_path / "d")
+    assert not (tmp_path / "x").exists()
+
+
+def test_tree_checkout_is_idempotent_and_byte_exact(store, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(20):
+        (src / f"f{i}").write_bytes(os.urandom(i * 100))
+    m = build_manifest(src, store, NullState())
+    dest = tmp_path / "dest"
+    for _ in range(2):
+        Checkout(store, "hardlink").tree(m, dest)
+        for i in range(20):
+            assert hash_file(dest / f"f{i}") == hash_file(src / f"f{i}")
