@@ -1,0 +1,48 @@
+"""On a hit, `cached` assets do not deserialize their inputs (Deferred); on a miss they do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dagster import asset, materialize
+
+from pivot_dagster import PivotIOManager, cached, results
+
+
+@asset(code_version="1")
+def source() -> list:
+    return [1, 2, 3]
+
+
+@asset(code_version="1")
+@cached
+def consumer(source: list) -> int:
+    return sum(source)
+
+
+@asset(code_version="1")
+def plain_consumer(source: list) -> int:
+    return sum(source)
+
+
+def test_hit_loads_no_inputs(
+    project: Path, dagster_instance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads: list[str | None] = []
+    real = results.load_output
+
+    def counting(repo, out, python_type=None):
+        loads.append(out.format)
+        return real(repo, out, python_type)
+
+    monkeypatch.setattr(results, "load_output", counting)
+    io = {"io_manager": PivotIOManager(project_dir=str(project))}
+    assets = [source, consumer, plain_consumer]
+    assert materialize(assets, resources=io, instance=dagster_instance).success
+    assert len(loads) == 2  # both consumers read `source` on the first run
+    loads.clear()
+    assert materialize(
+        assets, resources=io, instance=dagster_instance, selection=[consumer, plain_consumer]
+    ).success
+    assert len(loads) == 1  # only the plain asset read it; the cached hit did not
