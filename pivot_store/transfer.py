@@ -362,7 +362,7 @@ class RemoteStatus:
         return not self.missing_on_remote and not self.missing_locally
 
 
-def remote_status(
+def compare(
     objects: ObjectStore, remote: Remote, locks: list[Lock], *, jobs: int = DEFAULT_JOBS
 ) -> RemoteStatus:
     """Compare the objects the locks name with the cache and the remote (reads only).
@@ -397,3 +397,18 @@ def remote_status(
             if not objects.exists(oid):
                 st.missing_locally.append((lock, oid))
     return st
+
+
+def remote_status(
+    repo: Any, names: list[str] | None = None, remote_name: str | None = None
+) -> dict[str, Any]:
+    """`pivot status --remote` for a Repo: JSON-ready lists of what is missing where."""
+    from pivot_store.remote import open_remote
+
+    remote = open_remote(repo.config, remote_name)
+    st = compare(repo.objects, remote, list(repo.iter_locks(names)))
+    return {
+        "remote": st.remote,
+        "missing_on_remote": [{"lock": lk, "oid": o} for lk, o in st.missing_on_remote],
+        "missing_locally": [{"lock": lk, "oid": o} for lk, o in st.missing_locally],
+    }

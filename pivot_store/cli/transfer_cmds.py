@@ -1,1 +1,201 @@
-"""Placeholder: commands land here."""
+"""`pivot push`, `pivot pull`, `pivot fetch`: move objects to and from a remote.
+
+The transfer core reports progress through a callback; this module draws it
+(a rich bar on a terminal, one summary line otherwise, JSON with `--json`) and
+turns failures into the exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+import typer
+
+from pivot_store.cli.app import app
+from pivot_store.cli.output import console, emit_json, human_size
+
+MODES = "hardlink|symlink|copy|reflink"
+NAMES = typer.Argument(None, help="Lock names (default: every lock).")
+REMOTE = typer.Option(None, "-r", "--remote", help="Remote name (default: default_remote).")
+JOBS = typer.Option(None, "-j", "--jobs", min=1, max=256, help="Parallel transfers [20].")
+DRY = typer.Option(False, "--dry-run", help="List what would move; move nothing.")
+JSON = typer.Option(False, "--json", help="Print a JSON summary.")
+
+
+def _mode_option(value: str | None) -> str | None:
+    if value is not None and value not in MODES.split("|"):
+        raise typer.BadParameter(f"{value!r} is not one of {MODES}")
+    return value
+
+
+class _Bar:
+    """A rich progress bar (objects and bytes) on stderr, only on a terminal."""
+
+    def __init__(self, verb: str, enabled: bool) -> None:
+        self.verb = verb
+        self.enabled = enabled
+        self.lock = threading.Lock()
+        self.bar: Any = None
+
+    def __enter__(self) -> _Bar:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TransferSpeedColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("objects"),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task(self.verb, total=0, bytes_total=0)
+            self.nbytes = 0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def plan(self, objects: int, nbytes: int) -> None:
+        if self.bar is not None:
+            with self.lock:
+                t = self.bar.tasks[0]
+                self.bar.update(self.task, total=(t.total or 0) + objects)
+
+    def done(self, oid: str, nbytes: int, status: str) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task, 1)
+
+
+def _summary(res: Any, verb: str, extra: str = "") -> str:
+    moved = f"{verb} {len(res.transferred)} object(s) ({human_size(res.nbytes)})"
+    where = "to" if res.direction == "push" else "from"
+    line = f"{moved} {where} {res.remote!r}; {len(res.present)} already there"
+    if res.direction == "push":
+        line += f"; {len(res.entries)} run-cache entr{'y' if len(res.entries) == 1 else 'ies'}"
+    return line + extra
+
+
+def _print_plan(res: Any, verb: str) -> None:
+    for item in res.planned:
+        size = human_size(item.size) if item.size is not None else "?"
+        console().print(f"would {verb} {item.oid}  {size}  {', '.join(sorted(item.locks))}")
+    console().print(f"{len(res.planned)} object(s) would {verb} ({res.remote!r}); nothing sent")
+
+
+def _open(repo: Any, remote: str | None, jobs: int | None) -> tuple[Any, int]:
+    from pivot_store.remote import open_remote
+    from pivot_store.transfer import DEFAULT_JOBS
+
+    name, cfg = repo.config.remote(remote)
+    jobs = jobs or cfg.jobs or DEFAULT_JOBS
+    return open_remote(remote=cfg, name=name, jobs=jobs), jobs
+
+
+@app.command()
+def push(
+    names: list[str] = NAMES,
+    remote: str = REMOTE,
+    jobs: int = JOBS,
+    dry_run: bool = DRY,
+    as_json: bool = JSON,
+    verify_remote: bool = typer.Option(
+        False,
+        "--verify-remote",
+        help="Re-check the remote for every object (pivot keeps no 'known on remote' "
+        "index, so every push already does).",
+    ),
+) -> None:
+    """Upload the objects the locks name (files, then manifests), then run-cache entries."""
+    from pivot_store import transfer
+    from pivot_store.repo import Repo
+
+    repo = Repo.find()
+    locks = list(repo.iter_locks(names or None))
+    rem, jobs = _open(repo, remote, jobs)
+    with _Bar("push", not as_json and sys.stderr.isatty()) as bar:
+        res = transfer.push(repo.objects, rem, locks, jobs=jobs, dry_run=dry_run, progress=bar)
+    if as_json:
+        emit_json(res.summary())
+    elif dry_run:
+        _print_plan(res, "push")
+    else:
+        console().print(_summary(res, "pushed"))
+    res.raise_for_failures()
+
+
+def _pull(names: list[str], remote: str | None, jobs: int | None, dry_run: bool,
+          as_json: bool, checkout: bool, mode: str | None) -> None:  # fmt: skip
+    from pivot_store import transfer
+    from pivot_store.errors import PivotError
+    from pivot_store.repo import Repo
+
+    repo = Repo.find()
+    locks = list(repo.iter_locks(names or None))
+    rem, jobs = _open(repo, remote, jobs)
+    with _Bar("pull", not as_json and sys.stderr.isatty()) as bar:
+        res = transfer.fetch(repo.objects, rem, locks, jobs=jobs, dry_run=dry_run, progress=bar)
+    placed = 0
+    if checkout and not dry_run:
+        complete = set(res.complete_locks)
+        for lock in locks:
+            if lock.name not in complete:
+                continue
+            for out in lock.outputs:
+                if out.path is None:
+                    continue
+                try:
+                    repo.checkout_output(out, mode=mode)
+                    placed += 1
+                except PivotError as e:
+                    res.failed[f"{lock.name}:{out.path}"] = f"checkout failed: {e}"
+    if as_json:
+        emit_json({**res.summary(), "checked_out": placed})
+    elif dry_run:
+        _print_plan(res, "pull")
+    else:
+        extra = f"; checked out {placed} output(s)" if checkout else ""
+        console().print(_summary(res, "pulled" if checkout else "fetched", extra))
+    if res.failed:
+        for failure in sorted(res.failed.items())[3:]:
+            print(f"failed: {failure[0]}: {failure[1]}", file=sys.stderr)
+    res.raise_for_failures()
+
+
+@app.command()
+def pull(
+    names: list[str] = NAMES,
+    remote: str = REMOTE,
+    jobs: int = JOBS,
+    dry_run: bool = DRY,
+    as_json: bool = JSON,
+    checkout_mode: str = typer.Option(None, "--checkout-mode", callback=_mode_option, help=MODES),
+) -> None:
+    """Download what the locks name and the cache lacks, then check the outputs out."""
+    _pull(names, remote, jobs, dry_run, as_json, True, checkout_mode)
+
+
+@app.command()
+def fetch(
+    names: list[str] = NAMES,
+    remote: str = REMOTE,
+    jobs: int = JOBS,
+    dry_run: bool = DRY,
+    as_json: bool = JSON,
+) -> None:
+    """`pivot pull` without the checkout: fill the cache only."""
+    _pull(names, remote, jobs, dry_run, as_json, False, None)

@@ -195,13 +195,13 @@ def test_fetch_of_object_missing_on_remote_names_it(remote: Remote, populated, t
 
 def test_status_reports_both_sides(remote: Remote, populated, tmp_path: Path) -> None:
     objects, locks = populated
-    st = transfer.remote_status(objects, remote, locks)
+    st = transfer.compare(objects, remote, locks)
     assert {o for _, o in st.missing_on_remote} == all_oids(objects, locks)
     assert st.missing_locally == []
     transfer.push(objects, remote, locks)
-    assert transfer.remote_status(objects, remote, locks).in_sync
+    assert transfer.compare(objects, remote, locks).in_sync
     fresh = make_store(tmp_path / "b")
-    st = transfer.remote_status(fresh, remote, locks)
+    st = transfer.compare(fresh, remote, locks)
     assert {o for _, o in st.missing_locally} == all_oids(objects, locks)
     assert st.missing_on_remote == []
 
