@@ -199,6 +199,10 @@ class Repo:
                 f"{path} is outside the project {self.root}", "move it inside"
             ) from None
         keys.workspace_path(self.root, rel)
+        if rel == PIVOT_DIR or rel.startswith(PIVOT_DIR + "/"):
+            # Tracking the store's own files would make config read-only and link
+            # the cache into itself.
+            raise TrackError(f"{path} is inside {PIVOT_DIR}/", "track files outside .pivot/")
         move = self.config.checkout_mode in ("hardlink", "symlink")
         with self.writing():
             rec = self.add_path(full, move=move)
