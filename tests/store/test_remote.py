@@ -1,0 +1,146 @@
+"""remote.py: URL -> backend, storage options, key layout, existence checks, errors."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pivot_store import remote as remote_mod
+from pivot_store.config import Config, RemoteConfig
+from pivot_store.errors import ConfigError, RemoteError, UnsafeName
+from pivot_store.remote import LocalRemote, Remote, S3Remote, Transient, classify, open_remote
+
+
+def test_backend_by_url(tmp_path: Path) -> None:
+    assert isinstance(remote_mod.from_url(f"file://{tmp_path}"), LocalRemote)
+    assert isinstance(remote_mod.from_url(str(tmp_path)), LocalRemote)
+    assert type(remote_mod.from_url("memory://x/y")) is Remote
+    s3 = remote_mod.from_url("s3://bucket/pre/fix", {"endpoint_url": "http://127.0.0.1:1"})
+    assert isinstance(s3, S3Remote) and s3.root == "bucket/pre/fix"
+
+
+def test_unknown_protocol_says_what_to_install() -> None:
+    with pytest.raises(RemoteError, match="no filesystem for nosuch://"):
+        remote_mod.from_url("nosuch://x")
+
+
+def test_unknown_remote_name_is_config_error() -> None:
+    config = Config(remotes={"origin": RemoteConfig(url="memory://x")})
+    with pytest.raises(ConfigError, match=r"unknown remote 'other'.*pivot remote add other"):
+        open_remote(config, "other")
+    assert open_remote(config, None).name == "origin"
+
+
+def test_key_layout_matches_the_cache() -> None:
+    r = remote_mod.from_url("memory://root/p")
+    assert r.object_key("0123456789abcdef") == "/root/p/files/01/23456789abcdef"
+    assert r.object_key("0123456789abcdef.dir") == "/root/p/files/01/23456789abcdef.dir"
+    with pytest.raises(UnsafeName):
+        r.key("runs/../../escape")
+
+
+def test_s3_options_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    opts = remote_mod._s3_options({"region": "eu-west-1", "profile": "dev"}, jobs=40)
+    assert opts["endpoint_url"] == "http://127.0.0.1:9"
+    assert opts["client_kwargs"] == {"region_name": "eu-west-1"}
+    assert opts["profile"] == "dev"
+    assert opts["config_kwargs"]["max_pool_connections"] >= 40
+    explicit = remote_mod._s3_options({"endpoint_url": "http://x:1"}, jobs=1)
+    assert explicit["endpoint_url"] == "http://x:1"
+
+
+def test_aws_endpoint_url_env_reaches_moto(
+    s3_server: Any, s3_bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No endpoint in the config: the standard AWS_ENDPOINT_URL variable is honoured."""
+    from tests.fixtures.s3 import KEY, SECRET
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    r = open_remote(remote=RemoteConfig(url=f"s3://{s3_bucket}/p"), name="env")
+    r.check()
+    assert r.put_bytes(r.key("hello"), b"hi") and r.get_bytes(r.key("hello")) == b"hi"
+
+
+class _ClientError(Exception):
+    def __init__(self, code: str, status: int) -> None:
+        super().__init__(code)
+        self.response = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (_ClientError("SlowDown", 503), Transient),
+        (_ClientError("InternalError", 500), Transient),
+        (_ClientError("WeirdNewThing", 502), Transient),
+        (ConnectionResetError(104, "reset"), Transient),
+        (TimeoutError("timed out"), Transient),
+        (_ClientError("NoSuchBucket", 404), RemoteError),
+        (_ClientError("AccessDenied", 403), RemoteError),
+        (_ClientError("InvalidAccessKeyId", 403), RemoteError),
+        (_ClientError("SignatureDoesNotMatch", 403), RemoteError),
+        (PermissionError(13, "denied"), RemoteError),
+        (_ClientError("NoSuchKey", 404), FileNotFoundError),
+        (FileNotFoundError(2, "gone"), FileNotFoundError),
+    ],
+)
+def test_error_classification(exc: BaseException, kind: type) -> None:
+    r = remote_mod.from_url("memory://x")
+    wrapped = OSError(5, "translated")
+    wrapped.__cause__ = exc
+    for e in (exc, wrapped) if isinstance(exc, _ClientError) else (exc,):
+        assert isinstance(classify(e, r, "thing"), kind)
+
+
+def test_permanent_error_names_remote_and_fix() -> None:
+    r = remote_mod.from_url("s3://b/p", {"endpoint_url": "http://127.0.0.1:1"}, name="prod")
+    err = classify(_ClientError("InvalidAccessKeyId", 403), r)
+    assert "'prod'" in str(err) and "s3://b/p" in str(err) and "AWS_ACCESS_KEY_ID" in str(err)
+
+
+def test_retrying_gives_up_on_permanent_at_once() -> None:
+    r = remote_mod.from_url("memory://x")
+    calls = []
+
+    def denied() -> None:
+        calls.append(1)
+        raise _ClientError("AccessDenied", 403)
+
+    with pytest.raises(RemoteError):
+        remote_mod.retrying(r, denied, "x")
+    assert len(calls) == 1
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 4:
+            raise _ClientError("SlowDown", 503)
+        return "ok"
+
+    calls.clear()
+    assert remote_mod.retrying(r, flaky, "x") == "ok" and len(calls) == 4
+
+
+@pytest.mark.parametrize("n", [3, 300])
+def test_present_by_head_and_by_list(s3_remote_config: dict[str, Any], n: int) -> None:
+    """Both existence paths (HEAD for a handful, LIST per prefix for many) agree."""
+    r = open_remote(remote=RemoteConfig(**s3_remote_config), name="origin")
+    oids = [uuid.uuid4().hex[:16] for _ in range(n)]
+    for o in oids[::2]:
+        r.put_bytes(r.object_key(o), b"x")
+    assert r.present(oids) == set(oids[::2])
+
+
+def test_s3_list_paginates(s3_remote_config: dict[str, Any]) -> None:
+    r = open_remote(remote=RemoteConfig(**s3_remote_config), name="origin")
+    names = {f"{i:04d}" for i in range(1100)}
+    for n in names:
+        r.fs.call_s3("put_object", Bucket=r.root.split("/")[0], Key=f"store/files/ab/{n}", Body=b"")
+    assert set(r.list_names(f"{r.root}/files/ab")) == names
