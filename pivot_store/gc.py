@@ -51,7 +51,9 @@ def collect(repo: Repo, *, grace_hours: float = 24.0, dry_run: bool = False) -> 
                 st = path.stat()
             except FileNotFoundError:
                 continue
-            if st.st_mtime > cutoff:
+            # ctime too: an object linked in from a workspace file (`add_file(move=True)`)
+            # keeps that file's old mtime, but linking it set ctime to when it arrived.
+            if max(st.st_mtime, st.st_ctime) > cutoff:
                 result.kept += 1
                 continue
             result.removed.append(oid)
