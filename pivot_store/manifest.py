@@ -63,7 +63,9 @@ class Manifest:
     def from_bytes(cls, data: bytes, source: str) -> Manifest:
         try:
             doc = json.loads(data)
-            if not isinstance(doc, dict) or doc.get("version") != MANIFEST_VERSION:
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            if doc.get("version") != MANIFEST_VERSION:
                 raise ValueError(f"unknown manifest version {doc.get('version')!r}")
             entries = tuple(_entry(row) for row in doc["entries"])
         except (ValueError, KeyError, TypeError, PivotError) as e:
