@@ -47,11 +47,17 @@ def cached(fn: Callable[..., Any] | None = None, *, code_version: str | None = N
         ctx = AssetExecutionContext.get()
         plan = _plan(ctx, derived, code_version is not None)
         if plan is not None:
-            repo, name, parts, remote = plan
+            repo, name, parts, io = plan
             hit = (
                 None
                 if fingerprint.has_missing(parts)
-                else results.find_result(repo, name, parts, remote)
+                else results.find_result(
+                    repo,
+                    name,
+                    parts,
+                    io.remote_name() if io.pull_missing else None,
+                    trust_remote_pickle=io.trust_remote_pickle,
+                )
             )
             if hit is not None:
                 h = hit.outputs[0].hash
@@ -124,8 +130,8 @@ def _is_config_or_resource(ann: Any) -> bool:
 
 def _plan(
     ctx: AssetExecutionContext, derived: str | None, explicit: bool
-) -> tuple[Repo, str, FingerprintParts, str | None] | None:
-    """(repo, lock name, fingerprint parts, remote) or None when this step cannot be cached."""
+) -> tuple[Repo, str, FingerprintParts, PivotIOManager] | None:
+    """(repo, lock name, fingerprint parts, IO manager) or None when this step cannot be cached."""
     assets_def = ctx.assets_def
     if len(assets_def.keys) != 1:
         ctx.log.warning("pivot: `cached` supports single-asset definitions; running the body")
@@ -160,4 +166,4 @@ def _plan(
         partition=partition,
     )
     name = asset_keys.lock_name(key, partition)
-    return repo, name, parts, io.remote_name() if io.pull_missing else None
+    return repo, name, parts, io

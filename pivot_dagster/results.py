@@ -15,8 +15,7 @@ from typing import Any
 
 from pivot_dagster import formats, remote_hook
 from pivot_dagster.formats.base import FormatHandler
-from pivot_store import atomic, keys
-from pivot_store import oid as oids
+from pivot_store import atomic, keys, runcache
 from pivot_store.errors import ObjectMissing, TrackError
 from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord, read_lock
 from pivot_store.repo import Repo
@@ -50,9 +49,8 @@ def store_path(repo: Repo, path: Path, name: str = "result") -> OutputRecord:
 
 
 def run_entry_path(repo: Repo, lock: Lock) -> Path:
-    digest = (
-        "-".join(o.hash for o in lock.outputs) if len(lock.outputs) > 1 else lock.outputs[0].hash
-    )
+    """Named like the remote entry (`runcache.entry_id`), so equal results share a file."""
+    digest = runcache.entry_id(lock)
     folder = repo.runs_dir / keys.run_prefix(lock.name, lock.fingerprint).removeprefix("runs/")
     return folder / f"{digest}{keys.LOCK_SUFFIX}"
 
@@ -73,7 +71,12 @@ def outputs_present(repo: Repo, lock: Lock) -> bool:
 
 
 def find_result(
-    repo: Repo, name: str, parts: FingerprintParts, remote: str | None = None
+    repo: Repo,
+    name: str,
+    parts: FingerprintParts,
+    remote: str | None = None,
+    *,
+    trust_remote_pickle: bool = False,
 ) -> Lock | None:
     """A stored result for this fingerprint: the lock, else the local, else the remote run-cache.
 
@@ -90,7 +93,9 @@ def find_result(
             if cand.fingerprint == fp and outputs_present(repo, cand):
                 return cand
     if remote is not None:
-        return remote_hook.find_remote_result(repo, remote, name, fp)
+        return remote_hook.find_remote_result(
+            repo, remote, name, fp, allow_pickle=trust_remote_pickle
+        )
     return None
 
 
@@ -105,11 +110,7 @@ def ensure_present(repo: Repo, out: OutputRecord, *, owner: str, remote: str | N
             f"re-materialize {owner!r}, or set `remote` on PivotIOManager and push it from "
             "where it was built",
         )
-    remote_hook.fetch_objects(repo, remote, missing)
-    if oids.is_dir(out.hash):  # the manifest came first; now fetch its files
-        rest = [o for o in repo.output_oids(out) if not repo.objects.exists(o)]
-        if rest:
-            remote_hook.fetch_objects(repo, remote, rest)
+    remote_hook.fetch_output(repo, remote, out, owner)
     return True
 
 

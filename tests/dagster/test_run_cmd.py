@@ -1,0 +1,59 @@
+"""`pivot run`: materialize in-process, table of ran / cache hit / failed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+DEFS = """
+from dagster import Definitions, asset
+from pivot_dagster import PivotIOManager, cached
+
+@asset(code_version="1")
+@cached
+def one() -> int:
+    return 1
+
+@asset(code_version="1")
+@cached
+def two(one: int) -> int:
+    return one + 1
+
+defs = Definitions(assets=[one, two], resources={"io_manager": PivotIOManager(project_dir=".")})
+"""
+
+
+def _pivot(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("DAGSTER_HOME", None)
+    return subprocess.run(
+        [sys.executable, "-m", "pivot_store.cli.app", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_run_then_hit(tmp_path: Path) -> None:
+    (tmp_path / "my_defs.py").write_text(DEFS)
+    first = _pivot(tmp_path, "run", "-m", "my_defs")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert first.stdout.count(" ran ") == 2
+    (tmp_path / "workspace.yaml").write_text(
+        "load_from:\n  - python_file: {relative_path: my_defs.py, working_directory: .}\n"
+    )
+    second = _pivot(tmp_path, "run", "two")
+    assert second.returncode == 0, second.stderr[-2000:]
+    rows = [line for line in second.stdout.splitlines() if "│" in line]
+    assert len(rows) == 1 and "two" in rows[0] and "cache hit" in rows[0]
+
+
+def test_missing_definitions_is_one_line(tmp_path: Path) -> None:
+    proc = _pivot(tmp_path, "run")
+    assert proc.returncode == 1
+    assert "error: no -m MODULE given and no workspace.yaml here" in proc.stderr
