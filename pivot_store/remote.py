@@ -188,6 +188,12 @@ class Remote:
         by_prefix: dict[str, set[str]] = {}
         for o in wanted:
             by_prefix.setdefault(o[:2], set()).add(o)
+        if len(by_prefix) > HEAD_MAX:
+            # One delimited LIST names the prefixes that exist at all; an empty
+            # or young remote then costs one request instead of up to 256.
+            top = f"{self.root}/files"
+            exist = set(retrying(self, lambda: self.list_dirs(top), f"listing {top}"))
+            by_prefix = {p: v for p, v in by_prefix.items() if p in exist}
 
         def one(prefix: str) -> set[str]:
             key = f"{self.root}/files/{prefix}"
@@ -303,6 +309,22 @@ class S3Remote(Remote):
         except FileExistsError:
             return False
         return True
+
+    def get_bytes(self, key: str) -> bytes:
+        """One GET (s3fs's `cat_file` adds a HEAD to decide on ranged reads)."""
+        from fsspec.asyn import sync
+
+        bucket, path = self._bk(key)
+
+        async def _get() -> bytes:
+            resp = await self.fs._call_s3("get_object", Bucket=bucket, Key=path)
+            body = resp["Body"]
+            try:
+                return await body.read()
+            finally:
+                body.close()
+
+        return sync(self.fs.loop, _get)
 
     def get_file(self, key: str, local: Path) -> None:
         self.fs.get_file(key, str(local), chunksize=MULTIPART_CHUNK)
