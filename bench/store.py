@@ -6,6 +6,7 @@ Usage:
 
 One run measures, median of `--repeats` (>= 3) runs each:
 
+  * the startup floor: `status` in an empty project;
   * hashing a 1 GiB file with `pivot_store.hashing.hash_file` vs a raw
     `xxhash.xxh64` readinto loop over the same file (page cache, in-process);
   * `pivot add` of one 512 MiB file and of a folder of 2,000 x 4 KiB files,
@@ -281,11 +282,14 @@ def bench_tools(
     if dvc is not None:
         tools.append(("dvc", dvc))
 
-    # startup floor
+    # startup floor: `status` in an empty project (what every command pays)
+    for name, tool in tools:
+        tool.init(work / f"{name}-empty")
     for _ in range(repeats):
-        res["pivot startup"].add(pivot.cmd(work, "--help"))
-        if dvc is not None:
-            res["dvc startup"].add(dvc.cmd(work, "--version"))
+        for name, tool in tools:
+            res[f"{name} startup"].add(tool.status(work / f"{name}-empty"))
+    for name, _ in tools:
+        rmtree(work / f"{name}-empty")
 
     # add: fresh project per repeat; the last one stays for status and checkout
     keep: dict[str, Path] = {}
@@ -411,7 +415,7 @@ def report(res: Results, args: argparse.Namespace, sizes: dict, have_dvc: bool) 
         ok = None if ratio is None or limit is None else ratio <= limit
         row(op, p, d, "dvc" if d is not None else "", ratio, target_text, ok, note)
 
-    vs_dvc("startup (pivot --help | dvc --version)", "pivot startup", "dvc startup", None, "")
+    vs_dvc("startup: status in an empty project", "pivot startup", "dvc startup", None, "")
     vs_dvc(
         f"add {sizes['big_mib']} MiB file (CLI)",
         "pivot add big",
@@ -585,7 +589,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             rmtree(scratch)
 
-    print(f"# load at end: {os.getloadavg()}")
+    load_end = os.getloadavg()
+    print(f"# load at end: {load_end}")
+    busy = max(info["load_at_start"][0], load_end[0]) > 0.75 * (os.cpu_count() or 1)
+    if busy:
+        print("! other work shared the machine (1-min load above 0.75 x cpus): figures are noisy")
     table = report(res, args, sizes, dvc is not None)
     if args.json:
         Path(args.json).write_text(json.dumps({"info": info, "rows": table}, indent=2))
