@@ -86,19 +86,20 @@ class PivotIOManager(ConfigurableIOManager):
         repo = self.get_repo()
         name = _output_lock_name(context)
         meta_in = context.output_metadata or {}
-        if isinstance(obj, CacheHit):
-            parts, outputs, hit = obj.parts, self._restore(repo, obj.lock, name), True
-            cacheable = True
-        else:
-            parts = _parts_from_metadata(meta_in)
-            cacheable = parts is not None
-            parts = parts or self._plain_parts(context, repo)
-            handler = formats.choose(obj, self._forced_format(context))
-            with repo.writing():
-                outputs = [results.store_value(repo, obj, handler, context.name)]
-            hit = False
-        lock = Lock.build(name, parts, outputs)
+        # One shared hold from the first object to the lock naming it: gc (which
+        # takes the hold exclusively) can never collect an object in between.
         with repo.writing():
+            if isinstance(obj, CacheHit):
+                parts, outputs, hit = obj.parts, self._restore(repo, obj.lock, name), True
+                cacheable = True
+            else:
+                parts = _parts_from_metadata(meta_in)
+                cacheable = parts is not None
+                parts = parts or self._plain_parts(context, repo)
+                handler = formats.choose(obj, self._forced_format(context))
+                outputs = [results.store_value(repo, obj, handler, context.name)]
+                hit = False
+            lock = Lock.build(name, parts, outputs)
             results.record(repo, lock, run_cache=cacheable)
         out = outputs[0]
         context.add_output_metadata(_metadata(repo, lock, out, hit, meta_in))
