@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     verbose = "--verbose" in args or "-v" in args
     try:
         # Not standalone: errors come back here; `typer.Exit(n)` comes back as `n`.
-        rv = app(args=args, standalone_mode=False)
+        rv = app(args=args, prog_name="pivot", standalone_mode=False)
     except PivotError as e:
         if verbose:
             raise
