@@ -79,6 +79,7 @@ def cached(fn: Callable[..., Any] | None = None, *, code_version: str | None = N
 
     wrapper.__signature__ = _rewrite_signature(fn)  # type: ignore[attr-defined]
     wrapper.__pivot_code_version__ = derived  # type: ignore[attr-defined]
+    wrapper.__pivot_explicit__ = code_version is not None  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -147,23 +148,25 @@ def _plan(
         return None
     partition = op_ctx.partition_key if op_ctx.has_partition_key else None
     repo = io.get_repo()
-    cv = derived if explicit else (assets_def.code_versions_by_key.get(key) or derived)
+    cv = fingerprint.resolve_code_version(assets_def, key, derived, explicit)
     if cv is None:
         ctx.log.warning("pivot: no code_version and no source to derive one; not cached")
         return None
-    pairs = []
-    for input_name, up_key in assets_def.keys_by_input_name.items():
-        if up_key == key:
-            continue
+
+    def partitions_for(input_name: str, up_key: Any) -> list[Any] | None:
         if step.has_asset_partitions_for_input(input_name):
-            pairs += [(up_key, pk) for pk in op_ctx.asset_partition_keys_for_input(input_name)]
-        else:
-            pairs.append((up_key, None))
-    parts = fingerprint.build_parts(
+            return list(op_ctx.asset_partition_keys_for_input(input_name))
+        return None
+
+    parts = fingerprint.asset_parts(
+        repo,
+        assets_def,
+        key,
         code_version=cv,
         params=op_ctx.op_config,
-        deps=fingerprint.dep_hashes(repo, pairs),
         partition=partition,
+        partitions_for=partitions_for,
+        fallback=io.upstream_fallback(ctx.instance),
     )
     name = asset_keys.lock_name(key, partition)
     return repo, name, parts, io

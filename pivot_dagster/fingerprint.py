@@ -10,11 +10,11 @@ part of it, so two assets with equal code and inputs never share results.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from pivot_dagster import asset_keys
-from pivot_store.lockfile import FingerprintParts
+from pivot_store.lockfile import FingerprintParts, Lock
 from pivot_store.repo import Repo
 
 MISSING_DEP = "missing"
@@ -28,16 +28,23 @@ def jsonable_params(config: Any) -> dict[str, Any]:
     return data if isinstance(data, dict) else {"value": data}
 
 
-def dep_hashes(repo: Repo, deps: Iterable[tuple[Any, Any]]) -> dict[str, str]:
+def dep_hashes(
+    repo: Repo,
+    deps: Iterable[tuple[Any, Any]],
+    fallback: Callable[[str], Lock | None] | None = None,
+) -> dict[str, str]:
     """`{upstream lock name: content hash}` for (asset key, partition key) pairs.
 
     An upstream with no lock counts as "missing": the fingerprint then matches
-    nothing stored before the upstream existed, so the body runs.
+    nothing stored before the upstream existed, so the body runs. `fallback`
+    (remote-first mode) may find the lock elsewhere when there is none locally.
     """
     out: dict[str, str] = {}
     for key, partition in deps:
         name = asset_keys.lock_name(key, partition)
         lock = repo.read_lock(name)
+        if lock is None and fallback is not None:
+            lock = fallback(name)
         if lock is None:
             out[name] = MISSING_DEP
         else:
@@ -62,3 +69,61 @@ def build_parts(
 
 def has_missing(parts: FingerprintParts) -> bool:
     return MISSING_DEP in parts.deps.values()
+
+
+# --- shared by `cached` (inside a step) and the pull sensor (outside any run) ----
+PartitionsFor = Callable[[str, Any], Sequence[Any] | None]
+
+
+def pivot_function(assets_def: Any) -> Any:
+    """The `cached` wrapper behind an AssetsDefinition, or None when the asset is not cached."""
+    fn = getattr(getattr(assets_def.op, "compute_fn", None), "decorated_fn", None)
+    return fn if hasattr(fn, "__pivot_code_version__") else None
+
+
+def resolve_code_version(
+    assets_def: Any, key: Any, derived: str | None, explicit: bool
+) -> str | None:
+    """`cached(code_version=...)` wins, then the asset's own code_version, then the source's."""
+    if explicit:
+        return derived
+    return assets_def.code_versions_by_key.get(key) or derived
+
+
+def upstream_pairs(assets_def: Any, key: Any, partitions_for: PartitionsFor) -> list[tuple]:
+    """(upstream key, partition key or None) for every input and dep of `key`.
+
+    `partitions_for(input name, upstream key)` gives the upstream partition keys
+    this partition reads, or None for an unpartitioned upstream: a step asks its
+    context, the pull sensor asks the asset graph, and both then agree.
+    """
+    pairs: list[tuple] = []
+    for input_name, up_key in assets_def.keys_by_input_name.items():
+        if up_key == key:
+            continue
+        pkeys = partitions_for(input_name, up_key)
+        if pkeys is None:
+            pairs.append((up_key, None))
+        else:
+            pairs += [(up_key, pk) for pk in pkeys]
+    return pairs
+
+
+def asset_parts(
+    repo: Repo,
+    assets_def: Any,
+    key: Any,
+    *,
+    code_version: str,
+    params: Any,
+    partition: Any,
+    partitions_for: PartitionsFor,
+    fallback: Callable[[str], Lock | None] | None = None,
+) -> FingerprintParts:
+    """The parts this deployment computes for one asset partition, from local locks."""
+    return build_parts(
+        code_version=code_version,
+        params=params,
+        deps=dep_hashes(repo, upstream_pairs(assets_def, key, partitions_for), fallback),
+        partition=partition,
+    )

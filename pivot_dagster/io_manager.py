@@ -23,7 +23,7 @@ from dagster import (
 )
 from pydantic import Field, PrivateAttr
 
-from pivot_dagster import asset_keys, fingerprint, formats, results
+from pivot_dagster import asset_keys, fingerprint, formats, remote_first, results
 from pivot_dagster.types import CacheHit, Deferred, PivotType
 from pivot_store.errors import PivotError
 from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
@@ -60,6 +60,17 @@ class PivotIOManager(ConfigurableIOManager):
     trust_remote_pickle: bool = Field(
         default=False, description="Allow loading pickles that were fetched from a remote."
     )
+    push_on_write: bool = Field(
+        default=False,
+        description="Push each output (objects, then run-cache entry) right after storing it; "
+        "a failed push is a warning (the push sensor retries it).",
+    )
+    remote_first: bool = Field(
+        default=False,
+        description="For executors that isolate steps: every output is on the remote before "
+        "the step ends (or the step fails), and upstream locks missing locally are resolved "
+        "from the remote (see pivot_dagster.remote_first).",
+    )
 
     _repo: Repo | None = PrivateAttr(default=None)
 
@@ -74,6 +85,12 @@ class PivotIOManager(ConfigurableIOManager):
                 )
             self._repo = repo
         return self._repo
+
+    def upstream_fallback(self, instance: Any = None) -> Any:
+        """In remote-first mode, how a missing upstream lock is found; else None."""
+        if not self.remote_first:
+            return None
+        return remote_first.fallback(self.get_repo(), self.remote_name(), instance)
 
     def remote_name(self) -> str | None:
         if self.remote:
@@ -101,12 +118,34 @@ class PivotIOManager(ConfigurableIOManager):
                 hit = False
             lock = Lock.build(name, parts, outputs)
             results.record(repo, lock, run_cache=cacheable)
+        self._write_through(context, repo, lock, cacheable)
         out = outputs[0]
         context.add_output_metadata(_metadata(repo, lock, out, hit, meta_in))
         _set_data_version(context, out.hash)
         context.log.info(
             f"pivot: {'cache hit' if hit else 'stored'} {name} -> {out.hash} ({out.format})"
         )
+
+    def _write_through(
+        self, context: OutputContext, repo: Repo, lock: Lock, cacheable: bool
+    ) -> None:
+        """push_on_write / remote_first: the result goes to the remote before the step ends."""
+        if self.remote_first:
+            remote = remote_first.require_remote(self.remote_name())
+            remote_first.push_or_raise(repo, remote, lock, run_cache=cacheable)
+            context.log.info(f"pivot: pushed {lock.name} to {remote!r} (remote-first)")
+        elif self.push_on_write and self.remote_name() is not None:
+            remote = self.remote_name()
+            try:
+                failures = remote_first.push_result(
+                    repo, remote, lock, run_cache=cacheable, latest=False
+                )
+            except PivotError as e:
+                failures = [str(e)]
+            if failures:
+                context.log.warning(f"pivot: push of {lock.name} failed: {failures[0]}")
+            else:
+                context.log.info(f"pivot: pushed {lock.name} to {remote!r}")
 
     def _restore(self, repo: Repo, stored: Lock, name: str) -> list[OutputRecord]:
         outs = list(stored.outputs)
@@ -170,6 +209,8 @@ class PivotIOManager(ConfigurableIOManager):
 
     def _load_one(self, context: InputContext, repo: Repo, name: str, typ: Any) -> Any:
         lock = repo.read_lock(name)
+        if lock is None and self.remote_first:
+            lock = self.upstream_fallback(_instance(context))(name)
         if lock is None:
             raise MissingUpstream(
                 f"no pivot lock for upstream {name!r}",
@@ -213,6 +254,13 @@ def _input_lock_name(context: InputContext, partition: Any) -> str:
         up = context.upstream_output
         return asset_keys.lock_name(["_ops", up.step_key, up.name])
     return asset_keys.lock_name(context.asset_key, partition)
+
+
+def _instance(context: InputContext) -> Any:
+    try:
+        return context.instance
+    except Exception:  # a built context in a unit test has none
+        return None
 
 
 def _raw(value: Any) -> Any:

@@ -1,0 +1,267 @@
+"""Push and pull between a deployment and a remote: plain functions the sensors and CLI share.
+
+`push_new_materializations` walks the instance's materializations after a
+cursor (one storage id per asset key), finds the lock each one recorded
+(`pivot/fingerprint` + `pivot/hash`: the current lock, or the local run-cache
+when a newer run has replaced it), and pushes objects then run-cache entries.
+The cursor of an asset key stops before its first failed record, so a failed
+push is retried on the next call and never lost; what is already on the
+remote is skipped by `transfer.push`, so a retry pushes nothing twice.
+
+`pull_matching` asks, in topological order, what this deployment would compute
+now (`fingerprint.asset_parts` outside a run: the same parts as `cached`), and
+takes a matching result from the local or remote run-cache: objects fetched
+and hash-checked, lock and run-cache entry written, and an
+`AssetMaterialization` returned with the content hash as data version. An
+asset whose local lock already has that fingerprint is not reported again, so
+a deployment never re-reports what it pushed itself; an upstream pulled early
+in the walk makes its downstream's fingerprint computable in the same call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+from dagster import AssetKey, AssetMaterialization, AssetRecordsFilter, MetadataValue
+
+from pivot_dagster import asset_keys, fingerprint, remote_hook, results
+from pivot_store import keys
+from pivot_store.errors import PivotError
+from pivot_store.lockfile import Lock, read_lock
+from pivot_store.repo import Repo
+
+log = logging.getLogger("pivot")
+PAGE = 500
+
+
+class PushOutcome(NamedTuple):
+    pushed: list[str]  # lock names now on the remote (objects + entry)
+    failed: dict[str, str]  # lock name -> why; retried next time
+    cursor: dict[str, int]  # asset key (user string) -> last storage id handled
+
+
+def _find_lock(repo: Repo, name: str, fp: str, h: str) -> tuple[Lock | None, bool]:
+    """(the lock a materialization recorded, whether it has a run-cache entry)."""
+    entry_folder = repo.runs_dir / keys.run_prefix(name, fp).removeprefix("runs/")
+    lock = repo.read_lock(name)
+    if lock is not None and lock.fingerprint == fp and lock.outputs[0].hash == h:
+        return lock, results.run_entry_path(repo, lock).exists()
+    if entry_folder.is_dir():
+        for p in sorted(entry_folder.glob("*" + keys.LOCK_SUFFIX)):
+            cand = read_lock(p)
+            if cand.outputs and cand.outputs[0].hash == h:
+                return cand, True
+    return None, False
+
+
+def _meta(m: AssetMaterialization, key: str) -> Any:
+    v = m.metadata.get(key)
+    return getattr(v, "value", v)
+
+
+def push_new_materializations(
+    instance: Any,
+    repo: Repo,
+    remote: str,
+    cursor: dict[str, int] | None = None,
+    asset_keys_: Iterable[AssetKey] | None = None,
+) -> PushOutcome:
+    """Push what pivot stored for every materialization after `cursor`; see the module doc."""
+    cursor = dict(cursor or {})
+    keys_ = list(asset_keys_) if asset_keys_ is not None else list(instance.get_asset_keys())
+    todo: list[tuple[str, int, Lock | None, bool]] = []  # (key, storage id, lock, cacheable)
+    for key in keys_:
+        k = key.to_user_string()
+        flt = AssetRecordsFilter(asset_key=key, after_storage_id=cursor.get(k))
+        for rec in instance.fetch_materializations(flt, limit=PAGE, ascending=True).records:
+            m = rec.asset_materialization
+            fp, h = _meta(m, "pivot/fingerprint"), _meta(m, "pivot/hash")
+            lock, cacheable = None, False
+            # Not pivot's, or pulled from a remote (already there): nothing to push.
+            if fp and h and not _meta(m, "pivot/source"):
+                lock, cacheable = _find_lock(repo, asset_keys.lock_name(key, m.partition), fp, h)
+                if lock is None:
+                    log.info("pivot: %s %s is no longer stored here; not pushed", k, h)
+            todo.append((k, rec.storage_id, lock, cacheable))
+    failed: dict[str, str] = {}
+    pushed: set[str] = set()
+    for cacheable in (True, False):
+        locks = list({lk.to_yaml(): lk for _, _, lk, c in todo if lk and c == cacheable}.values())
+        if not locks:
+            continue
+        try:
+            res = remote_hook.push_locks(repo, remote, locks, run_cache=cacheable)
+        except PivotError as e:  # the remote cannot be used at all
+            failed.update({lk.name: str(e) for lk in locks})
+            continue
+        bad = {lk.name: _why(res.failed, lk) for lk in locks if lk.name not in res.complete_locks}
+        bad |= {
+            lk.name: res.failed[e]
+            for lk in locks
+            if (e := _entry_rel(lk)) in res.failed and lk.name not in bad
+        }
+        failed.update(bad)
+        pushed |= {lk.name for lk in locks if lk.name not in bad}
+    new_cursor = dict(cursor)
+    blocked: set[str] = set()
+    for k, storage_id, lock, _ in todo:
+        if k in blocked:
+            continue
+        if lock is not None and lock.name in failed:
+            blocked.add(k)
+            continue
+        new_cursor[k] = storage_id
+    return PushOutcome(sorted(pushed - set(failed)), failed, new_cursor)
+
+
+def _entry_rel(lock: Lock) -> str:
+    from pivot_store import runcache
+
+    return runcache.entry_rel(lock)
+
+
+def _why(failed: dict[str, str], lock: Lock) -> str:
+    oids = {o.hash for o in lock.outputs}
+    for k, v in sorted(failed.items()):
+        if k in oids:
+            return f"{k}: {v}"
+    return "; ".join(f"{k}: {v}" for k, v in sorted(failed.items())[:2]) or "incomplete"
+
+
+# --- pull ---------------------------------------------------------------------------
+def default_params(assets_def: Any) -> tuple[bool, Any]:
+    """(ok, op config) a run with no run config would get; ok False if config is required."""
+    from dagster._config import process_config
+
+    field = assets_def.op.config_field
+    if field is None:
+        return True, None
+    res = process_config(field.config_type, {})
+    return (True, res.value) if res.success else (False, None)
+
+
+@contextmanager
+def _partition_context(instance: Any) -> Iterator[None]:
+    """Dynamic partitions are read through Dagster's partition-loading context."""
+    try:
+        from dagster._core.definitions.partitions.context import partition_loading_context
+    except ImportError:  # pragma: no cover - other Dagster versions
+        yield
+        return
+    with partition_loading_context(dynamic_partitions_store=instance):
+        yield
+
+
+def _partitions(assets_def: Any, instance: Any) -> list[Any]:
+    pdef = assets_def.partitions_def
+    if pdef is None:
+        return [None]
+    return list(pdef.get_partition_keys(dynamic_partitions_store=instance))
+
+
+def repository_def(defs: Any) -> Any:
+    """A RepositoryDefinition from Definitions (or one given as it is)."""
+    return defs.get_repository_def() if hasattr(defs, "get_repository_def") else defs
+
+
+def pull_matching(
+    defs: Any,
+    repo: Repo,
+    remote: str | None,
+    *,
+    instance: Any = None,
+    selection: Iterable[AssetKey] | None = None,
+    trust_remote_pickle: bool = False,
+) -> list[AssetMaterialization]:
+    """Pull results matching this deployment's fingerprints; the events to record (see doc)."""
+    rdef = repository_def(defs)
+    graph = rdef.asset_graph
+    wanted = set(selection) if selection is not None else None
+    events: list[AssetMaterialization] = []
+    with _partition_context(instance):
+        for key in graph.toposorted_asset_keys:
+            if wanted is not None and key not in wanted:
+                continue
+            ad = rdef.assets_defs_by_key.get(key)
+            fn = fingerprint.pivot_function(ad) if ad is not None else None
+            if fn is None or len(ad.keys) != 1:
+                continue
+            cv = fingerprint.resolve_code_version(
+                ad, key, fn.__pivot_code_version__, getattr(fn, "__pivot_explicit__", False)
+            )
+            ok, params = default_params(ad)
+            if cv is None or not ok:
+                continue
+            for pk in _partitions(ad, instance):
+                ev = _pull_one(graph, ad, key, pk, cv, params, repo, remote, trust_remote_pickle)
+                if ev is not None:
+                    events.append(ev)
+    return events
+
+
+def _pull_one(
+    graph: Any,
+    ad: Any,
+    key: AssetKey,
+    partition: Any,
+    cv: str,
+    params: Any,
+    repo: Repo,
+    remote: str | None,
+    trust: bool,
+) -> AssetMaterialization | None:
+    def partitions_for(_input: str, up_key: AssetKey) -> list[Any] | None:
+        if graph.get(up_key).partitions_def is None:
+            return None
+        res = graph.get_parent_partition_keys_for_child(partition, up_key, key)
+        return sorted(res.partitions_subset.get_partition_keys())
+
+    parts = fingerprint.asset_parts(
+        repo,
+        ad,
+        key,
+        code_version=cv,
+        params=params,
+        partition=partition,
+        partitions_for=partitions_for,
+    )
+    if fingerprint.has_missing(parts):
+        return None
+    name = asset_keys.lock_name(key, partition)
+    fp = parts.digest(name)
+    local = repo.read_lock(name)
+    if local is not None and local.fingerprint == fp and results.outputs_present(repo, local):
+        return None  # this deployment has it (maybe it pushed it): nothing new to report
+    found, source = results.find_result(repo, name, parts), "local run-cache"
+    if found is None and remote is not None:
+        try:
+            found = remote_hook.find_remote_result(repo, remote, name, fp, allow_pickle=trust)
+        except PivotError as e:
+            log.warning("pivot: pull of %s from %s failed: %s", name, remote, e)
+            return None
+        source = remote_hook.label(repo, remote)
+    if found is None:
+        return None
+    with repo.writing():
+        results.record(repo, found)
+    for out in found.outputs:
+        if out.path is not None:
+            results.load_output(repo, out)  # a Path output is checked out, as on a hit
+    out = found.outputs[0]
+    return AssetMaterialization(
+        asset_key=key,
+        partition=asset_keys.partition_str(partition),
+        metadata={
+            "pivot/hash": out.hash,
+            "pivot/size": out.size,
+            "pivot/format": out.format or "",
+            "pivot/fingerprint": found.fingerprint,
+            "pivot/cache_hit": True,
+            "pivot/source": source,
+            "pivot/path": MetadataValue.path(str(results.object_path(repo, out))),
+        },
+        tags={"dagster/data_version": out.hash, "dagster/code_version": cv},
+    )
