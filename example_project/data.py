@@ -79,12 +79,21 @@ def split(features: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return features[~test], features[test]
 
 
-def fit(train: pd.DataFrame) -> dict:
+def fit(train: pd.DataFrame, n_boot: int = 200) -> dict:
+    """Least squares, plus bootstrap standard errors (the expensive part, ~seconds)."""
     x = np.column_stack([np.ones(len(train)), train[FEATURES].to_numpy()])
-    coef, *_ = np.linalg.lstsq(x, train["units"].to_numpy(), rcond=None)
+    y = train["units"].to_numpy()
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    rng = np.random.default_rng(0)
+    boots = np.empty((n_boot, x.shape[1]))
+    for i in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        boots[i], *_ = np.linalg.lstsq(x[idx], y[idx], rcond=None)
+    se = boots.std(axis=0)
+    names = ["intercept", *FEATURES]
     return {
-        "intercept": float(coef[0]),
-        **{f: float(c) for f, c in zip(FEATURES, coef[1:], strict=True)},
+        **{n: float(c) for n, c in zip(names, coef, strict=True)},
+        "stderr": {n: float(e) for n, e in zip(names, se, strict=True)},
     }
 
 
@@ -127,5 +136,7 @@ def write_report(folder: Path, model: dict, metrics: dict, test: pd.DataFrame) -
         for k, v in metrics.items()
     ]
     lines += ["", "## Coefficients", "", "| feature | weight |", "|---|---|"]
-    lines += [f"| {k} | {v:.4f} |" for k, v in model.items()]
+    lines += [
+        f"| {k} | {v:.4f} ± {model['stderr'][k]:.4f} |" for k, v in model.items() if k != "stderr"
+    ]
     (folder / "summary.md").write_text("\n".join(lines) + "\n")

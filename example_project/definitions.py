@@ -10,6 +10,7 @@ from dagster import AssetSelection, Definitions, ScheduleDefinition, define_asse
 from example_project import assets
 from example_project.settings import PROJECT_DIR
 from pivot_dagster import PivotIOManager
+from pivot_dagster.checks import pivot_integrity_checks
 
 ALL_ASSETS = [
     assets.raw_sales,
@@ -19,6 +20,8 @@ ALL_ASSETS = [
     assets.evaluation,
     assets.report,
 ]
+
+INTEGRITY = pivot_integrity_checks(ALL_ASSETS)
 
 everything = define_asset_job("everything", selection=AssetSelection.all())
 
@@ -31,6 +34,7 @@ nightly_ci = ScheduleDefinition(
 
 defs = Definitions(
     assets=ALL_ASSETS,
+    asset_checks=INTEGRITY,
     jobs=[everything],
     schedules=[nightly_ci],
     resources={"io_manager": PivotIOManager(project_dir=str(PROJECT_DIR))},
