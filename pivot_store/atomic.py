@@ -9,11 +9,14 @@ never a half-written file under a final name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+from pivot_store.errors import FULL_FIX, DiskFull
 
 TMP_PREFIX = ".tmp-"
 
@@ -24,6 +27,28 @@ def temp_name(folder: Path, hint: str = "") -> Path:
 
 def is_temp(name: str) -> bool:
     return name.startswith(TMP_PREFIX)
+
+
+def temp_in_use(name: str) -> bool:
+    """True when a temp file's writer (the pid in its name) is still running.
+
+    gc and tree checkouts clean up temp files left by killed writers; a live
+    writer's temp is about to be published, and removing it would fail that
+    writer (`pivot gc --grace 0` beside a running `pivot add`).
+    """
+    pid_text = name[len(TMP_PREFIX) :].partition("-")[0]
+    if not is_temp(name) or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, owned by someone else
+        return True
+    return True
 
 
 def publish_new(tmp: Path, final: Path) -> bool:
@@ -59,29 +84,61 @@ def fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def disk_full(e: BaseException, what: str) -> DiskFull | None:
+    """ENOSPC/EDQUOT as the one-line DiskFull naming `what`; None for other errors."""
+    if isinstance(e, DiskFull):
+        return DiskFull(f"no space left on device writing {what}", FULL_FIX)
+    if isinstance(e, OSError) and e.errno in FULL_ERRNOS:
+        return DiskFull(f"no space left on device writing {what} ({e.strerror})", FULL_FIX)
+    return None
+
+
 @contextlib.contextmanager
 def temp_file(folder: Path, hint: str = "") -> Iterator[tuple[Path, BinaryIO]]:
-    """Open a fresh temp file in `folder`; it is removed if the block fails."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = temp_name(folder, hint)
-    f = open(path, "xb")  # noqa: SIM115 - closed below, removed on error
+    """Open a fresh temp file in `folder`; it is removed if the block fails.
+
+    Every failure path removes the temp (closing may fail too when the disk is
+    full: the buffered tail cannot be flushed), and a full disk comes out as
+    DiskFull, not a bare OSError.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = temp_name(folder, hint)
+        f = open(path, "xb")  # noqa: SIM115 - closed below, removed on error
+    except OSError as e:
+        full = disk_full(e, str(folder))
+        if full is None:
+            raise
+        raise full from None
     try:
         yield path, f
-    except BaseException:
         f.close()
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            f.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        raise
-    finally:
-        f.close()
+        full = disk_full(e, str(folder)) if not isinstance(e, DiskFull) else None
+        if full is None:
+            raise
+        raise full from None
 
 
 def write_replace(path: Path, data: bytes, *, fsync: bool = True, mode: int = 0o644) -> None:
     """Atomically replace `path` with `data` (locks, config, run-cache copies)."""
-    with temp_file(path.parent, ".part") as (tmp, f):
-        f.write(data)
-        f.flush()
-        if fsync:
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+    try:
+        with temp_file(path.parent, ".part") as (tmp, f):
+            f.write(data)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
+    except OSError as e:
+        full = disk_full(e, str(path))
+        if full is None:
+            raise
+        raise full from None

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pivot_store import atomic, keys
-from pivot_store.errors import CheckoutError
+from pivot_store.errors import CheckoutError, DiskFull
 from pivot_store.manifest import Manifest
 from pivot_store.objects import ObjectStore
 
@@ -78,9 +78,14 @@ class Checkout:
             if _is_dir(dest):
                 shutil.rmtree(dest)
             os.replace(tmp, dest)
-        except BaseException:
+        except BaseException as e:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+            if isinstance(e, OSError) and e.errno in atomic.FULL_ERRNOS:
+                raise DiskFull(
+                    f"no space left on device to check out {dest}",
+                    "free space in the workspace, or use --checkout-mode hardlink",
+                ) from None
             raise
 
     def _already(self, src: Path, src_st: os.stat_result, dest: Path) -> bool:
@@ -170,8 +175,11 @@ def _remove_extra(dest: Path, wanted: set[str]) -> None:
         rel_folder = os.path.relpath(folder, dest).replace(os.sep, "/")
         prefix = "" if rel_folder == "." else rel_folder + "/"
         for name in files:
-            if prefix + name not in wanted:
-                os.unlink(os.path.join(folder, name))
+            if prefix + name not in wanted and not atomic.temp_in_use(name):
+                # A live process's temp (another checkout of this folder) is left
+                # alone: removing it would fail that process's rename.
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(folder, name))
         for name in dirs:
             rel = prefix + name
             full = os.path.join(folder, name)

@@ -59,6 +59,15 @@ class CheckoutError(PivotError):
     """A checkout could not place an output in the workspace."""
 
 
+class DiskFull(PivotError, OSError):
+    """No space (or quota) left where the store writes: ENOSPC / EDQUOT."""
+
+    exit_code = 1
+
+
+FULL_FIX = "free space, or move the cache (.pivot/cache, a symlink works) to a bigger disk"
+
+
 class RemoteError(PivotError):
     """A remote failed permanently (no bucket, denied, unknown name)."""
 

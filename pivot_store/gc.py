@@ -9,6 +9,7 @@ A malformed lock stops gc: it cannot know what that lock needs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,9 @@ from dataclasses import dataclass, field
 from pivot_store import atomic
 from pivot_store import oid as oids
 from pivot_store.repo import Repo
+
+
+LIVE_TEMP_SECONDS = 3600
 
 
 @dataclass
@@ -70,9 +74,19 @@ def _remove_temps(repo: Repo, cutoff: float, dry_run: bool) -> int:
     tmp_dir = repo.objects.tmp_dir
     if not tmp_dir.is_dir():
         return 0
+    live_cutoff = min(cutoff, time.time() - LIVE_TEMP_SECONDS)
     for entry in os.scandir(tmp_dir):
-        if atomic.is_temp(entry.name) and entry.stat().st_mtime <= cutoff:
+        if not atomic.is_temp(entry.name):
+            continue
+        try:
+            mtime = entry.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        # A running writer's temp (a pull holds no store lock) is kept unless it has
+        # not been written for an hour: `gc --grace 0` must not fail a live writer.
+        if mtime <= cutoff and not (atomic.temp_in_use(entry.name) and mtime > live_cutoff):
             count += 1
             if not dry_run:
-                os.unlink(entry.path)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
     return count

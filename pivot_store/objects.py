@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 from pivot_store import atomic
 from pivot_store import oid as oids
-from pivot_store.errors import CorruptObject, ObjectMissing
+from pivot_store.errors import FULL_FIX, CorruptObject, DiskFull, ObjectMissing
 from pivot_store.hashing import CHUNK, HashingWriter, hash_file
 
 READ_ONLY = 0o444
@@ -129,32 +129,54 @@ class ObjectStore:
             added = self._link_in(src, executable, state)
             if added is not None:
                 return added
+            st = src.stat()
         if state is not None:
             known = state.hash(src, st)
             if self.exists(known):
                 self.freshen(known)
                 return Added(known, st.st_size, False)
-        with open(src, "rb", buffering=0) as f:
-            return self.add_stream(f, executable=executable)
+        try:
+            with open(src, "rb", buffering=0) as f:
+                return self.add_stream(f, executable=executable)
+        except DiskFull:
+            raise DiskFull(
+                f"no space left on device to add {src} to the cache in {self.root.parent}",
+                FULL_FIX,
+            ) from None
 
     def _link_in(self, src: Path, executable: bool, state: Any) -> Added | None:
-        """Publish `src` itself as the object: chmod, hash once, hard-link."""
+        """Publish `src` itself as the object: chmod, hash once, hard-link.
+
+        The file is linked under a temp name first and published only if the temp
+        is still the inode that was hashed, unchanged: another process may replace
+        `src` (a checkout, a writer) while it is hashed, and those bytes must not
+        appear under this name. None means "copy instead".
+        """
         mode = EXECUTABLE if executable else READ_ONLY
+        before = src.stat()
         os.chmod(src, mode)
         st = src.stat()
         oid = state.hash(src, st) if state is not None else hash_file(src)
-        final = self.path(oid)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = atomic.temp_name(self.tmp_dir, ".link")
         try:
-            os.link(src, final)
-            new = True
-        except FileExistsError:
-            self.freshen(oid)
-            new = False
+            os.link(src, tmp)
         except OSError:
-            return None  # another filesystem or no hard links: copy instead
+            # Another filesystem or no hard links: copy instead, and leave the
+            # workspace file as writable as it was.
+            with contextlib.suppress(OSError):
+                if os.stat(src).st_ino == st.st_ino:
+                    os.chmod(src, stat.S_IMODE(before.st_mode))
+            return None
+        linked = os.stat(tmp)
+        if _stamp(linked) != _stamp(st):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            return None  # replaced or written while hashed: copy what is there now
+        new = self._publish(tmp, oid, executable)
         if state is not None and new:
-            state.set(src, src.stat(), oid)  # linking changed ctime
+            with contextlib.suppress(OSError):
+                state.set(src, os.stat(self.path(oid)), oid)  # linking changed ctime
         return Added(oid, st.st_size, new)
 
     def insert_verified(self, tmp: Path, expected: str, *, source: str = "") -> bool:
@@ -201,3 +223,8 @@ class ObjectStore:
 
     def size(self, oid: str) -> int:
         return self.path(oid).stat().st_size
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What says a file is the same inode with the same bytes (ctime moves on link)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

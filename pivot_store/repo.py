@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -28,7 +29,11 @@ from pivot_store.objects import ObjectStore
 from pivot_store.state import MIN_SIZE, State
 
 PIVOT_DIR = ".pivot"
-GITIGNORE = "/cache/\n/tmp/\n/state.lmdb/\n/gc.lock\n.tmp-*\n"
+SCAN_ATTEMPTS = 5
+GITIGNORE = "/cache/\n/tmp/\n/state.lmdb/\n/gc.lock\n/gc.gate\n.tmp-*\n"
+# Shared store holds this process has open, per .pivot/ folder (see Repo.writing).
+_HELD: dict[str, int] = {}
+_HELD_GUARD = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -98,13 +103,39 @@ class Repo:
 
         An object added inside a shared hold cannot be collected before the
         lock naming it is written, whatever gc's grace period.
+
+        Writers pass through a gate (`gc.gate`) that gc holds exclusively while
+        it waits: without it, overlapping writers (Dagster steps, parallel adds)
+        keep the shared lock held forever and gc never runs. A nested hold in a
+        process that already has one skips the gate, so it cannot deadlock
+        against a gc waiting for that process.
         """
         self.pivot_dir.mkdir(parents=True, exist_ok=True)
+        key = str(self.pivot_dir)
         fd = os.open(self.pivot_dir / "gc.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        gate = -1
+        counted = False
         try:
+            with _HELD_GUARD:
+                nested = not exclusive and _HELD.get(key, 0) > 0
+            if not nested:
+                gate = os.open(self.pivot_dir / "gc.gate", os.O_RDWR | os.O_CREAT, 0o644)
+                fcntl.flock(gate, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            if not exclusive:
+                if gate >= 0:
+                    os.close(gate)  # writers only pass through the gate
+                    gate = -1
+                with _HELD_GUARD:
+                    _HELD[key] = _HELD.get(key, 0) + 1
+                counted = True
             yield
         finally:
+            if counted:
+                with _HELD_GUARD:
+                    _HELD[key] -= 1
+            if gate >= 0:
+                os.close(gate)
             os.close(fd)
 
     # --- locks --------------------------------------------------------------
@@ -148,7 +179,18 @@ class Repo:
         if path.is_symlink() and not path.resolve().is_relative_to(self.root):
             raise TrackError(f"{path} is a symlink out of the project", "track its target")
         if path.is_dir():
-            manifest = build_manifest(path, self.objects, self.state, move=move)
+            for attempt in range(SCAN_ATTEMPTS):
+                try:
+                    manifest = build_manifest(path, self.objects, self.state, move=move)
+                    break
+                except FileNotFoundError:
+                    # A file vanished between listing and hashing (another process
+                    # checking this folder out): list it again.
+                    if attempt == SCAN_ATTEMPTS - 1:
+                        raise TrackError(
+                            f"{path} kept changing while it was being added",
+                            "stop the processes writing to it, then add it again",
+                        ) from None
             return OutputRecord(hash=manifest.oid(), size=manifest.size, kind="dir")
         if not path.is_file():
             raise TrackError(f"{path} does not exist", "create it first, or check the path")
@@ -209,7 +251,9 @@ class Repo:
             out = rec.model_copy(update={"name": rel, "path": rel})
             lock = Lock.build(rel, FingerprintParts(), [out])
             self.write_lock(lock)
-        self.checkout_output(out)
+            # Still inside the hold: another process may replace this lock at once,
+            # and gc must not collect our objects before they are checked out.
+            self.checkout_output(out)
         _gitignore_add(self.root, rel)
         return lock
 
@@ -248,10 +292,13 @@ class Repo:
 
     def checkout(self, names: list[str] | None = None, mode: str | None = None) -> list[Path]:
         placed = []
-        for lock in self.iter_locks(names):
-            for out in lock.outputs:
-                if out.path is not None:
-                    placed.append(self.checkout_output(out, mode=mode))
+        # The shared hold: a lock read here may be replaced by another process a
+        # moment later, and gc must not collect its objects while we place them.
+        with self.writing():
+            for lock in self.iter_locks(names):
+                for out in lock.outputs:
+                    if out.path is not None:
+                        placed.append(self.checkout_output(out, mode=mode))
         return placed
 
 

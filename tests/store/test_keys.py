@@ -36,8 +36,10 @@ def test_encode_segment_round_trips_and_is_safe(text: str) -> None:
 def test_name_from_parts_round_trips(parts: list[str]) -> None:
     try:
         name = keys.name_from_parts(parts)
-    except UnsafeName:  # only when the encoded name is too long
-        assert sum(len(keys.encode_segment(p)) + 1 for p in parts) > keys.MAX_NAME_BYTES
+    except UnsafeName:  # only when an encoded segment or the whole name is too long
+        segs = [quote(p, safe="-_.~") for p in parts]  # (+2 bytes if a leading dot is escaped)
+        too_long_seg = max(len(s) for s in segs) > keys.MAX_SEGMENT_BYTES - 2
+        assert too_long_seg or sum(len(s) + 1 for s in segs) > keys.MAX_NAME_BYTES - 2 * len(segs)
         return
     assert keys.parts_from_name(name) == parts
     assert name.count("/") == len(parts) - 1
