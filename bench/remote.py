@@ -1,16 +1,21 @@
 """Remote transfer benchmark: pivot push / pull against a private moto S3 server.
 
 Workload (as in research/cas-anchors.md): one big file plus many 4 KiB files.
-Prints push, pull into an empty cache, no-op push, a raw boto3 ceiling (same
-objects, same threads), DVC when `dvc` is importable, and the requests moto
-logged for each step. Not a test; run standalone:
+Prints push, pull into an empty cache, no-op push, two raw ceilings for the
+same objects and the same concurrency (boto3 on `jobs` threads, and
+aiobotocore with `jobs` requests in flight on one event loop, which is pivot's
+own model), DVC against the same moto server when `--dvc PATH` names a `dvc`
+executable (keep it in its own venv), and the requests moto logged for each
+step. Not a test; run standalone:
 
-    .venv/bin/python bench/remote.py [--big-mib 512] [--small 2000] [--jobs 20]
+    .venv/bin/python bench/remote.py [--big-mib 512] [--small 2000] [--jobs 20] \
+        [--dvc /tmp/dvcvenv2/bin/dvc]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import resource
@@ -130,14 +135,17 @@ def raw_ceiling(moto: Moto, work: Path, jobs: int) -> None:
     files = sorted((work / "data").iterdir())
     cfg = TransferConfig(multipart_chunksize=16 << 20, max_concurrency=10)
     moto.requests()
+    big = work / "big.bin"
     for label, fn in (
-        ("raw boto3 push", lambda: _raw_put(s3, files, work / "big.bin", jobs, cfg)),
-        ("raw boto3 pull", lambda: _raw_get(s3, files, work, jobs, cfg)),
+        ("raw boto3 push (threads)", lambda: _raw_put(s3, files, big, jobs, cfg)),
+        ("raw boto3 pull (threads)", lambda: _raw_get(s3, files, work, jobs, cfg)),
+        ("raw aiobotocore push (async)", lambda: asyncio.run(_araw(moto, files, big, jobs, True))),
+        ("raw aiobotocore pull (async)", lambda: asyncio.run(_araw(moto, files, big, jobs, False))),
     ):
         c0, t0 = time.process_time(), time.perf_counter()
         fn()
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        print(f"{label:<28} {wall:7.2f} s  cpu {cpu:6.2f} s  requests {fmt(moto.requests())}")
+        print(f"{label:<30} {wall:7.2f} s  cpu {cpu:6.2f} s  requests {fmt(moto.requests())}")
 
 
 def _raw_put(s3, files, big, jobs, cfg) -> None:
@@ -159,6 +167,117 @@ def _raw_get(s3, files, work, jobs, cfg) -> None:
         big_f = ex.submit(s3.download_file, "raw", "big", str(out / "big"), Config=cfg)
         list(ex.map(get, files))
         big_f.result()
+
+
+async def _araw(moto: Moto, files: list[Path], big: Path, jobs: int, put: bool) -> None:
+    """aiobotocore, `jobs` requests in flight, the big object in 16 MiB parts/ranges."""
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import get_session
+
+    chunk = 16 << 20
+    size = big.stat().st_size
+    out = big.parent / "raw-aout"
+    out.mkdir(exist_ok=True)
+    cfg = AioConfig(max_pool_connections=jobs + 10)
+    async with get_session().create_client(
+        "s3", endpoint_url=moto.url, aws_access_key_id=KEY, aws_secret_access_key=SECRET,
+        region_name="us-east-1", config=cfg,
+    ) as c:  # fmt: skip
+        if put:
+            await c.create_bucket(Bucket="araw")
+        sem = asyncio.Semaphore(jobs)
+
+        async def small(p: Path) -> None:
+            async with sem:
+                if put:
+                    await c.put_object(Bucket="araw", Key=p.name, Body=p.read_bytes())
+                else:
+                    r = await c.get_object(Bucket="araw", Key=p.name)
+                    async with r["Body"] as b:
+                        (out / p.name).write_bytes(await b.read())
+
+        async def big_obj() -> None:
+            starts = range(0, size, chunk)
+            if put:
+                up = await c.create_multipart_upload(Bucket="araw", Key="big")
+                uid = up["UploadId"]
+
+                async def part(i: int, start: int) -> dict:
+                    async with sem:
+                        with open(big, "rb") as f:
+                            f.seek(start)
+                            data = f.read(chunk)
+                        r = await c.upload_part(
+                            Bucket="araw", Key="big", UploadId=uid, PartNumber=i + 1, Body=data
+                        )
+                        return {"PartNumber": i + 1, "ETag": r["ETag"]}
+
+                parts = await asyncio.gather(*(part(i, s) for i, s in enumerate(starts)))
+                await c.complete_multipart_upload(
+                    Bucket="araw", Key="big", UploadId=uid, MultipartUpload={"Parts": parts}
+                )
+                return
+            fd = os.open(out / "big", os.O_WRONLY | os.O_CREAT, 0o644)
+
+            async def rng(start: int) -> None:
+                async with sem:
+                    r = await c.get_object(
+                        Bucket="araw", Key="big", Range=f"bytes={start}-{start + chunk - 1}"
+                    )
+                    async with r["Body"] as b:
+                        os.pwrite(fd, await b.read(), start)
+
+            await asyncio.gather(*(rng(s) for s in starts))
+            os.close(fd)
+
+        await asyncio.gather(big_obj(), *(small(p) for p in files))
+
+
+def run_dvc(dvc: str, moto: Moto, scratch: Path, proj: Path, jobs: int) -> list[tuple]:
+    """DVC push / no-op push / pull of the same files into its own bucket on the same moto."""
+    s3 = moto.client()
+    s3.create_bucket(Bucket="dvc")
+    env = {
+        **os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1", "DVC_NO_ANALYTICS": "1",
+        "DVC_SITE_CACHE_DIR": str(scratch / "dvc-site"),
+        "DVC_GLOBAL_CONFIG_DIR": str(scratch / "dvc-global"),
+        "DVC_SYSTEM_CONFIG_DIR": str(scratch / "dvc-system"),
+        "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@example.invalid",
+        "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@example.invalid",
+    }  # fmt: skip
+    env.pop("PYTHONPATH", None)
+    repo = scratch / "dvc-proj"
+    repo.mkdir()
+    shutil.copy(proj / "big.bin", repo / "big.bin")
+    shutil.copytree(proj / "data", repo / "data")
+
+    def run(*cmd: str, cwd: Path = repo) -> None:
+        subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
+
+    run("git", "init", "-q")
+    run(dvc, "init", "-q")
+    run(dvc, "config", "core.autostage", "false")
+    run(dvc, "remote", "add", "-q", "-d", "store", "s3://dvc/store")
+    run(dvc, "remote", "modify", "store", "endpointurl", moto.url)
+    run(dvc, "add", "-q", "big.bin", "data")
+    moto.requests()
+    rows = []
+    j = ["-j", str(jobs)]
+    wall, cpu = timed([dvc, "push", *j], repo, env)
+    rows.append(("dvc push (empty bucket)", wall, cpu, moto.requests()))
+    wall, cpu = timed([dvc, "push", *j], repo, env)
+    rows.append(("dvc push (no-op)", wall, cpu, moto.requests()))
+    clone = scratch / "dvc-clone"
+    clone.mkdir()
+    run("git", "init", "-q", cwd=clone)
+    shutil.copytree(repo / ".dvc", clone / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp"))
+    for f in ("big.bin.dvc", "data.dvc"):
+        shutil.copy(repo / f, clone / f)
+    moto.requests()
+    wall, cpu = timed([dvc, "pull", *j], clone, env)
+    rows.append(("dvc pull (empty cache)", wall, cpu, moto.requests()))
+    return rows
 
 
 def probe_head_vs_list(moto: Moto, bucket: str) -> None:
@@ -189,6 +308,7 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=2000)
     ap.add_argument("--jobs", type=int, default=20)
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    ap.add_argument("--dvc", help="path to a `dvc` executable (with dvc-s3) to compare against")
     args = ap.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="pivot-bench-remote-"))
@@ -239,15 +359,21 @@ def main() -> None:
         wall, cpu = timed([sys.executable, "-c", "import pivot_store.cli.app"], proj, env)
         rows.append(("(pivot CLI startup)", wall, cpu, Counter()))
         for label, wall, cpu, reqs in rows:
-            print(f"{label:<28} {wall:7.2f} s  cpu {cpu:6.2f} s  requests {fmt(reqs)}")
+            print(f"{label:<30} {wall:7.2f} s  cpu {cpu:6.2f} s  requests {fmt(reqs)}")
+        small_cpu = rows[3][2] / args.small * 1e3
+        print(f"{'':<30} fetch: {small_cpu:.2f} ms client CPU per small object (incl. startup)")
         probe_head_vs_list(moto, "bench")
         raw_ceiling(moto, proj, args.jobs)
-        try:
-            import dvc  # noqa: F401
-
-            print("dvc is importable: run research/bench/anchors_dvc.sh for its figures")
-        except ImportError:
-            print("dvc: not installed here; research/cas-anchors.md has its figures")
+        if args.dvc:
+            dvc_rows = run_dvc(args.dvc, moto, scratch, proj, args.jobs)
+            for label, wall, cpu, reqs in dvc_rows:
+                print(f"{label:<30} {wall:7.2f} s  cpu {cpu:6.2f} s  requests {fmt(reqs)}")
+            for (label, w, _, _), (_, dw, _, _) in zip(
+                (rows[0], rows[1], rows[2]), dvc_rows, strict=True
+            ):
+                print(f"ratio {label:<24} {w / dw:5.2f} x DVC")
+        else:
+            print("dvc: pass --dvc PATH (research/cas-anchors.md has its figures)")
     finally:
         moto.stop()
         if not args.keep:

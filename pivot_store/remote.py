@@ -16,26 +16,34 @@ naming the remote and the fix).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
 import random
 import shutil
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pivot_store import atomic, keys
 from pivot_store import oid as oids
 from pivot_store.config import Config, RemoteConfig
-from pivot_store.errors import PivotError, RemoteError
+from pivot_store.errors import CorruptObject, PivotError, RemoteError
 
 #: Below this many objects one HEAD each beats listing their prefixes; above
 #: it, one LIST per touched prefix (bench/remote.py --probe measures it).
 HEAD_MAX = 16
 #: Objects at or above this size are uploaded multipart / downloaded in ranges.
 MULTIPART_CHUNK = 16 * 2**20
+#: Ranged GETs in flight for one large object (on top of `jobs` objects).
+RANGE_JOBS = 8
+#: Socket timeouts for S3 (seconds): a stalled connection becomes a retry, not a hang.
+CONNECT_TIMEOUT = 10
+READ_TIMEOUT = 30
 #: Attempts per operation on transient errors, on top of botocore's own retries.
 RETRIES = 6
 BACKOFF = 0.1
@@ -132,6 +140,85 @@ def retrying(remote: Remote, fn: Callable[[], T], what: str, attempts: int = RET
     raise AssertionError("unreachable")
 
 
+async def aretrying(
+    remote: Remote, fn: Callable[[], Awaitable[T]], what: str, attempts: int = RETRIES
+) -> T:
+    """`retrying` for coroutines: the same classification, asyncio.sleep between tries."""
+    for attempt in range(attempts):
+        try:
+            return await fn()
+        except Exception as e:
+            err = classify(e, remote, what)
+            if isinstance(err, Transient) and attempt + 1 < attempts:
+                await asyncio.sleep(min(BACKOFF * 2**attempt, 5.0) * random.uniform(0.5, 1.5))
+                continue
+            if err is e:
+                raise
+            raise err from e
+    raise AssertionError("unreachable")
+
+
+def _run_new_loop(fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], jobs: int) -> T:
+    """Run `fn(*args)` on a fresh event loop whose thread pool has `jobs` workers.
+
+    From inside a running loop (a notebook, an async caller) the fresh loop
+    gets its own thread, since one thread cannot run two loops.
+    """
+
+    async def main() -> T:
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max(1, jobs), "pivot-remote")
+        )
+        return await fn(*args)
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["out"] = asyncio.run(main())
+        except BaseException as e:
+            box["err"] = e
+
+    t = threading.Thread(target=target, name="pivot-remote-loop")
+    t.start()
+    t.join()
+    if "err" in box:
+        raise box["err"]
+    return box["out"]
+
+
+async def amap(jobs: int, fn: Callable[[Any], Awaitable[Any]], items: Iterable[Any]) -> list[Any]:
+    """`[await fn(i) for i in items]`, `jobs` at a time, results in order.
+
+    `jobs` workers pull from one iterator, so no task exists per item. The
+    first RemoteError (permanent: no bucket, denied) stops the workers from
+    taking more items and is raised once those in flight have finished.
+    """
+    items = list(items)
+    out: list[Any] = [None] * len(items)
+    it = iter(enumerate(items))
+    stop: list[BaseException] = []
+
+    async def worker() -> None:
+        for i, item in it:
+            if stop:
+                return
+            try:
+                out[i] = await fn(item)
+            except RemoteError as e:
+                stop.append(e)
+                return
+
+    await asyncio.gather(*(worker() for _ in range(min(max(1, jobs), len(items)))))
+    if stop:
+        raise stop[0]
+    return out
+
+
 class Remote:
     """The generic backend: any fsspec filesystem (memory://, gs://, az://, ...)."""
 
@@ -175,35 +262,74 @@ class Remote:
     def list_dirs(self, key: str) -> list[str]:
         return self.list_names(key)
 
-    def present(self, wanted: Iterable[str], *, map_fn: Any = map) -> set[str]:
-        """Which of `wanted` the remote has: HEADs for a handful, else one LIST per prefix."""
+    def present(self, wanted: Iterable[str], *, map_fn: Any = None, jobs: int = 20) -> set[str]:
+        """Which of `wanted` the remote has (see `apresent`). `map_fn` is ignored."""
+        return self.run(self.apresent, set(wanted), jobs)
+
+    async def apresent(self, wanted: Iterable[str], jobs: int = 20) -> set[str]:
+        """Which of `wanted` the remote has: HEADs for a handful, else one LIST per prefix.
+
+        The prefix LISTs run `jobs` at a time. When the first prefix listed is
+        empty the remote is probably young, so one delimited LIST of `files/`
+        names the prefixes that exist at all and the absent ones are skipped.
+        """
         wanted = set(wanted)
+        if not wanted:
+            return set()
         if len(wanted) <= HEAD_MAX:
 
-            def head(o: str) -> tuple[str, bool]:
+            async def head(o: str) -> str | None:
                 key = self.object_key(o)
-                return o, retrying(self, lambda: self.exists(key), key)
+                ok = await aretrying(self, lambda: self.aexists(key), key)
+                return o if ok else None
 
-            return {o for o, ok in map_fn(head, sorted(wanted)) if ok}
+            return {o for o in await amap(jobs, head, sorted(wanted)) if o}
         by_prefix: dict[str, set[str]] = {}
         for o in wanted:
             by_prefix.setdefault(o[:2], set()).add(o)
-        if len(by_prefix) > HEAD_MAX:
-            # One delimited LIST names the prefixes that exist at all; an empty
-            # or young remote then costs one request instead of up to 256.
-            top = f"{self.root}/files"
-            exist = set(retrying(self, lambda: self.list_dirs(top), f"listing {top}"))
-            by_prefix = {p: v for p, v in by_prefix.items() if p in exist}
 
-        def one(prefix: str) -> set[str]:
+        async def one(prefix: str) -> set[str]:
             key = f"{self.root}/files/{prefix}"
-            names = retrying(self, lambda: self.list_names(key), f"listing {key}")
+            names = await aretrying(self, lambda: self.alist_names(key), f"listing {key}")
             return {prefix + n for n in names} & by_prefix[prefix]
 
-        out: set[str] = set()
-        for s in map_fn(one, sorted(by_prefix)):
+        prefixes = sorted(by_prefix)
+        out = await one(prefixes[0])
+        rest = prefixes[1:]
+        if not out and len(rest) > HEAD_MAX:
+            top = f"{self.root}/files"
+            exist = set(await aretrying(self, lambda: self.alist_dirs(top), f"listing {top}"))
+            rest = [p for p in rest if p in exist]
+        for s in await amap(jobs, one, rest):
             out |= s
         return out
+
+    # --- running coroutines ---------------------------------------------------
+    def run(self, fn: Callable[..., Awaitable[T]], *args: Any, jobs: int = 20) -> T:
+        """Run the coroutine function `fn(*args)` to completion from sync code."""
+        return _run_new_loop(fn, args, jobs)
+
+    # --- the async interface (default: the sync methods on worker threads) ---
+    async def aexists(self, key: str) -> bool:
+        return await asyncio.to_thread(self.exists, key)
+
+    async def alist_names(self, key: str) -> list[str]:
+        return await asyncio.to_thread(self.list_names, key)
+
+    async def alist_dirs(self, key: str) -> list[str]:
+        return await asyncio.to_thread(self.list_dirs, key)
+
+    async def aput_file(self, local: Path, key: str) -> bool:
+        return await asyncio.to_thread(self.put_file, local, key)
+
+    async def aput_bytes(self, key: str, data: bytes) -> bool:
+        return await asyncio.to_thread(self.put_bytes, key, data)
+
+    async def aget_bytes(self, key: str) -> bytes:
+        return await asyncio.to_thread(self.get_bytes, key)
+
+    async def aget_file(self, key: str, local: Path, size: int | None = None) -> None:
+        await asyncio.to_thread(self.get_file, key, local)
 
     # --- writing: create, never replace --------------------------------------
     def put_file(self, local: Path, key: str) -> bool:
@@ -229,7 +355,12 @@ class Remote:
 
 
 class S3Remote(Remote):
-    """S3 through s3fs, one request per operation and conditional creates."""
+    """S3 through s3fs's coroutines, one request per operation, conditional creates.
+
+    Everything runs on s3fs's own event loop (one thread, one connection
+    pool): transfer code hands it whole batches through `run`, so there is
+    no thread hop per object.
+    """
 
     kind = "s3"
 
@@ -237,10 +368,15 @@ class S3Remote(Remote):
         bucket, _, path = key.partition("/")
         return bucket, path
 
+    def run(self, fn: Callable[..., Awaitable[T]], *args: Any, jobs: int = 20) -> T:
+        from fsspec.asyn import sync
+
+        return sync(self.fs.loop, fn, *args)
+
     def check(self, *, create: bool = False, must_exist: bool = True) -> None:
         bucket, _ = self._bk(self.root)
         try:
-            self.fs.call_s3("head_bucket", Bucket=bucket)
+            retrying(self, lambda: self.fs.call_s3("head_bucket", Bucket=bucket), bucket)
         except Exception as e:
             code, status = error_code(e)
             if code in ("404", "NoSuchBucket") or status == 404:
@@ -254,18 +390,43 @@ class S3Remote(Remote):
                     "check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
                     "`profile`) and their permissions",
                 ) from None
+            if isinstance(e, RemoteError):
+                raise
             err = classify(e, self, f"bucket {bucket}")
             raise err from None
 
+    # --- sync face (one request each) ------------------------------------------
     def exists(self, key: str) -> bool:
+        return self.run(self.aexists, key)
+
+    def list_names(self, key: str) -> list[str]:
+        return self.run(self.alist_names, key)
+
+    def list_dirs(self, key: str) -> list[str]:
+        return self.run(self.alist_dirs, key)
+
+    def put_file(self, local: Path, key: str) -> bool:
+        return self.run(self.aput_file, local, key)
+
+    def put_bytes(self, key: str, data: bytes) -> bool:
+        return self.run(self.aput_bytes, key, data)
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.run(self.aget_bytes, key)
+
+    def get_file(self, key: str, local: Path) -> None:
+        self.run(self.aget_file, key, local)
+
+    # --- async face ----------------------------------------------------------
+    async def aexists(self, key: str) -> bool:
         bucket, path = self._bk(key)
         try:
-            self.fs.call_s3("head_object", Bucket=bucket, Key=path)
+            await self.fs._call_s3("head_object", Bucket=bucket, Key=path)
             return True
         except FileNotFoundError:
             return False
 
-    def _list(self, key: str, delimiter: bool) -> list[str]:
+    async def _alist(self, key: str, delimiter: bool) -> list[str]:
         bucket, path = self._bk(key.rstrip("/") + "/")
         names: list[str] = []
         token: str | None = None
@@ -275,7 +436,7 @@ class S3Remote(Remote):
                 kw["Delimiter"] = "/"
             if token:
                 kw["ContinuationToken"] = token
-            out = self.fs.call_s3("list_objects_v2", **kw)
+            out = await self.fs._call_s3("list_objects_v2", **kw)
             if delimiter:
                 names += [
                     p["Prefix"][len(path) :].rstrip("/") for p in out.get("CommonPrefixes", [])
@@ -286,15 +447,15 @@ class S3Remote(Remote):
             if not out.get("IsTruncated") or not token:
                 return names
 
-    def list_names(self, key: str) -> list[str]:
-        return [n for n in self._list(key, False) if "/" not in n]
+    async def alist_names(self, key: str) -> list[str]:
+        return [n for n in await self._alist(key, False) if "/" not in n]
 
-    def list_dirs(self, key: str) -> list[str]:
-        return self._list(key, True)
+    async def alist_dirs(self, key: str) -> list[str]:
+        return await self._alist(key, True)
 
-    def put_file(self, local: Path, key: str) -> bool:
+    async def aput_file(self, local: Path, key: str) -> bool:
         try:
-            self.fs.put_file(
+            await self.fs._put_file(
                 str(local), key, mode="create", chunksize=MULTIPART_CHUNK,
                 ContentType="application/octet-stream",
             )  # fmt: skip
@@ -302,32 +463,68 @@ class S3Remote(Remote):
             return False  # If-None-Match refused it: already there (maybe our retried PUT)
         return True
 
-    def put_bytes(self, key: str, data: bytes) -> bool:
+    async def aput_bytes(self, key: str, data: bytes) -> bool:
         bucket, path = self._bk(key)
         try:
-            self.fs.call_s3("put_object", Bucket=bucket, Key=path, Body=data, IfNoneMatch="*")
+            await self.fs._call_s3(
+                "put_object", Bucket=bucket, Key=path, Body=data, IfNoneMatch="*"
+            )
         except FileExistsError:
             return False
         return True
 
-    def get_bytes(self, key: str) -> bytes:
+    async def _aget(self, bucket: str, path: str, **kw: Any) -> tuple[bytes, dict[str, Any]]:
+        resp = await self.fs._call_s3("get_object", Bucket=bucket, Key=path, **kw)
+        body = resp["Body"]
+        try:
+            return await body.read(), resp
+        finally:
+            body.close()
+
+    async def aget_bytes(self, key: str) -> bytes:
         """One GET (s3fs's `cat_file` adds a HEAD to decide on ranged reads)."""
-        from fsspec.asyn import sync
-
         bucket, path = self._bk(key)
+        return (await self._aget(bucket, path))[0]
 
-        async def _get() -> bytes:
-            resp = await self.fs._call_s3("get_object", Bucket=bucket, Key=path)
-            body = resp["Body"]
-            try:
-                return await body.read()
-            finally:
-                body.close()
+    async def aget_file(self, key: str, local: Path, size: int | None = None) -> None:
+        """Ranged GETs, `RANGE_JOBS` at a time, written in place into `local`.
 
-        return sync(self.fs.loop, _get)
+        The first range also reports the object's total size; one that differs
+        from `size` is an error (the caller's hash check would refuse it anyway).
+        """
+        bucket, path = self._bk(key)
+        chunk = MULTIPART_CHUNK
+        fd = os.open(local, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
 
-    def get_file(self, key: str, local: Path) -> None:
-        self.fs.get_file(key, str(local), chunksize=MULTIPART_CHUNK)
+            async def get_range(rng: str) -> tuple[bytes, dict[str, Any]]:
+                try:
+                    return await self._aget(bucket, path, Range=rng)
+                except Exception as e:
+                    if error_code(e)[0] != "InvalidRange":
+                        raise
+                    raise CorruptObject(
+                        f"{key} on remote {self.name!r} is shorter than expected",
+                        "the remote copy is corrupt or was tampered with; nothing was kept",
+                    ) from None
+
+            async def part(start: int) -> int:
+                rng = f"bytes={start}-{start + chunk - 1}"
+                data, resp = await aretrying(self, lambda: get_range(rng), f"{key} [{rng}]")
+                os.pwrite(fd, data, start)
+                total = str(resp.get("ContentRange", "")).rpartition("/")[2]
+                return int(total) if total.isdigit() else len(data)
+
+            total = await part(0)
+            if size is not None and total != size:
+                raise CorruptObject(
+                    f"{key} on remote {self.name!r} is {total} bytes, expected {size}",
+                    "the remote copy is corrupt or was tampered with; nothing was kept",
+                )
+            await amap(RANGE_JOBS, part, range(chunk, total, chunk))
+            os.ftruncate(fd, total)
+        finally:
+            os.close(fd)
 
 
 class LocalRemote(Remote):
@@ -407,7 +604,11 @@ def _s3_options(opts: dict[str, Any], jobs: int) -> dict[str, Any]:
         opts["client_kwargs"] = client_kwargs
     config_kwargs = dict(opts.pop("config_kwargs", None) or {})
     # One pooled connection per job, plus the parts of a multipart upload.
-    config_kwargs.setdefault("max_pool_connections", max(jobs, 10) + 10)
+    config_kwargs.setdefault("max_pool_connections", max(jobs, 10) + RANGE_JOBS + 10)
+    # A stalled socket times out and is retried instead of hanging the transfer.
+    for name, default in (("connect_timeout", CONNECT_TIMEOUT), ("read_timeout", READ_TIMEOUT)):
+        value = opts.pop(name, None)
+        config_kwargs.setdefault(name, float(value) if value is not None else default)
     opts["config_kwargs"] = config_kwargs
     opts.setdefault("skip_instance_cache", True)
     return opts

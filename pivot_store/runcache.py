@@ -28,7 +28,7 @@ from pivot_store import keys
 from pivot_store.errors import LockError
 from pivot_store.hashing import canonical_json, hash_json
 from pivot_store.lockfile import Lock, parse_lock
-from pivot_store.remote import Remote, retrying
+from pivot_store.remote import Remote, aretrying, retrying
 
 log = logging.getLogger("pivot")
 ENTRY_VERSION = 1
@@ -109,6 +109,13 @@ def write_entry(remote: Remote, lock: Lock, created_at: datetime | None = None) 
     key = remote.key(entry_rel(lock))
     data = entry_bytes(lock, created_at)
     return retrying(remote, lambda: remote.put_bytes(key, data), f"run-cache entry {key}")
+
+
+async def awrite_entry(remote: Remote, lock: Lock, created_at: datetime | None = None) -> bool:
+    """`write_entry` as a coroutine, for transfer's event loop."""
+    key = remote.key(entry_rel(lock))
+    data = entry_bytes(lock, created_at)
+    return await aretrying(remote, lambda: remote.aput_bytes(key, data), f"run-cache entry {key}")
 
 
 def entry_exists(remote: Remote, lock: Lock) -> bool:

@@ -2,8 +2,9 @@
 
 The order is the contract's: push sends files, then directory manifests, then
 run-cache entries, each only once everything it names is on the remote;
-fetch reads manifests first, then their files. Work runs on `jobs` threads;
-transient errors are retried in `remote.retrying`; the first permanent error
+fetch reads manifests first, then their files. A whole batch runs as
+coroutines on one event loop (S3: s3fs's own loop and connection pool), `jobs`
+requests in flight; transient errors are retried in `remote.retrying`; the first permanent error
 (no bucket, denied) stops the whole transfer and is raised as it is. Any other
 per-object failure (missing locally, missing on the remote, a hash mismatch)
 is recorded, the rest carry on, and the result says what failed.
@@ -13,9 +14,8 @@ Nothing here prints: progress goes to a `Progress` callback (the CLI draws it).
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+import contextlib
+import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,7 +26,7 @@ from pivot_store.hashing import hash_bytes
 from pivot_store.lockfile import Lock
 from pivot_store.manifest import Manifest, read_manifest
 from pivot_store.objects import ObjectStore
-from pivot_store.remote import MULTIPART_CHUNK, Remote, Transient, retrying
+from pivot_store.remote import MULTIPART_CHUNK, Remote, Transient, amap, aretrying, retrying
 
 DEFAULT_JOBS = 20
 
@@ -100,39 +100,6 @@ class Result:
         )
 
 
-class _Pool:
-    """Run a function over items on `jobs` threads; a RemoteError stops everything."""
-
-    def __init__(self, jobs: int) -> None:
-        self.jobs = max(1, jobs)
-        self.stop: BaseException | None = None
-        self.lock = threading.Lock()
-
-    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
-        items = list(items)
-        if not items:
-            return []
-
-        def guarded(item: Any) -> Any:
-            if self.stop is not None:
-                return None
-            try:
-                return fn(item)
-            except RemoteError as e:
-                with self.lock:
-                    self.stop = self.stop or e
-                return None
-
-        if self.jobs == 1 or len(items) == 1:
-            out = [guarded(i) for i in items]
-        else:
-            with ThreadPoolExecutor(min(self.jobs, len(items)), "pivot-transfer") as ex:
-                out = list(ex.map(guarded, items))
-        if self.stop is not None:
-            raise self.stop
-        return out
-
-
 def _reason(e: BaseException) -> str:
     if isinstance(e, FileNotFoundError):
         return "not on the remote"
@@ -142,12 +109,13 @@ def _reason(e: BaseException) -> str:
 # --- push ---------------------------------------------------------------------
 def _push_plan(
     objects: ObjectStore, locks: list[Lock]
-) -> tuple[dict[str, Item], dict[str, Item], dict[str, str], set[str]]:
-    """(files, manifests, missing, incomplete locks): every object the locks name."""
+) -> tuple[dict[str, Item], dict[str, Item], dict[str, str], set[str], dict[str, set[str]]]:
+    """(files, manifests, missing, incomplete locks, files of each manifest)."""
     files: dict[str, Item] = {}
     dirs: dict[str, Item] = {}
     missing: dict[str, str] = {}
     incomplete: set[str] = set()
+    children: dict[str, set[str]] = {}
 
     def need(table: dict[str, Item], oid: str, size: int | None, lock: str) -> None:
         if not objects.exists(oid):
@@ -165,9 +133,11 @@ def _push_plan(
                 need(dirs, out.hash, None, lock.name)
                 continue
             need(dirs, out.hash, objects.size(out.hash), lock.name)
-            for e in read_manifest(objects, out.hash).files():
+            entries = list(read_manifest(objects, out.hash).files())
+            children[out.hash] = {e.hash for e in entries}  # type: ignore[misc]
+            for e in entries:
                 need(files, e.hash, e.size, lock.name)  # type: ignore[arg-type]
-    return files, dirs, missing, incomplete
+    return files, dirs, missing, incomplete, children
 
 
 def push(
@@ -179,21 +149,45 @@ def push(
     dry_run: bool = False,
     run_cache: bool = True,
     progress: Progress | None = None,
+    verify_remote: bool = False,
 ) -> Result:
     """Upload what the locks name and the remote lacks, then their run-cache entries.
 
     Never overwrites: objects the existence check finds are skipped, and every
     write is a create (a conditional PUT on S3). A lock whose objects are not
     all on the remote afterwards gets no run-cache entry.
+
+    A manifest found on the remote vouches for the files it lists, because
+    push uploads a manifest only after all of them and nothing here deletes
+    from a remote; so an unchanged folder costs one check, not one per file.
+    `verify_remote=True` checks every object instead.
     """
     progress = progress or NullProgress()
     result = Result(remote.name, "push", dry_run=dry_run)
-    pool = _Pool(jobs)
     remote.check(create=not dry_run, must_exist=False)
-    files, dirs, missing, incomplete = _push_plan(objects, locks)
+    files, dirs, missing, incomplete, children = _push_plan(objects, locks)
     result.failed.update(missing)
+    return remote.run(
+        _apush, objects, remote, locks, files, dirs, children, incomplete, result,
+        jobs, dry_run, run_cache, progress, verify_remote, jobs=jobs,
+    )  # fmt: skip
+
+
+async def _apush(
+    objects: ObjectStore, remote: Remote, locks: list[Lock], files: dict[str, Item],
+    dirs: dict[str, Item], children: dict[str, set[str]], incomplete: set[str],
+    result: Result, jobs: int, dry_run: bool, run_cache: bool, progress: Progress,
+    verify_remote: bool,
+) -> Result:  # fmt: skip
     every = {**files, **dirs}
-    have = remote.present(every, map_fn=pool.map)
+    if verify_remote:
+        have = await remote.apresent(every, jobs)
+    else:
+        top = {out.hash for lock in locks for out in lock.outputs if out.hash in every}
+        have = await remote.apresent(top, jobs)
+        vouched = {f for d in have if oids.is_dir(d) for f in children.get(d, ())}
+        have |= vouched & every.keys()
+        have |= await remote.apresent(every.keys() - top - vouched, jobs)
     result.present = sorted(have)
     todo = [every[o] for o in sorted(every) if o not in have]
     progress.plan(len(todo), sum(i.size or objects.size(i.oid) for i in todo))
@@ -201,50 +195,69 @@ def push(
         result.planned = todo
         return result
 
-    def upload(item: Item) -> None:
+    async def upload(item: Item) -> None:
         key = remote.object_key(item.oid)
-        size = item.size if item.size is not None else objects.size(item.oid)
+        path = objects.path(item.oid)
         try:
-            retrying(remote, lambda: remote.put_file(objects.path(item.oid), key), key)
+            size = os.stat(path).st_size
+            if size < MULTIPART_CHUNK:
+                # Small: one PUT from memory, and the bytes re-checked on the way.
+                with open(path, "rb") as f:
+                    data = f.read()
+                _check(item.oid, data, "the local cache", "run `pivot verify --repair`")
+                await aretrying(remote, lambda: remote.aput_bytes(key, data), key)
+            else:
+                await aretrying(remote, lambda: remote.aput_file(path, key), key)
         except RemoteError:
             raise
         except Exception as e:
             result.failed[item.oid] = _reason(e)
-            progress.done(item.oid, size, "failed")
+            progress.done(item.oid, item.size or 0, "failed")
             return
-        with pool.lock:
-            result.transferred.append(item.oid)
-            result.nbytes += size
+        result.transferred.append(item.oid)
+        result.nbytes += size
         progress.done(item.oid, size, "sent")
 
-    pool.map(upload, [i for i in todo if not oids.is_dir(i.oid)])
+    await amap(jobs, upload, [i for i in todo if not oids.is_dir(i.oid)])
     # A manifest goes up only once every file it lists is there.
     bad_locks = {lk for o in result.failed for i in (every.get(o),) if i for lk in i.locks}
     bad_locks |= incomplete
-    pool.map(upload, [i for i in todo if oids.is_dir(i.oid) and not i.locks & bad_locks])
+    await amap(jobs, upload, [i for i in todo if oids.is_dir(i.oid) and not i.locks & bad_locks])
     bad_locks |= {lk for o in result.failed for i in (every.get(o),) if i for lk in i.locks}
     result.transferred.sort()
     result.complete_locks = sorted(lock.name for lock in locks if lock.name not in bad_locks)
     if run_cache:
         good = [lock for lock in locks if lock.name not in bad_locks]
 
-        def publish(lock: Lock) -> None:
+        async def publish(lock: Lock) -> None:
             try:
-                if runcache.write_entry(remote, lock):
-                    with pool.lock:
-                        result.entries.append(runcache.entry_rel(lock))
+                if await runcache.awrite_entry(remote, lock):
+                    result.entries.append(runcache.entry_rel(lock))
             except RemoteError:
                 raise
             except Exception as e:
                 result.failed[runcache.entry_rel(lock)] = _reason(e)
 
-        pool.map(publish, good)
+        await amap(jobs, publish, good)
         result.entries.sort()
     return result
 
 
+def _check(oid: str, data: bytes, source: str, fix: str) -> None:
+    actual = hash_bytes(data) + (oids.DIR_SUFFIX if oids.is_dir(oid) else "")
+    if actual != oid:
+        raise CorruptObject(f"object {oid} from {source} hashes to {actual[:16]}", fix)
+
+
 # --- fetch --------------------------------------------------------------------
 def download(objects: ObjectStore, remote: Remote, oid: str, size: int | None = None) -> bool:
+    """Bring one object into the cache, hash-checked (contract line 3); see `adownload`."""
+    return remote.run(adownload, objects, remote, oid, size)
+
+
+async def adownload(
+    objects: ObjectStore, remote: Remote, oid: str, size: int | None = None
+) -> bool:
     """Bring one object into the cache, hash-checked (contract line 3).
 
     Small objects arrive in one GET and are hashed in memory before a byte is
@@ -254,21 +267,20 @@ def download(objects: ObjectStore, remote: Remote, oid: str, size: int | None = 
     """
     key = remote.object_key(oid)
     source = f"remote {remote.name!r} ({remote.url})"
+    if size is not None and size >= 2 * MULTIPART_CHUNK:
+        objects.tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = atomic.temp_name(objects.tmp_dir, ".pull")
+        try:
+            await aretrying(remote, lambda: remote.aget_file(key, tmp, size), key)
+            return objects.insert_verified(tmp, oid, source=source)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    data = await aretrying(remote, lambda: remote.aget_bytes(key), key)
+    _check(oid, data, source, "the remote copy is corrupt or was tampered with; nothing was kept")
     with atomic.temp_file(objects.tmp_dir, ".pull") as (tmp, f):
-        if size is not None and size >= 2 * MULTIPART_CHUNK:
-            f.close()
-            retrying(remote, lambda: remote.get_file(key, tmp), key)
-        else:
-            data = retrying(remote, lambda: remote.get_bytes(key), key)
-            actual = hash_bytes(data) + (oids.DIR_SUFFIX if oids.is_dir(oid) else "")
-            if actual != oid:
-                raise CorruptObject(
-                    f"object {oid} from {source} hashes to {actual[:16]}",
-                    "the remote copy is corrupt or was tampered with; nothing was kept",
-                )
-            f.write(data)
-            f.flush()
-            f.close()
+        f.write(data)
+        f.close()
         return objects.insert_verified(tmp, oid, source=source)
 
 
@@ -287,12 +299,17 @@ def fetch(
     """
     progress = progress or NullProgress()
     result = Result(remote.name, "pull", dry_run=dry_run)
-    pool = _Pool(jobs)
     remote.check()
+    return remote.run(_afetch, objects, remote, locks, result, jobs, dry_run, progress, jobs=jobs)
 
-    def get(item: Item) -> None:
+
+async def _afetch(
+    objects: ObjectStore, remote: Remote, locks: list[Lock], result: Result, jobs: int,
+    dry_run: bool, progress: Progress,
+) -> Result:  # fmt: skip
+    async def get(item: Item) -> None:
         try:
-            new = download(objects, remote, item.oid, item.size)
+            new = await adownload(objects, remote, item.oid, item.size)
         except RemoteError:
             raise
         except Exception as e:
@@ -300,9 +317,8 @@ def fetch(
             progress.done(item.oid, item.size or 0, "failed")
             return
         size = item.size if item.size is not None else objects.size(item.oid)
-        with pool.lock:
-            (result.transferred if new else result.present).append(item.oid)
-            result.nbytes += size if new else 0
+        (result.transferred if new else result.present).append(item.oid)
+        result.nbytes += size if new else 0
         progress.done(item.oid, size, "received")
 
     # Phase 1: top-level objects (files and manifests) named by the locks.
@@ -320,12 +336,14 @@ def fetch(
         result.present = sorted(local_top)
         return result
     progress.plan(len(todo), sum(i.size or 0 for i in todo))
-    pool.map(get, [i for i in todo if oids.is_dir(i.oid)])
+    await amap(jobs, get, [i for i in todo if oids.is_dir(i.oid)])
     # Phase 2: files, including those listed by the manifests now local.
     children = _children_missing(objects, dirs, list(top))
     files = [i for i in todo if not oids.is_dir(i.oid)] + children
     progress.plan(len(children), sum(i.size or 0 for i in children))
-    pool.map(get, files)
+    # Large objects first, so their ranged GETs overlap the many small ones.
+    files.sort(key=lambda i: -(i.size or 0))
+    await amap(jobs, get, files)
     result.present.extend(o for o in local_top if o not in result.present)
     result.present.sort()
     result.transferred.sort()
@@ -370,14 +388,13 @@ def compare(
     Files of a folder whose manifest is on neither side cannot be listed; the
     manifest itself is reported instead.
     """
-    pool = _Pool(jobs)
     remote.check(must_exist=False)
     owners: dict[str, set[str]] = {}
     for lock in locks:
         for out in lock.outputs:
             owners.setdefault(out.hash, set()).add(lock.name)
     manifests = [o for o in owners if oids.is_dir(o)]
-    on_remote = remote.present(owners, map_fn=pool.map)
+    on_remote = remote.present(owners, jobs=jobs)
     for m in manifests:
         if objects.exists(m):
             data = objects.read_bytes(m)
@@ -388,7 +405,7 @@ def compare(
             continue
         for e in Manifest.from_bytes(data, m).files():
             owners.setdefault(e.hash, set()).update(owners[m])  # type: ignore[arg-type]
-    on_remote |= remote.present(set(owners) - on_remote, map_fn=pool.map)
+    on_remote |= remote.present(set(owners) - on_remote, jobs=jobs)
     st = RemoteStatus(remote.name)
     for oid in sorted(owners):
         for lock in sorted(owners[oid]):

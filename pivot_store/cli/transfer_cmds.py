@@ -116,8 +116,8 @@ def push(
     verify_remote: bool = typer.Option(
         False,
         "--verify-remote",
-        help="Re-check the remote for every object (pivot keeps no 'known on remote' "
-        "index, so every push already does).",
+        help="Check every object on the remote, even the files of a folder whose "
+        "manifest is already there (which otherwise vouches for them).",
     ),
 ) -> None:
     """Upload the objects the locks name (files, then manifests), then run-cache entries."""
@@ -128,7 +128,10 @@ def push(
     locks = list(repo.iter_locks(names or None))
     rem, jobs = _open(repo, remote, jobs)
     with _Bar("push", not as_json and sys.stderr.isatty()) as bar:
-        res = transfer.push(repo.objects, rem, locks, jobs=jobs, dry_run=dry_run, progress=bar)
+        res = transfer.push(
+            repo.objects, rem, locks, jobs=jobs, dry_run=dry_run, progress=bar,
+            verify_remote=verify_remote,
+        )  # fmt: skip
     if as_json:
         emit_json(res.summary())
     elif dry_run:
