@@ -90,9 +90,10 @@ FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 def disk_full(e: BaseException, what: str) -> DiskFull | None:
     """ENOSPC/EDQUOT as the one-line DiskFull naming `what`; None for other errors."""
     if isinstance(e, DiskFull):
-        return DiskFull(f"no space left on device writing {what}", FULL_FIX)
+        return DiskFull(f"no space left on device writing {what} ({e.reason})", FULL_FIX, e.reason)
     if isinstance(e, OSError) and e.errno in FULL_ERRNOS:
-        return DiskFull(f"no space left on device writing {what} ({e.strerror})", FULL_FIX)
+        reason = e.strerror or os.strerror(e.errno)
+        return DiskFull(f"no space left on device writing {what} ({reason})", FULL_FIX, reason)
     return None
 
 

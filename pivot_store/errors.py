@@ -62,7 +62,9 @@ class CheckoutError(PivotError):
 class DiskFull(PivotError, OSError):
     """No space (or quota) left where the store writes: ENOSPC / EDQUOT."""
 
-    exit_code = 1
+    def __init__(self, what: str, fix: str | None = None, reason: str = "") -> None:
+        super().__init__(what, fix)
+        self.reason = reason or "No space left on device"
 
 
 FULL_FIX = "free space, or move the cache (.pivot/cache, a symlink works) to a bigger disk"

@@ -138,10 +138,12 @@ class ObjectStore:
         try:
             with open(src, "rb", buffering=0) as f:
                 return self.add_stream(f, executable=executable)
-        except DiskFull:
+        except DiskFull as e:
             raise DiskFull(
-                f"no space left on device to add {src} to the cache in {self.root.parent}",
+                f"no space left on device to add {src} to the cache in {self.root.parent}"
+                f" ({e.reason})",
                 FULL_FIX,
+                e.reason,
             ) from None
 
     def _link_in(self, src: Path, executable: bool, state: Any) -> Added | None:
