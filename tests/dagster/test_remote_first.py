@@ -118,3 +118,25 @@ def test_remote_first_without_a_remote_is_a_clear_error(tmp_path: Path) -> None:
     ):
         materialize(ASSETS, resources={"io_manager": io}, instance=inst, selection=[days],
                     partition_key="a")  # fmt: skip
+
+
+def test_shared_instance_outranks_a_newer_foreign_pointer(
+    tmp_path: Path, s3_remote_config: dict[str, Any]
+) -> None:
+    """Steps of one deployment share its instance: its record, not the remote's newest, rules."""
+    with instance_for_test() as inst:
+        for i, pk in enumerate(("a", "b")):
+            repo = _fresh(tmp_path / f"step{i}", s3_remote_config)
+            io = PivotIOManager(project_dir=str(repo.root), remote_first=True)
+            assert materialize(ASSETS, resources={"io_manager": io}, instance=inst,
+                               selection=[days], partition_key=pk).success  # fmt: skip
+        # Another deployment publishes a newer result for days@a (an object we never see).
+        other = _fresh(tmp_path / "other", s3_remote_config)
+        foreign = Lock.build("days/@a", FingerprintParts(code_version="9"),
+                             [OutputRecord(hash="f" * 16, size=3, format="json")])  # fmt: skip
+        assert remote_hook.publish_latest(other, "s3", foreign)
+        repo = _fresh(tmp_path / "step2", s3_remote_config)
+        io = PivotIOManager(project_dir=str(repo.root), remote_first=True)
+        assert materialize(ASSETS, resources={"io_manager": io}, instance=inst,
+                           selection=[merged]).success  # fmt: skip
+        assert load_stored(repo.root, "merged") == ["a", "a", "b", "b"]
