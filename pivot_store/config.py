@@ -94,6 +94,12 @@ def load_config(path: Path) -> Config:
         return Config()
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as e:
+        raise ConfigError(
+            f"{path} cannot be read: {e.strerror}", "make it a readable YAML file"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"{path} is nested too deeply", "fix the file by hand") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         mark = getattr(e, "problem_mark", None)
         line = f" (line {mark.line + 1})" if mark else ""

@@ -123,7 +123,11 @@ def parse_lock(data: Any, source: str) -> Lock:
         raise LockError(f"{source} is malformed: {where}: {first['msg']}", _FIX) from None
     except Exception as e:  # validators raise PivotErrors (unsafe names, bad ids)
         raise LockError(f"{source} is malformed: {e}", _FIX) from None
-    if lock.fingerprint != lock.parts.digest(lock.name):
+    try:
+        digest = lock.parts.digest(lock.name)
+    except (ValueError, TypeError, RecursionError) as e:  # NaN, dates, bytes: not JSON
+        raise LockError(f"{source} is malformed: parts are not plain JSON ({e})", _FIX) from None
+    if lock.fingerprint != digest:
         raise LockError(f"{source} is malformed: its fingerprint does not match its parts", _FIX)
     return lock
 
@@ -140,6 +144,8 @@ def read_lock(path: Path) -> Lock:
         raise LockError(f"lock {path} cannot be read: {e.strerror}", _FIX) from None
     try:
         data = yaml.safe_load(raw)
+    except RecursionError:
+        raise LockError(f"{path} is not a lock (nested too deeply)", _FIX) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" (line {mark.line + 1})" if mark else ""

@@ -68,7 +68,13 @@ class Manifest:
             if doc.get("version") != MANIFEST_VERSION:
                 raise ValueError(f"unknown manifest version {doc.get('version')!r}")
             entries = tuple(_entry(row) for row in doc["entries"])
-        except (ValueError, KeyError, TypeError, PivotError) as e:
+            _check_tree(entries)
+        except RecursionError:
+            raise ManifestError(
+                f"manifest {source} is malformed: nested too deeply",
+                "run `pivot verify --repair` and pull it again",
+            ) from None
+        except (ValueError, KeyError, TypeError, AttributeError, PivotError) as e:
             raise ManifestError(
                 f"manifest {source} is malformed: {e}",
                 "run `pivot verify --repair` and pull it again",
@@ -77,13 +83,33 @@ class Manifest:
 
 
 def _entry(row: dict) -> Entry:
+    if not isinstance(row, dict):
+        raise ValueError("an entry is not a JSON object")
     path = keys.validate_name(row["path"])
     if row.get("dir"):
         return Entry(path, None)
     size = row["size"]
-    if not isinstance(size, int) or size < 0:
+    if type(size) is not int or size < 0:  # a bool is an int to isinstance
         raise ValueError(f"bad size for {path!r}")
     return Entry(path, oids.validate(row["hash"]), size, bool(row.get("exec", False)))
+
+
+def _check_tree(entries: tuple[Entry, ...]) -> None:
+    """One entry per path, and no file that is also a folder of other entries:
+    a checkout could not place such a tree."""
+    seen: set[str] = set()
+    files: set[str] = set()
+    for e in entries:
+        if e.path in seen:
+            raise ValueError(f"duplicate path {e.path!r}")
+        seen.add(e.path)
+        if e.hash is not None:
+            files.add(e.path)
+    for e in entries:
+        parts = e.path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in files:
+                raise ValueError(f"{e.path!r} is inside {'/'.join(parts[:i])!r}, a file")
 
 
 def read_manifest(objects: ObjectStore, oid: str) -> Manifest:
