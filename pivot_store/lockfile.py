@@ -96,9 +96,14 @@ class Lock(_Model):
         return self.model_dump(mode="json", exclude_none=True)
 
     def to_yaml(self) -> bytes:
-        return yaml.safe_dump(
+        text = yaml.safe_dump(
             self.to_data(), sort_keys=True, default_flow_style=False, allow_unicode=True
-        ).encode("utf-8")
+        )
+        if "\x85" in text:
+            # PyYAML writes NEL raw inside quotes and then reads it back as a line
+            # break: escape non-ASCII for such a lock so it reads back as written.
+            text = yaml.safe_dump(self.to_data(), sort_keys=True, default_flow_style=False)
+        return text.encode("utf-8")
 
 
 def parse_lock(data: Any, source: str) -> Lock:
