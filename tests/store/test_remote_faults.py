@@ -12,6 +12,7 @@ request, or on every PUT) fails at once with one clear line.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -54,15 +55,26 @@ def make_locks(objects: ObjectStore, tmp: Path, tag: str, nfiles: int = 8, ndir:
     return locks
 
 
+@functools.cache
+def _client(endpoint_url: str) -> Any:
+    return S3Server(endpoint_url, 0).client()
+
+
+def remote_keys(server: S3Server, bucket: str, prefix: str = "store") -> list[str]:
+    s3 = _client(server.endpoint_url)
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/"):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return keys
+
+
 def check_remote(server: S3Server, bucket: str, prefix: str = "store") -> tuple[int, int]:
     """Read the remote directly: whole objects only, and no entry without its objects.
 
     Returns (objects, entries) seen.
     """
-    s3 = server.client()
-    keys: list[str] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/"):
-        keys += [o["Key"] for o in page.get("Contents", [])]
+    s3 = _client(server.endpoint_url)
+    keys = remote_keys(server, bucket, prefix)
     objects: dict[str, bytes] = {}
     entries = []
     for key in keys:
