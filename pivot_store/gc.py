@@ -18,7 +18,6 @@ from pivot_store import atomic
 from pivot_store import oid as oids
 from pivot_store.repo import Repo
 
-
 LIVE_TEMP_SECONDS = 3600
 
 
