@@ -8,6 +8,7 @@ so no segment can be `..`, hidden, absolute, or contain a separator.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -17,6 +18,8 @@ MAX_SEGMENT_BYTES = 255
 MAX_NAME_BYTES = 1024
 LOCK_SUFFIX = ".lock"
 _SAFE = "-_.~"
+# A Windows drive ("C:", "C:/x"); "0:" or "a:b.csv" are ordinary POSIX names.
+_DRIVE = re.compile(r"[A-Za-z]:(/|$)")
 
 
 def encode_segment(text: str) -> str:
@@ -50,7 +53,7 @@ def validate_name(name: str) -> str:
     elif not _is_utf8(name):
         # Lone surrogates (undecodable file names) cannot go into JSON or a key.
         problem = "is not valid UTF-8 (rename the file)"
-    elif name.startswith("/") or name.startswith("\\") or (len(name) > 1 and name[1] == ":"):
+    elif name.startswith(("/", "\\")) or _DRIVE.match(name):
         problem = "is absolute"
     elif "\\" in name:
         problem = "contains a backslash"

@@ -128,3 +128,15 @@ def test_undecodable_names_are_unsafe_names_not_crashes() -> None:
         keys.encode_segment("\udcff")
     with pytest.raises(UnsafeName, match="UTF-8"):
         keys.validate_name("data/\udcffx.csv")
+
+
+def test_drive_letters_are_refused_but_colons_are_names() -> None:
+    """Only a Windows drive prefix is absolute; `0:` and `a:b.csv` are POSIX names."""
+    from pivot_store.errors import UnsafeName
+    from pivot_store.keys import validate_name
+
+    for ok in ("0:", "a:b.csv", "x/C:/y"):
+        assert validate_name(ok) == ok
+    for bad in ("C:", "C:/x", "z:/"):
+        with pytest.raises(UnsafeName, match="absolute"):
+            validate_name(bad)
