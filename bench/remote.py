@@ -347,6 +347,8 @@ def main() -> None:
         rows.append(("pivot push (empty bucket)", wall, cpu, moto.requests()))
         wall, cpu = timed([*pivot, "push", *j], proj, env)
         rows.append(("pivot push (no-op)", wall, cpu, moto.requests()))
+        wall, cpu = timed([*pivot, "push", *j, "--verify-remote"], proj, env)
+        verify_row = ("pivot push --verify-remote", wall, cpu, moto.requests())
         clone = scratch / "clone"
         (clone / ".pivot").mkdir(parents=True)
         shutil.copytree(proj / ".pivot" / "stages", clone / ".pivot" / "stages")
@@ -358,7 +360,7 @@ def main() -> None:
         rows.append((f"pivot fetch {args.small} small", wall, cpu, moto.requests()))
         wall, cpu = timed([sys.executable, "-c", "import pivot_store.cli.app"], proj, env)
         rows.append(("(pivot CLI startup)", wall, cpu, Counter()))
-        for label, wall, cpu, reqs in rows:
+        for label, wall, cpu, reqs in [*rows, verify_row]:
             print(f"{label:<30} {wall:7.2f} s  cpu {cpu:6.2f} s  requests {fmt(reqs)}")
         small_cpu = rows[3][2] / args.small * 1e3
         print(f"{'':<30} fetch: {small_cpu:.2f} ms client CPU per small object (incl. startup)")

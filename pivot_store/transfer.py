@@ -26,7 +26,15 @@ from pivot_store.hashing import hash_bytes
 from pivot_store.lockfile import Lock
 from pivot_store.manifest import Manifest, read_manifest
 from pivot_store.objects import ObjectStore
-from pivot_store.remote import MULTIPART_CHUNK, Remote, Transient, amap, aretrying, retrying
+from pivot_store.remote import (
+    MULTIPART_CHUNK,
+    KnownIndex,
+    Remote,
+    Transient,
+    amap,
+    aretrying,
+    retrying,
+)  # fmt: skip
 
 DEFAULT_JOBS = 20
 
@@ -65,6 +73,7 @@ class Result:
     planned: list[Item] = field(default_factory=list)  # dry run: what would move
     failed: dict[str, str] = field(default_factory=dict)  # oid or entry -> reason
     entries: list[str] = field(default_factory=list)  # run-cache entries written
+    entries_present: list[str] = field(default_factory=list)  # push: entries already there
     nbytes: int = 0
     complete_locks: list[str] = field(default_factory=list)  # every object now local/remote
 
@@ -164,13 +173,30 @@ def push(
     """
     progress = progress or NullProgress()
     result = Result(remote.name, "push", dry_run=dry_run)
-    remote.check(create=not dry_run, must_exist=False)
     files, dirs, missing, incomplete, children = _push_plan(objects, locks)
+    every = {**files, **dirs}
+    index = KnownIndex(objects.root, remote.url)
+    entries = {runcache.entry_rel(lock) for lock in locks} if run_cache else set()
+    if not dry_run and not verify_remote and not missing:
+        known = index.load()
+        if every.keys() <= known and entries <= known:
+            # Everything was confirmed on this remote before: no request at all.
+            result.present = sorted(every)
+            result.complete_locks = sorted(lock.name for lock in locks)
+            progress.plan(0, 0)
+            return result
+    remote.check(create=not dry_run, must_exist=False)
     result.failed.update(missing)
-    return remote.run(
+    result = remote.run(
         _apush, objects, remote, locks, files, dirs, children, incomplete, result,
         jobs, dry_run, run_cache, progress, verify_remote, jobs=jobs,
     )  # fmt: skip
+    if not dry_run:
+        confirmed = set(result.present) | set(result.transferred)
+        confirmed |= set(result.entries) | set(result.entries_present)
+        confirmed -= set(result.failed)
+        index.add(confirmed, replace=verify_remote)
+    return result
 
 
 async def _apush(
@@ -233,6 +259,8 @@ async def _apush(
             try:
                 if await runcache.awrite_entry(remote, lock):
                     result.entries.append(runcache.entry_rel(lock))
+                else:
+                    result.entries_present.append(runcache.entry_rel(lock))
             except RemoteError:
                 raise
             except Exception as e:

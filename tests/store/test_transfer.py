@@ -269,3 +269,41 @@ def test_missing_bucket_is_one_clear_error(s3_server, tmp_path: Path) -> None:
         transfer.push(objects, remote, [file_lock(objects, "x", b"x")])
     with pytest.raises(RemoteError, match="does not exist"):
         transfer.fetch(objects, remote, [file_lock(objects, "x", b"x")])
+
+
+def test_noop_push_makes_no_request_and_verify_remote_repairs(
+    s3_bucket: str, make_faulty_proxy, s3_server, tmp_path: Path
+) -> None:
+    """The known-on-remote index settles a no-op push with zero requests; it can be
+    wrong only if someone deletes behind pivot's back, and --verify-remote repairs that."""
+    from tests.fixtures.s3 import remote_options
+
+    proxy = make_faulty_proxy(every=0)  # a counting proxy, no faults
+    cfg = RemoteConfig(url=f"s3://{s3_bucket}/store", **remote_options(proxy.url))
+    objects = make_store(tmp_path / "a")
+    locks = [file_lock(objects, "t", b"table" * 100), dir_lock(objects, tmp_path, "d", n=40)]
+    assert transfer.push(objects, open_remote(remote=cfg, name="o"), locks).ok
+    before = proxy.requests
+    noop = transfer.push(objects, open_remote(remote=cfg, name="o"), locks)
+    assert noop.ok and noop.transferred == [] and len(noop.present) == 40 + 2
+    assert proxy.requests == before
+    # Someone deletes a file and the manifest's sibling behind pivot's back.
+    gone = read_manifest(objects, locks[1].outputs[0].hash).files().__next__().hash
+    s3_server.client().delete_object(Bucket=s3_bucket, Key=f"store/files/{oids.relpath(gone)}")
+    remote = open_remote(remote=cfg, name="o")
+    assert transfer.push(objects, remote, locks).transferred == []  # trusted: index
+    fixed = transfer.push(objects, remote, locks, verify_remote=True)
+    assert fixed.ok and fixed.transferred == [gone]
+    assert remote_has(remote, gone)
+
+
+def test_remote_manifest_vouches_for_its_files(s3_remote_config, tmp_path: Path) -> None:
+    """Without the index, a manifest on the remote stands for its files: one check, not 40."""
+    remote = open_remote(remote=RemoteConfig(**s3_remote_config), name="o")
+    objects = make_store(tmp_path / "a")
+    locks = [dir_lock(objects, tmp_path, "d", n=40)]
+    assert transfer.push(objects, remote, locks).ok
+    for p in (tmp_path / "a" / ".pivot" / "cache" / "remotes").glob("*"):
+        p.unlink()
+    noop = transfer.push(objects, remote, locks)
+    assert noop.ok and noop.transferred == [] and len(noop.present) == 41
