@@ -13,9 +13,10 @@ from typing import Any, BinaryIO
 
 from pivot_dagster.formats.base import FormatHandler
 
+# snappy, not zstd: on a 200 MB frame zstd-3 wrote at half snappy's speed for
+# 5% smaller files here, and the store's local write path is the hot one.
 WRITE_OPTIONS: dict[str, Any] = {
-    "compression": "zstd",
-    "compression_level": 3,
+    "compression": "snappy",
     "version": "2.6",
     "data_page_version": "1.0",
     "use_dictionary": True,
