@@ -56,8 +56,17 @@ def run_entry_path(repo: Repo, lock: Lock) -> Path:
 
 
 def record(repo: Repo, lock: Lock, *, run_cache: bool = True) -> None:
-    """Write the lock and, if new, its run-cache entry (objects must already be stored)."""
-    repo.write_lock(lock)
+    """Write the lock and, if new, its run-cache entry (objects must already be stored).
+
+    A hit usually finds the very same lock in place; rewriting it (with fsync)
+    would be the most expensive thing the hit does, so equal bytes are kept.
+    """
+    try:
+        unchanged = repo.lock_path(lock.name).read_bytes() == lock.to_yaml()
+    except OSError:
+        unchanged = False
+    if not unchanged:
+        repo.write_lock(lock)
     if not run_cache:
         return
     entry = run_entry_path(repo, lock)
