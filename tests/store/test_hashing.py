@@ -51,6 +51,25 @@ def test_hash_file_matches_plain_xxh64(tmp_path, size: int) -> None:
     p.write_bytes(data)
     assert hash_file(p) == xxhash.xxh64(data).hexdigest()
     assert hash_stream(io.BytesIO(data)) == xxhash.xxh64(data).hexdigest()
+    # The size a caller passes (from its stat) only picks how to read: a stale
+    # one, smaller or bigger than the file now, still hashes the whole file.
+    for hint in {0, size, size + 1, CHUNK, CHUNK + 1, 5 * CHUNK, max(size - 1, 0)}:
+        assert hash_file(p, hint) == xxhash.xxh64(data).hexdigest(), hint
+
+
+def test_hash_file_buffer_is_per_thread(tmp_path) -> None:
+    """Big files share one buffer per thread: threads hashing at once never mix bytes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = []
+    for i in range(8):
+        p = tmp_path / f"f{i}"
+        p.write_bytes(bytes([i]) * (2 * CHUNK + i * 4097))
+        paths.append(p)
+    want = [xxhash.xxh64(p.read_bytes()).hexdigest() for p in paths]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            assert list(pool.map(hash_file, paths)) == want
 
 
 def test_hashing_writer_hashes_what_it_writes() -> None:
