@@ -163,17 +163,18 @@ def build(
     entries = []
     if objects is not None:
         link_roots = (*link_roots, objects.root)
-    for rel, path, st in scan(root, link_roots):
-        keys.validate_name(rel)
-        if st is None:
-            entries.append(Entry(rel, None))
-            continue
-        executable = bool(st.st_mode & stat.S_IXUSR)
-        if objects is None:
-            h = state.hash(path, st)
-        else:
-            h = objects.add_file(path, move=move, executable=executable, state=state).oid
-        entries.append(Entry(rel, h, st.st_size, executable))
+    with state.batch():  # one state-db commit for the folder, not one per file
+        for rel, path, st in scan(root, link_roots):
+            keys.validate_name(rel)
+            if st is None:
+                entries.append(Entry(rel, None))
+                continue
+            executable = bool(st.st_mode & stat.S_IXUSR)
+            if objects is None:
+                h = state.hash(path, st)
+            else:
+                h = objects.add_file(path, move=move, executable=executable, state=state).oid
+            entries.append(Entry(rel, h, st.st_size, executable))
     manifest = Manifest(tuple(entries))
     if objects is not None:
         objects.add_bytes(manifest.to_bytes(), suffix=oids.DIR_SUFFIX)

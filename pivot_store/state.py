@@ -8,9 +8,12 @@ never change an answer. `NullState` is the same interface doing nothing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from pivot_store.hashing import hash_file
@@ -42,7 +45,11 @@ class NullState:
         return None
 
     def hash(self, path: Path, st: os.stat_result | None = None) -> str:
-        return hash_file(path)
+        return hash_file(path, st.st_size if st is not None else None)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        yield
 
     def close(self) -> None:
         return None
@@ -55,6 +62,7 @@ class State(NullState):
         self.path = Path(path)
         self.map_size = map_size
         self._env = None
+        self._local = threading.local()  # .pending: the open batch of this thread
 
     def _db(self):
         if self._env is None:
@@ -81,24 +89,51 @@ class State(NullState):
         return digest.hex() if tuple(stamp) == _stamp(st) else None
 
     def set(self, path: Path, st: os.stat_result, oid: str) -> None:
-        if time.time_ns() - st.st_mtime_ns < RACY_NS:
+        # `hash` never looks up a file below MIN_SIZE, so its entry would only
+        # cost a write transaction.
+        if st.st_size < MIN_SIZE or time.time_ns() - st.st_mtime_ns < RACY_NS:
             return
-        value = _VALUE.pack(*_stamp(st), bytes.fromhex(oid[:16]))
+        item = (_key(path), _VALUE.pack(*_stamp(st), bytes.fromhex(oid[:16])))
+        pending = getattr(self._local, "pending", None)
+        if pending is not None:
+            pending.append(item)
+        else:
+            self._write([item])
+
+    def _write(self, items: list[tuple[bytes, bytes]]) -> None:
         try:
             with self._db().begin(write=True) as txn:
-                txn.put(_key(path), value)
+                for key, value in items:
+                    txn.put(key, value)
         except Exception:  # a full or read-only db must not fail an add
             return
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Collect this thread's `set`s inside the block into one write transaction at
+        its end (a folder of many big files: one commit, not one per file). Entries
+        are only a cache, so a block that fails still writes what it collected."""
+        if getattr(self._local, "pending", None) is not None:  # nested: the outer one writes
+            yield
+            return
+        items: list[tuple[bytes, bytes]] = []
+        self._local.pending = items
+        try:
+            yield
+        finally:
+            self._local.pending = None
+            if items:
+                self._write(items)
 
     def hash(self, path: Path, st: os.stat_result | None = None) -> str:
         """Hash `path`, through the db when the file is big enough to be worth it."""
         st = st or os.stat(path)
         if st.st_size < MIN_SIZE:
-            return hash_file(path)
+            return hash_file(path, st.st_size)
         cached = self.get(path, st)
         if cached is not None:
             return cached
-        oid = hash_file(path)
+        oid = hash_file(path, st.st_size)
         self.set(path, st, oid)
         return oid
 

@@ -22,9 +22,9 @@ from tests.store.conftest import ROOT
 def counted(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     calls: list[Path] = []
 
-    def counting(path):
+    def counting(path, size=None):
         calls.append(Path(path))
-        return hash_file(path)
+        return hash_file(path, size)
 
     monkeypatch.setattr(state_mod, "hash_file", counting)
     return calls
@@ -127,3 +127,31 @@ def test_several_processes_share_one_db(tmp_path: Path) -> None:
     s = State(db)
     for f in folder.iterdir():
         assert s.get(f, f.stat()) == hash_file(f)
+
+
+def test_small_files_get_no_entry_and_batches_commit_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hash` never looks a file below MIN_SIZE up, so `set` writes none; a batch
+    writes all its entries in one transaction at its end."""
+    s = State(tmp_path / "state.lmdb")
+    small = _old_file(tmp_path / "small", b"s" * (MIN_SIZE - 1))
+    s.set(small, small.stat(), hash_file(small))
+    with s._db().begin() as txn:
+        assert txn.stat()["entries"] == 0
+    writes: list[int] = []
+    real_write = State._write
+    monkeypatch.setattr(
+        State, "_write", lambda self, items: writes.append(len(items)) or real_write(self, items)
+    )
+    bigs = [_old_file(tmp_path / f"big{i}", (b"%d" % i) * MIN_SIZE) for i in range(5)]
+    with s.batch():
+        with s.batch():  # nested: the outer one writes
+            for f in bigs:
+                s.hash(f)
+        assert writes == [] and all(s.get(f, f.stat()) is None for f in bigs)
+    assert writes == [5]
+    assert all(s.get(f, f.stat()) == hash_file(f) for f in bigs)
+    s.set(bigs[0], bigs[0].stat(), hash_file(bigs[0]))  # outside a batch: at once
+    assert writes == [5, 1]
+    s.close()
