@@ -32,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 KEY = SECRET = "bench"
-LOG_RE = re.compile(r'"(GET|PUT|POST|HEAD|DELETE) (\S+) HTTP')
+# werkzeug colours some status lines (206, 4xx): allow ANSI codes before the method.
+LOG_RE = re.compile(r'"(?:\x1b\[[0-9;]*m)*(GET|PUT|POST|HEAD|DELETE) (\S+) HTTP')
 
 
 def free_port() -> int:

@@ -12,6 +12,12 @@ cache's own publishing rule) and any other fsspec filesystem (memory, gcs, az).
 Every write creates, never replaces (contract line 2). Errors are sorted here
 into transient (retry), missing (a fact), and permanent (RemoteError: stop,
 naming the remote and the fix).
+
+Each backend has a sync face and an async one (`aget_bytes`, `aput_bytes`,
+...); `Remote.run` drives a coroutine from sync code. S3 runs natively on
+s3fs's event loop; the others run their sync methods on worker threads.
+`KnownIndex` remembers what this cache confirmed on a remote, so a no-op push
+needs no request.
 """
 
 from __future__ import annotations

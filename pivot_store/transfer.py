@@ -3,11 +3,12 @@
 The order is the contract's: push sends files, then directory manifests, then
 run-cache entries, each only once everything it names is on the remote;
 fetch reads manifests first, then their files. A whole batch runs as
-coroutines on one event loop (S3: s3fs's own loop and connection pool), `jobs`
-requests in flight; transient errors are retried in `remote.retrying`; the first permanent error
-(no bucket, denied) stops the whole transfer and is raised as it is. Any other
-per-object failure (missing locally, missing on the remote, a hash mismatch)
-is recorded, the rest carry on, and the result says what failed.
+coroutines on one event loop (S3: s3fs's own loop and connection pool) with
+`jobs` requests in flight; transient errors are retried (`remote.aretrying`);
+the first permanent error (no bucket, denied) stops the whole transfer and is
+raised as it is. Any other per-object failure (missing locally, missing on the
+remote, a hash mismatch) is recorded, the rest carry on, and the result says
+what failed.
 
 Nothing here prints: progress goes to a `Progress` callback (the CLI draws it).
 """
@@ -28,13 +29,14 @@ from pivot_store.manifest import Manifest, read_manifest
 from pivot_store.objects import ObjectStore
 from pivot_store.remote import (
     MULTIPART_CHUNK,
+    RANGE_JOBS,
     KnownIndex,
     Remote,
     Transient,
     amap,
     aretrying,
     retrying,
-)  # fmt: skip
+)
 
 DEFAULT_JOBS = 20
 
@@ -169,7 +171,10 @@ def push(
     A manifest found on the remote vouches for the files it lists, because
     push uploads a manifest only after all of them and nothing here deletes
     from a remote; so an unchanged folder costs one check, not one per file.
-    `verify_remote=True` checks every object instead.
+    A push that everything in `KnownIndex` (what this cache confirmed on
+    this remote before) already covers makes no request at all.
+    `verify_remote=True` ignores both shortcuts, checks every object, and
+    rewrites the index from what it found.
     """
     progress = progress or NullProgress()
     result = Result(remote.name, "push", dry_run=dry_run)
@@ -244,7 +249,10 @@ async def _apush(
         result.nbytes += size
         progress.done(item.oid, size, "sent")
 
-    await amap(jobs, upload, [i for i in todo if not oids.is_dir(i.oid)])
+    # As in fetch: large objects (multipart, parts in parallel) first, alone.
+    todo_files = [i for i in todo if not oids.is_dir(i.oid)]
+    await amap(max(1, jobs // RANGE_JOBS), upload, [i for i in todo_files if _is_large(i.size)])
+    await amap(jobs, upload, [i for i in todo_files if not _is_large(i.size)])
     # A manifest goes up only once every file it lists is there.
     bad_locks = {lk for o in result.failed for i in (every.get(o),) if i for lk in i.locks}
     bad_locks |= incomplete
@@ -271,6 +279,11 @@ async def _apush(
     return result
 
 
+def _is_large(size: int | None) -> bool:
+    """Objects that go multipart / in ranged GETs."""
+    return size is not None and size >= 2 * MULTIPART_CHUNK
+
+
 def _check(oid: str, data: bytes, source: str, fix: str) -> None:
     actual = hash_bytes(data) + (oids.DIR_SUFFIX if oids.is_dir(oid) else "")
     if actual != oid:
@@ -295,7 +308,7 @@ async def adownload(
     """
     key = remote.object_key(oid)
     source = f"remote {remote.name!r} ({remote.url})"
-    if size is not None and size >= 2 * MULTIPART_CHUNK:
+    if _is_large(size):
         objects.tmp_dir.mkdir(parents=True, exist_ok=True)
         tmp = atomic.temp_name(objects.tmp_dir, ".pull")
         try:
@@ -369,9 +382,12 @@ async def _afetch(
     children = _children_missing(objects, dirs, list(top))
     files = [i for i in todo if not oids.is_dir(i.oid)] + children
     progress.plan(len(children), sum(i.size or 0 for i in children))
-    # Large objects first, so their ranged GETs overlap the many small ones.
-    files.sort(key=lambda i: -(i.size or 0))
-    await amap(jobs, get, files)
+    # Large objects first and on their own (each with its parallel ranges),
+    # then the small ones `jobs` at a time: against moto, mixing them made a
+    # pull of 512 MiB + 2,000 x 4 KiB take 24-30 s instead of about 16 s.
+    large = [i for i in files if _is_large(i.size)]
+    await amap(max(1, jobs // RANGE_JOBS), get, large)
+    await amap(jobs, get, [i for i in files if not _is_large(i.size)])
     result.present.extend(o for o in local_top if o not in result.present)
     result.present.sort()
     result.transferred.sort()
