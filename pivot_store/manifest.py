@@ -118,8 +118,10 @@ def read_manifest(objects: ObjectStore, oid: str) -> Manifest:
 
 def scan(
     root: Path, link_roots: tuple[Path, ...] = ()
-) -> Iterator[tuple[str, Path, os.stat_result | None]]:
+) -> Iterator[tuple[str, str, os.stat_result | None]]:
     """Yield (relpath, path, stat) for each file, (relpath, path, None) for empty dirs.
+
+    Paths are strings (a folder of thousands of files makes no Path objects).
 
     Symlinks are followed only when they stay inside `root` (or point into one of
     `link_roots`: the cache, which a symlink checkout links to); one that leaves
@@ -127,13 +129,13 @@ def scan(
     """
     root_r = root.resolve()
     allowed = (root_r, *(r.resolve() for r in link_roots))
-    stack = [(root, "")]
+    stack: list[tuple[str | Path, str]] = [(root, "")]
     while stack:
         folder, prefix = stack.pop()
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
         if not entries and prefix:
-            yield prefix.rstrip("/"), Path(folder), None
+            yield prefix.rstrip("/"), os.fspath(folder), None
         for e in entries:
             rel = prefix + e.name
             if e.is_symlink():
@@ -144,11 +146,11 @@ def scan(
                         f"{e.path} is a symlink to {target}, outside the tracked folder",
                         "replace it with a copy of the file, or remove it",
                     )
-                yield rel, Path(e.path), os.stat(e.path)
+                yield rel, e.path, os.stat(e.path)
             elif e.is_dir(follow_symlinks=False):
-                stack.append((Path(e.path), rel + "/"))
+                stack.append((e.path, rel + "/"))
             elif e.is_file(follow_symlinks=False):
-                yield rel, Path(e.path), e.stat(follow_symlinks=False)
+                yield rel, e.path, e.stat(follow_symlinks=False)
 
 
 def build(

@@ -9,7 +9,9 @@ its mtime (which gc's grace period reads).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import secrets
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from pivot_store import atomic
 from pivot_store import oid as oids
 from pivot_store.errors import FULL_FIX, CorruptObject, DiskFull, ObjectMissing
 from pivot_store.hashing import CHUNK, HashingWriter, hash_file
+from pivot_store.state import MIN_SIZE
 
 READ_ONLY = 0o444
 EXECUTABLE = 0o555
@@ -39,6 +42,12 @@ class ObjectStore:
         self.root = Path(root)
         self.tmp_dir = self.root.parent / "tmp"
         self.fsync = fsync
+        self._root_s = os.fspath(self.root)
+        self._tmp_s = os.fspath(self.tmp_dir)
+        # Folders this store has made or seen (shards, tmp/): made once, not once
+        # per object. Only a cache: a folder removed since (a hand-cleaned cache)
+        # is made again when a link into it fails.
+        self._dirs: set[str] = set()
 
     # --- naming -------------------------------------------------------------
     def path(self, oid: str) -> Path:
@@ -60,13 +69,32 @@ class ObjectStore:
                     yield oids.validate(name)
 
     # --- writing ------------------------------------------------------------
-    def _publish(self, tmp: Path, oid: str, executable: bool) -> bool:
+    def _ensure_dir(self, folder: str) -> None:
+        if folder not in self._dirs:
+            os.makedirs(folder, exist_ok=True)
+            self._dirs.add(folder)
+
+    def _final(self, oid: str) -> str:
+        """`path(oid)` as a string (the hot loops make no Path objects)."""
+        oids.validate(oid)
+        return f"{self._root_s}/{oid[:2]}/{oid[2:]}"
+
+    def _publish(self, tmp: Path | str, oid: str, executable: bool) -> bool:
         os.chmod(tmp, EXECUTABLE if executable else READ_ONLY)
-        final = self.path(oid)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if atomic.publish_new(tmp, final):
+        final = self._final(oid)
+        shard = final.rpartition("/")[0]
+        self._ensure_dir(shard)
+        try:
+            published = atomic.publish_new(Path(tmp), Path(final))
+        except FileNotFoundError:
+            if not os.path.exists(tmp):
+                raise
+            self._dirs.discard(shard)  # the shard was removed since: make it again
+            self._ensure_dir(shard)
+            published = atomic.publish_new(Path(tmp), Path(final))
+        if published:
             if self.fsync:
-                atomic.fsync_dir(final.parent)
+                atomic.fsync_dir(shard)  # type: ignore[arg-type]
             return True
         self.freshen(oid)
         return False
@@ -107,7 +135,7 @@ class ObjectStore:
 
     def add_file(
         self,
-        src: Path,
+        src: Path | str,
         *,
         move: bool = False,
         executable: bool | None = None,
@@ -121,15 +149,14 @@ class ObjectStore:
         pass, so what is stored always matches its name even if the source
         changes meanwhile.
         """
-        src = Path(src)
-        st = src.stat()
+        st = os.stat(src)
         if executable is None:
             executable = bool(st.st_mode & stat.S_IXUSR)
         if move and st.st_size > 0:
             added = self._link_in(src, executable, state)
             if added is not None:
                 return added
-            st = src.stat()
+            st = os.stat(src)
         if state is not None:
             known = state.hash(src, st)
             if self.exists(known):
@@ -146,7 +173,7 @@ class ObjectStore:
                 e.reason,
             ) from None
 
-    def _link_in(self, src: Path, executable: bool, state: Any) -> Added | None:
+    def _link_in(self, src: Path | str, executable: bool, state: Any) -> Added | None:
         """Publish `src` itself as the object: chmod, hash once, hard-link.
 
         The file is linked under a temp name first and published only if the temp
@@ -155,14 +182,21 @@ class ObjectStore:
         appear under this name. None means "copy instead".
         """
         mode = EXECUTABLE if executable else READ_ONLY
-        before = src.stat()
+        before = os.stat(src)
         os.chmod(src, mode)
-        st = src.stat()
+        st = os.stat(src)
         oid = state.hash(src, st) if state is not None else hash_file(src)
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        tmp = atomic.temp_name(self.tmp_dir, ".link")
+        self._ensure_dir(self._tmp_s)
+        tmp = _temp_name(self._tmp_s, ".link")
         try:
-            os.link(src, tmp)
+            try:
+                os.link(src, tmp)
+            except FileNotFoundError:
+                if not os.path.exists(src):
+                    raise
+                self._dirs.discard(self._tmp_s)  # tmp/ was removed since: make it again
+                self._ensure_dir(self._tmp_s)
+                os.link(src, tmp)
         except OSError:
             # Another filesystem or no hard links: copy instead, and leave the
             # workspace file as writable as it was.
@@ -176,9 +210,9 @@ class ObjectStore:
                 os.unlink(tmp)
             return None  # replaced or written while hashed: copy what is there now
         new = self._publish(tmp, oid, executable)
-        if state is not None and new:
+        if state is not None and new and st.st_size >= MIN_SIZE:
             with contextlib.suppress(OSError):
-                state.set(src, os.stat(self.path(oid)), oid)  # linking changed ctime
+                state.set(src, os.stat(self._final(oid)), oid)  # linking changed ctime
         return Added(oid, st.st_size, new)
 
     def insert_verified(self, tmp: Path, expected: str, *, source: str = "") -> bool:
@@ -225,6 +259,19 @@ class ObjectStore:
 
     def size(self, oid: str) -> int:
         return self.path(oid).stat().st_size
+
+
+_TEMP = {"pid": -1, "token": ""}
+_COUNTER = itertools.count()
+
+
+def _temp_name(folder: str, hint: str) -> str:
+    """`atomic.temp_name` without a Path and a fresh random token per call: a
+    random token per process (renewed in a forked child) and a counter."""
+    pid = os.getpid()
+    if _TEMP["pid"] != pid:
+        _TEMP.update(pid=pid, token=secrets.token_hex(4))
+    return f"{folder}/{atomic.TMP_PREFIX}{pid}-{_TEMP['token']}{next(_COUNTER):x}{hint}"
 
 
 def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:

@@ -256,3 +256,34 @@ def test_sigkill_mid_add_leaves_no_partial_object(
     assert again.oid == expected and again.new
     assert hash_file(store.path(expected)) == expected
     assert verify(store).corrupt == []
+
+
+@pytest.mark.parametrize("move", [False, True])
+def test_shard_and_tmp_folders_removed_behind_the_store_are_made_again(
+    store: ObjectStore, tmp_path: Path, move: bool
+) -> None:
+    """The store makes each shard folder once and remembers it; a folder removed since
+    (a hand-cleaned cache) is made again, and the object still appears whole."""
+    first = tmp_path / "a"
+    first.write_bytes(b"first")
+    oid = store.add_file(first, move=move).oid
+    assert store.path(oid).parent.as_posix() in store._dirs
+    store.remove(oid)
+    store.path(oid).parent.rmdir()
+    if store.tmp_dir.exists():
+        store.tmp_dir.rmdir()
+    again = tmp_path / "b"
+    again.write_bytes(b"first")
+    added = store.add_file(again, move=move)
+    assert added.oid == oid and added.new and store.read_bytes(oid) == b"first"
+    assert _mode(store.path(oid)) == 0o444 and _leftovers(store) == []
+
+
+def test_temp_names_are_unique_and_carry_the_pid(tmp_path: Path) -> None:
+    from pivot_store.objects import _temp_name
+
+    names = {_temp_name(str(tmp_path), ".link") for _ in range(1000)}
+    assert len(names) == 1000
+    for n in names:
+        base = os.path.basename(n)
+        assert atomic.is_temp(base) and atomic.temp_in_use(base)
