@@ -1,9 +1,11 @@
 """Place objects in the workspace: hardlink, symlink, copy or reflink.
 
 Each file is built under a temp name beside its destination and renamed into
-place, so a reader never sees half a file. Links can never corrupt the cache
-because objects are read-only; an output the caller will modify in place
-(`writable=True`) and an empty file are always copies. When hard links or
+place, so a reader never sees half a file. A hard link is never half-made, so
+a hardlink to a destination that does not exist yet is made straight under the
+final name (no temp, no rename); one that exists goes through the temp. Links
+can never corrupt the cache because objects are read-only; an output the caller
+will modify in place (`writable=True`) and an empty file are always copies. When hard links or
 reflinks are not possible (another filesystem, too many links) the file is
 copied and one warning line says so.
 """
@@ -48,15 +50,24 @@ class Checkout:
         self.objects = objects
         self.mode = "copy" if writable else mode
         self.warned = False
+        # Hard links straight to the final name; off after the first failure
+        # other than "exists" (another filesystem, no links), so each file is
+        # not tried twice.
+        self._direct = self.mode == "hardlink"
 
     # --- one file -----------------------------------------------------------
     def file(
-        self, oid: str, dest: Path, *, size: int | None = None, executable: bool | None = None
+        self,
+        oid: str,
+        dest: Path | str,
+        *,
+        size: int | None = None,
+        executable: bool | None = None,
     ):
         """Make `dest` hold object `oid`; `executable=None` keeps the object's own bit."""
-        src = self.objects.path(oid)
+        src_s = self.objects._final(oid)
         try:
-            src_st = src.stat()
+            src_st = os.stat(src_s)
         except FileNotFoundError:
             raise CheckoutError(
                 f"object {oid} for {dest} is not in the cache", "run `pivot pull` first"
@@ -69,7 +80,11 @@ class Checkout:
         # would carry the object's bit, so a file wanting the other one is a copy.
         if src_st.st_size == 0 or (mode in ("hardlink", "symlink") and executable != stored_exec):
             mode = "copy"
-        elif self._already(src, src_st, dest):
+        elif mode == "hardlink" and self._direct and self._link_direct(src_s, dest):
+            return
+        src = Path(src_s)
+        dest = Path(dest)
+        if mode != "copy" and self._already(src, src_st, dest):
             return
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = atomic.temp_name(dest.parent)
@@ -87,6 +102,29 @@ class Checkout:
                     "free space in the workspace, or use --checkout-mode hardlink",
                 ) from None
             raise
+
+    def _link_direct(self, src: str, dest: Path | str) -> bool:
+        """Hard-link `src` straight to `dest` when nothing is there (atomic: the name
+        appears with the whole file). False: use the temp path."""
+        for attempt in range(2):
+            try:
+                os.link(src, dest)
+                return True
+            except FileExistsError:
+                return False  # something is there: check it, or replace it through a temp
+            except FileNotFoundError:
+                if attempt:
+                    return False
+                with contextlib.suppress(OSError):  # no parent folder yet
+                    os.makedirs(os.path.dirname(dest), exist_ok=True)
+            except NotADirectoryError:
+                return False  # a file where a parent folder should be: the temp path says so
+            except OSError as e:
+                if e.errno not in _FALLBACK_ERRNOS:
+                    raise
+                self._direct = False  # the temp path warns and copies
+                return False
+        return False
 
     def _already(self, src: Path, src_st: os.stat_result, dest: Path) -> bool:
         try:
@@ -136,6 +174,7 @@ class Checkout:
         if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
             dest.unlink()
         dest.mkdir(parents=True, exist_ok=True)
+        dest_s = os.fspath(dest)
         checked: set[str] = set()
         wanted: set[str] = set()
         for e in manifest.entries:
@@ -147,14 +186,16 @@ class Checkout:
                 # symlink into the cache (symlink mode) and is replaced, not followed.
                 keys.workspace_path(dest, parent)
                 checked.add(parent)
-            target = dest / e.path
+                with contextlib.suppress(FileExistsError):  # a file there: file() replaces
+                    os.makedirs(os.path.join(dest_s, parent), exist_ok=True)
             wanted.add(e.path)
             if e.hash is None:
+                target = dest / e.path
                 if target.is_symlink() or (target.exists() and not target.is_dir()):
                     target.unlink()
                 target.mkdir(parents=True, exist_ok=True)
             else:
-                self.file(e.hash, target, size=e.size, executable=e.exec)
+                self.file(e.hash, f"{dest_s}/{e.path}", size=e.size, executable=e.exec)
         _remove_extra(dest, wanted)
 
 

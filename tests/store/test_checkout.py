@@ -216,3 +216,84 @@ def test_tree_checkout_is_idempotent_and_byte_exact(store, tmp_path: Path) -> No
         Checkout(store, "hardlink").tree(m, dest)
         for i in range(20):
             assert hash_file(dest / f"f{i}") == hash_file(src / f"f{i}")
+
+
+def test_hardlink_to_a_missing_destination_links_straight_to_it(
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No temp, no rename: the link is made under the final name (a hard link is
+    never half-written), and nested folders are made on the way."""
+    oid = store.add_bytes(b"linked" * 100).oid
+    replaced: list[object] = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: replaced.append(b) or real_replace(a, b))
+    dest = tmp_path / "ws" / "a" / "b" / "f.bin"
+    Checkout(store, "hardlink").file(oid, dest)
+    assert dest.stat().st_ino == store.path(oid).stat().st_ino
+    assert replaced == [] and os.listdir(dest.parent) == ["f.bin"]
+    # A tree: every file a link to its object, no temp left in any folder.
+    (tmp_path / "src" / "d").mkdir(parents=True)
+    (tmp_path / "src" / "d" / "x").write_bytes(b"x" * 10)
+    (tmp_path / "src" / "y").write_bytes(b"y" * 10)
+    manifest = build_manifest(tmp_path / "src", store, NullState())
+    Checkout(store, "hardlink").tree(manifest, tmp_path / "out")
+    for e in manifest.files():
+        assert (tmp_path / "out" / e.path).stat().st_ino == store.path(e.hash).stat().st_ino
+    assert sorted(os.listdir(tmp_path / "out")) == ["d", "y"] and replaced == []
+
+
+@pytest.mark.parametrize("what", ["other bytes", "same bytes", "folder", "symlink", "same inode"])
+def test_hardlink_to_an_existing_destination_replaces_it_whole(
+    store: ObjectStore, tmp_path: Path, what: str
+) -> None:
+    oid = store.add_bytes(b"wanted" * 100).oid
+    obj = store.path(oid)
+    dest = tmp_path / "ws" / "f.bin"
+    dest.parent.mkdir()
+    if what == "other bytes":
+        dest.write_bytes(b"old")
+    elif what == "same bytes":
+        dest.write_bytes(b"wanted" * 100)
+    elif what == "folder":
+        (dest / "inner").mkdir(parents=True)
+        (dest / "inner" / "x").write_bytes(b"x")
+    elif what == "symlink":
+        (tmp_path / "elsewhere").write_bytes(b"elsewhere")
+        dest.symlink_to(tmp_path / "elsewhere")
+    else:
+        os.link(obj, dest)
+    Checkout(store, "hardlink").file(oid, dest)
+    assert not dest.is_symlink() and dest.stat().st_ino == obj.stat().st_ino
+    assert os.listdir(dest.parent) == ["f.bin"]  # no temp left behind
+    assert obj.read_bytes() == b"wanted" * 100 and _mode(obj) == 0o444
+    if what == "symlink":
+        assert (tmp_path / "elsewhere").read_bytes() == b"elsewhere"  # not written through
+
+
+def test_hardlink_failure_is_tried_once_then_copies(
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    """EXDEV on the direct link: the temp path warns once and copies; later files do
+    not try the direct link again."""
+    import errno
+
+    caplog.set_level(logging.WARNING, logger="pivot")
+    oids = [store.add_bytes(b"x%d" % i).oid for i in range(4)]
+    calls: list[object] = []
+
+    def no_links(src, dst, *a, **kw):
+        calls.append(dst)
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+
+    monkeypatch.setattr(os, "link", no_links)
+    co = Checkout(store, "hardlink")
+    for i, oid in enumerate(oids):
+        co.file(oid, tmp_path / f"f{i}")
+        assert (tmp_path / f"f{i}").read_bytes() == b"x%d" % i
+    direct = [d for d in calls if not Path(d).name.startswith(".tmp-")]
+    assert direct == [tmp_path / "f0"]  # the direct link is tried for the first file only
+    assert len(_warnings(caplog)) == 1
+
+
+def _mode(p: Path) -> int:
+    return stat.S_IMODE(os.stat(p).st_mode)
