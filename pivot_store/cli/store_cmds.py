@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from pivot_store.cli.app import app
-from pivot_store.cli.output import console, emit_json, human_size, table
+from pivot_store.cli.output import emit_json, human_size, say, table
 
 MODES = "hardlink|symlink|copy|reflink"
 
@@ -24,7 +24,7 @@ def init(path: Path = typer.Argument(Path("."), help="Project folder.")) -> None
     from pivot_store.repo import Repo
 
     repo = Repo.init(path)
-    console().print(f"Initialized pivot project in {repo.pivot_dir}")
+    say(f"Initialized pivot project in {repo.pivot_dir}")
 
 
 @app.command()
@@ -36,7 +36,7 @@ def add(paths: list[Path] = typer.Argument(..., help="Files or folders to track.
     for p in paths:
         lock = repo.track(p)
         out = lock.outputs[0]
-        console().print(f"added {out.path} ({out.kind}, {human_size(out.size)}) -> {out.hash}")
+        say(f"added {out.path} ({out.kind}, {human_size(out.size)}) -> {out.hash}")
 
 
 @app.command()
@@ -60,7 +60,7 @@ def status(
         emit_json(data)
     else:
         if not rows:
-            console().print("no locks yet: track something with `pivot add PATH`")
+            say("no locks yet: track something with `pivot add PATH`")
         else:
             table(
                 "status",
@@ -70,7 +70,7 @@ def status(
         if remote:
             for key, items in data["remote"].items():
                 if isinstance(items, list):
-                    console().print(f"{key}: {len(items)}")
+                    say(f"{key}: {len(items)}")
     if any(r.status != "ok" for r in rows):
         raise typer.Exit(1)
 
@@ -84,7 +84,7 @@ def checkout(
     from pivot_store.repo import Repo
 
     placed = Repo.find().checkout(names or None, checkout_mode)
-    console().print(f"checked out {len(placed)} output(s)")
+    say(f"checked out {len(placed)} output(s)")
 
 
 @app.command()
@@ -103,8 +103,8 @@ def verify(
     else:
         for oid in res.corrupt:
             fix = "deleted; pull it again" if oid in res.repaired else "run `pivot verify --repair`"
-            console().print(f"corrupt: {oid} ({fix})")
-        console().print(f"checked {res.checked} object(s), {len(res.corrupt)} corrupt")
+            say(f"corrupt: {oid} ({fix})")
+        say(f"checked {res.checked} object(s), {len(res.corrupt)} corrupt")
     if res.corrupt:
         raise typer.Exit(1)
 
@@ -127,7 +127,5 @@ def gc(
         return
     verb = "would remove" if dry_run else "removed"
     for oid in res.removed:
-        console().print(f"{verb} {oid}")
-    console().print(
-        f"{verb} {len(res.removed)} object(s), {human_size(res.freed)}; kept {res.kept}"
-    )
+        say(f"{verb} {oid}")
+    say(f"{verb} {len(res.removed)} object(s), {human_size(res.freed)}; kept {res.kept}")

@@ -174,3 +174,51 @@ def test_malformed_config_is_one_line_in_a_real_process(project: Path, text: str
 def test_verbose_shows_the_traceback(project: Path) -> None:
     r = pivot_subprocess("--verbose", "status", cwd=project)
     assert r.returncode != 0 and "Traceback" in r.stderr and "NotAProject" in r.stderr
+
+
+def test_output_to_a_pipe_is_plain_and_skips_rich(project: Path) -> None:
+    """Off a terminal: one-line messages are plain prints and tables are drawn without
+    rich (whose import costs more than a no-op status), in rich's own box shape."""
+    (project / "data").mkdir()
+    (project / "data" / "a.csv").write_text("a,b\n")
+    code = (
+        "import sys\n"
+        "from pivot_store.cli.app import main\n"
+        "for args in (['init', '.'], ['add', 'data'], ['status'], ['checkout']):\n"
+        "    main(args)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=project, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[-1] == "[]"
+    assert lines[0].startswith("Initialized pivot project in ")
+    assert lines[1].startswith("added data (dir, 4 B) -> ") and lines[1].endswith(".dir")
+    assert lines[2:9] == [
+        "status",
+        "┏━━━━━━┳━━━━━━┳━━━━━━━━┓",
+        "┃ lock ┃ path ┃ status ┃",
+        "┡━━━━━━╇━━━━━━╇━━━━━━━━┩",
+        "│ data │ data │ ok     │",
+        "└──────┴──────┴────────┘",
+        "checked out 1 output(s)",
+    ]
+
+
+def test_plain_table_matches_rich_on_a_terminal(monkeypatch, capsys) -> None:
+    """Same rows either way; rich only when stdout is a terminal."""
+    from pivot_store.cli import output
+
+    rows = [["data", "data", "ok"], ["a/b.csv", "-", "missing from cache"]]
+    output.table("status", ["lock", "path", "status"], rows)
+    plain = capsys.readouterr().out
+    monkeypatch.setattr(output, "_isatty", lambda: True)
+    output.table("status", ["lock", "path", "status"], rows)
+    rich = capsys.readouterr().out
+    assert [line.rstrip() for line in plain.splitlines()] == [
+        line.rstrip() for line in rich.splitlines()
+    ]
+    output.console().print("a [bold]b[/bold]")  # no markup: printed as written
+    assert capsys.readouterr().out == "a [bold]b[/bold]\n"
