@@ -160,8 +160,14 @@ def build(
     *,
     move: bool = False,
     link_roots: tuple[Path, ...] = (),
+    unlinked: list[str] | None = None,
 ) -> Manifest:
-    """Hash a folder; with `objects`, also add its files (and the manifest itself)."""
+    """Hash a folder; with `objects`, also add its files (and the manifest itself).
+
+    `unlinked`, when given, collects the non-empty files that are not now their
+    cache object (a move-add could not link them, or `move` is off): after a
+    move-add that leaves it empty, a hardlink checkout would change nothing.
+    """
     entries = []
     if objects is not None:
         link_roots = (*link_roots, objects.root)
@@ -175,7 +181,10 @@ def build(
             if objects is None:
                 h = state.hash(path, st)
             else:
-                h = objects.add_file(path, move=move, executable=executable, state=state).oid
+                added = objects.add_file(path, move=move, executable=executable, state=state)
+                h = added.oid
+                if unlinked is not None and not added.linked and st.st_size > 0:
+                    unlinked.append(rel)
             entries.append(Entry(rel, h, st.st_size, executable))
     manifest = Manifest(tuple(entries))
     if objects is not None:

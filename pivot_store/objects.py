@@ -33,6 +33,9 @@ class Added:
     oid: str
     size: int
     new: bool
+    # The added file itself is now the object (a move-add hard-linked it in):
+    # a hardlink checkout of it would change nothing.
+    linked: bool = False
 
 
 class ObjectStore:
@@ -210,10 +213,18 @@ class ObjectStore:
                 os.unlink(tmp)
             return None  # replaced or written while hashed: copy what is there now
         new = self._publish(tmp, oid, executable)
-        if state is not None and new and st.st_size >= MIN_SIZE:
+        if new:
+            linked = True
+        else:  # already stored: by this very inode when `src` was checked out from it
+            try:  # (inode only: adding what exists touched its mtime)
+                obj = os.stat(self._final(oid))
+                linked = (obj.st_dev, obj.st_ino) == (st.st_dev, st.st_ino)
+            except OSError:
+                linked = False
+        if state is not None and linked and st.st_size >= MIN_SIZE:
             with contextlib.suppress(OSError):
                 state.set(src, os.stat(self._final(oid)), oid)  # linking changed ctime
-        return Added(oid, st.st_size, new)
+        return Added(oid, st.st_size, new, linked=linked)
 
     def insert_verified(self, tmp: Path, expected: str, *, source: str = "") -> bool:
         """Publish a downloaded temp file only if it hashes to `expected`.

@@ -175,13 +175,21 @@ class Repo:
     # --- objects of outputs ---------------------------------------------------
     def add_path(self, path: Path, *, move: bool = False) -> OutputRecord:
         """Hash a file or folder into the cache; the record has no name or path yet."""
+        return self._add_path(path, move=move)[0]
+
+    def _add_path(self, path: Path, *, move: bool = False) -> tuple[OutputRecord, bool]:
+        """`add_path`, and whether every file of it now is its cache object (a
+        move-add linked them all in), so a hardlink checkout would change nothing."""
         path = Path(path)
         if path.is_symlink() and not path.resolve().is_relative_to(self.root):
             raise TrackError(f"{path} is a symlink out of the project", "track its target")
         if path.is_dir():
             for attempt in range(SCAN_ATTEMPTS):
+                unlinked: list[str] = []
                 try:
-                    manifest = build_manifest(path, self.objects, self.state, move=move)
+                    manifest = build_manifest(
+                        path, self.objects, self.state, move=move, unlinked=unlinked
+                    )
                     break
                 except FileNotFoundError:
                     # A file vanished between listing and hashing (another process
@@ -191,11 +199,12 @@ class Repo:
                             f"{path} kept changing while it was being added",
                             "stop the processes writing to it, then add it again",
                         ) from None
-            return OutputRecord(hash=manifest.oid(), size=manifest.size, kind="dir")
+            rec = OutputRecord(hash=manifest.oid(), size=manifest.size, kind="dir")
+            return rec, move and not unlinked
         if not path.is_file():
             raise TrackError(f"{path} does not exist", "create it first, or check the path")
         added = self.objects.add_file(path, move=move, state=self.state)
-        return OutputRecord(hash=added.oid, size=added.size, kind="file")
+        return OutputRecord(hash=added.oid, size=added.size, kind="file"), added.linked
 
     def manifest(self, oid: str) -> Manifest:
         return read_manifest(self.objects, oid)
@@ -245,15 +254,20 @@ class Repo:
             # Tracking the store's own files would make config read-only and link
             # the cache into itself.
             raise TrackError(f"{path} is inside {PIVOT_DIR}/", "track files outside .pivot/")
-        move = self.config.checkout_mode in ("hardlink", "symlink")
+        mode = self.config.checkout_mode
+        move = mode in ("hardlink", "symlink")
         with self.writing():
-            rec = self.add_path(full, move=move)
+            rec, linked = self._add_path(full, move=move)
             out = rec.model_copy(update={"name": rel, "path": rel})
             lock = Lock.build(rel, FingerprintParts(), [out])
             self.write_lock(lock)
             # Still inside the hold: another process may replace this lock at once,
             # and gc must not collect our objects before they are checked out.
-            self.checkout_output(out)
+            # A hardlink move-add that linked every file in already left the
+            # workspace as this checkout would (symlink mode still needs it: the
+            # files become links to the cache).
+            if not (mode == "hardlink" and linked and not full.is_symlink()):
+                self.checkout_output(out)
         _gitignore_add(self.root, rel)
         return lock
 

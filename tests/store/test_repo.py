@@ -271,3 +271,72 @@ def test_open_finds_or_creates(tmp_path: Path) -> None:
         Repo.open(tmp_path / "q", create=False)
     assert isinstance(r.objects, ObjectStore)
     assert keys.LOCK_SUFFIX == ".lock"
+
+
+def _count_checkouts(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = Repo.checkout_output
+
+    def counting(self, out, *a, **kw):
+        calls.append(out.name)
+        return real(self, out, *a, **kw)
+
+    monkeypatch.setattr(Repo, "checkout_output", counting)
+    return calls
+
+
+def test_hardlink_add_that_linked_every_file_skips_the_checkout(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_checkouts(repo, monkeypatch)
+    data = repo.root / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "a.bin").write_bytes(os.urandom(5000))
+    (data / "sub" / "b.bin").write_bytes(os.urandom(100_000))
+    (data / "empty").write_bytes(b"")
+    (data / "void").mkdir()
+    (repo.root / "one.bin").write_bytes(os.urandom(70_000))
+    repo.track(data)
+    repo.track(repo.root / "one.bin")
+    assert calls == []  # the files already are the cache objects
+    for lock in repo.iter_locks():
+        out = lock.outputs[0]
+        if out.kind == "file":
+            assert (repo.root / out.path).stat().st_ino == repo.objects.path(out.hash).stat().st_ino
+            continue
+        for e in repo.manifest(out.hash).files():
+            if e.size:
+                assert (data / e.path).stat().st_ino == repo.objects.path(e.hash).stat().st_ino
+    assert [r.status for r in repo.status()] == ["ok", "ok"]
+    repo.track(data)  # again: already linked, still no checkout
+    assert calls == []
+
+
+def test_hardlink_add_of_a_file_that_could_not_be_linked_still_checks_out(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two files with the same bytes: the second is not the object (that is the first),
+    so the checkout runs and links it too."""
+    calls = _count_checkouts(repo, monkeypatch)
+    data = repo.root / "data"
+    data.mkdir()
+    same = os.urandom(4096)
+    (data / "x").write_bytes(same)
+    (data / "y").write_bytes(same)
+    lock = repo.track(data)
+    assert calls == ["data"]
+    oid = repo.manifest(lock.outputs[0].hash).entries[0].hash
+    ino = repo.objects.path(oid).stat().st_ino
+    assert (data / "x").stat().st_ino == ino == (data / "y").stat().st_ino
+    assert [r.status for r in repo.status()] == ["ok"]
+
+
+def test_symlink_mode_add_still_checks_out(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo.save_config(repo.config.model_copy(update={"checkout_mode": "symlink"}))
+    calls = _count_checkouts(repo, monkeypatch)
+    data = repo.root / "data"
+    data.mkdir()
+    (data / "a").write_bytes(os.urandom(3000))
+    repo.track(data)
+    assert calls == ["data"] and (data / "a").is_symlink()
+    assert [r.status for r in repo.status()] == ["ok"]
