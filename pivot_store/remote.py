@@ -505,42 +505,61 @@ class S3Remote(Remote):
         return (await self._aget(bucket, path))[0]
 
     async def aget_file(self, key: str, local: Path, size: int | None = None) -> None:
-        """Ranged GETs, `RANGE_JOBS` at a time, written in place into `local`.
+        """Ranged GETs, `RANGE_JOBS` at a time, streamed in place into `local`.
 
-        The first range also reports the object's total size; one that differs
-        from `size` is an error (the caller's hash check would refuse it anyway).
+        With `size` known the object is cut into at most `RANGE_JOBS` ranges
+        (at least MULTIPART_CHUNK each) fetched at once; each response must
+        report that total size (else CorruptObject) and deliver its whole
+        range (else a transient error, and that range is fetched again).
+        Memory stays at one 1 MiB buffer per range, whatever the range size.
         """
         bucket, path = self._bk(key)
         chunk = MULTIPART_CHUNK
+        if size:
+            per = -(-size // RANGE_JOBS)
+            chunk = max(chunk, -(-per // 2**20) * 2**20)
         fd = os.open(local, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
 
-            async def get_range(rng: str) -> tuple[bytes, dict[str, Any]]:
-                try:
-                    return await self._aget(bucket, path, Range=rng)
-                except Exception as e:
-                    if error_code(e)[0] != "InvalidRange":
-                        raise
-                    raise CorruptObject(
-                        f"{key} on remote {self.name!r} is shorter than expected",
-                        "the remote copy is corrupt or was tampered with; nothing was kept",
-                    ) from None
+        def corrupt(what: str) -> CorruptObject:
+            return CorruptObject(
+                f"{key} on remote {self.name!r} {what}",
+                "the remote copy is corrupt or was tampered with; nothing was kept",
+            )
 
-            async def part(start: int) -> int:
-                rng = f"bytes={start}-{start + chunk - 1}"
-                data, resp = await aretrying(self, lambda: get_range(rng), f"{key} [{rng}]")
-                os.pwrite(fd, data, start)
-                total = str(resp.get("ContentRange", "")).rpartition("/")[2]
-                return int(total) if total.isdigit() else len(data)
-
-            total = await part(0)
+        async def get_range(start: int) -> int:
+            rng = f"bytes={start}-{start + chunk - 1}"
+            try:
+                resp = await self.fs._call_s3("get_object", Bucket=bucket, Key=path, Range=rng)
+            except Exception as e:
+                if error_code(e)[0] == "InvalidRange":
+                    raise corrupt("is shorter than expected") from None
+                raise
+            body = resp["Body"]
+            off = start
+            try:
+                while data := await body.read(2**20):
+                    os.pwrite(fd, data, off)
+                    off += len(data)
+            finally:
+                body.close()
+            total_s = str(resp.get("ContentRange", "")).rpartition("/")[2]
+            total = int(total_s) if total_s.isdigit() else off
             if size is not None and total != size:
-                raise CorruptObject(
-                    f"{key} on remote {self.name!r} is {total} bytes, expected {size}",
-                    "the remote copy is corrupt or was tampered with; nothing was kept",
-                )
-            await amap(RANGE_JOBS, part, range(chunk, total, chunk))
-            os.ftruncate(fd, total)
+                raise corrupt(f"is {total} bytes, expected {size}")
+            if off - start != min(chunk, total - start):
+                raise OSError(errno.EIO, f"short read of {key} [{rng}]")
+            return total
+
+        async def part(start: int) -> int:
+            return await aretrying(self, lambda: get_range(start), f"{key} @{start}")
+
+        try:
+            if size is None:
+                size = await part(0)
+                await amap(RANGE_JOBS, part, range(chunk, size, chunk))
+            else:
+                await amap(RANGE_JOBS, part, range(0, max(size, 1), chunk))
+            os.ftruncate(fd, size)
         finally:
             os.close(fd)
 

@@ -214,3 +214,23 @@ def test_timeouts_are_configured(s3_remote_config: dict[str, Any]) -> None:
     assert r2.fs.config_kwargs["read_timeout"] == 2.0
     assert json.dumps(r2.fs.config_kwargs, default=str)
     assert uuid  # keep the import for bucket names in helpers
+
+
+@pytest.mark.parametrize("mode", ["truncate", "stall"])
+def test_large_object_ranges_survive_faults(
+    mode: str, make_faulty_proxy, s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """A ranged GET cut short or stalled is fetched again; the object arrives whole."""
+    from pivot_store.remote import MULTIPART_CHUNK
+
+    objects = ObjectStore(tmp_path / "a" / "cache" / "files")
+    added = objects.add_bytes(os.urandom(2 * MULTIPART_CHUNK + 4321))
+    out = OutputRecord(hash=added.oid, size=added.size)
+    lock = Lock.build("big", FingerprintParts(code_version="1"), [out])
+    direct = RemoteConfig(url=f"s3://{s3_bucket}/store", **remote_options(s3_server.endpoint_url))
+    assert transfer.push(objects, open_remote(remote=direct, name="o"), [lock]).ok
+    proxy = make_faulty_proxy(every=2, modes=(mode,), stall=2.5, methods=("GET",))
+    fresh = ObjectStore(tmp_path / "b" / "cache" / "files")
+    got = transfer.fetch(fresh, proxied_remote(proxy, s3_bucket), [lock])
+    assert got.ok, got.failed
+    assert check_cache(fresh) == 1 and proxy.faults[mode] >= 1
