@@ -17,6 +17,7 @@ from pivot_store import atomic, keys
 from pivot_store import oid as oids
 from pivot_store.errors import LockError
 from pivot_store.hashing import hash_json
+from pivot_store.lockview import FIX, load_lock_data
 
 SCHEMA_VERSION = 1
 
@@ -137,25 +138,12 @@ def parse_lock(data: Any, source: str) -> Lock:
     return lock
 
 
-_FIX = "restore it from git, or delete it and re-run the asset"
+_FIX = FIX
 
 
 def read_lock(path: Path) -> Lock:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise LockError(f"lock {path} does not exist", "materialize the asset first") from None
-    except OSError as e:
-        raise LockError(f"lock {path} cannot be read: {e.strerror}", _FIX) from None
-    try:
-        data = yaml.safe_load(raw)
-    except RecursionError:
-        raise LockError(f"{path} is not a lock (nested too deeply)", _FIX) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" (line {mark.line + 1})" if mark else ""
-        raise LockError(f"{path} is not valid YAML{line}", _FIX) from None
-    return parse_lock(data, str(path))
+    # Shared with lockview.read_lock_view (status and checkout without pydantic).
+    return parse_lock(load_lock_data(path), str(path))
 
 
 def write_lock(path: Path, lock: Lock) -> None:

@@ -13,7 +13,7 @@ import itertools
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -41,16 +41,28 @@ class Added:
 class ObjectStore:
     """Objects under `root` (`.pivot/cache/files`); temp files under `tmp_dir`."""
 
-    def __init__(self, root: Path, *, fsync: bool = False) -> None:
+    def __init__(self, root: Path, *, fsync: bool | Callable[[], bool] = False) -> None:
         self.root = Path(root)
         self.tmp_dir = self.root.parent / "tmp"
-        self.fsync = fsync
+        # A callable is asked on first write (Repo passes its config lazily, so
+        # reading objects never loads the config).
+        self._fsync = fsync
         self._root_s = os.fspath(self.root)
         self._tmp_s = os.fspath(self.tmp_dir)
         # Folders this store has made or seen (shards, tmp/): made once, not once
         # per object. Only a cache: a folder removed since (a hand-cleaned cache)
         # is made again when a link into it fails.
         self._dirs: set[str] = set()
+
+    @property
+    def fsync(self) -> bool:
+        if callable(self._fsync):
+            self._fsync = bool(self._fsync())
+        return self._fsync
+
+    @fsync.setter
+    def fsync(self, value: bool) -> None:
+        self._fsync = value
 
     # --- naming -------------------------------------------------------------
     def path(self, oid: str) -> Path:

@@ -12,21 +12,28 @@ import contextlib
 import fcntl
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pivot_store import keys
 from pivot_store import oid as oids
 from pivot_store.checkout import Checkout
-from pivot_store.config import Config, load_config, save_config
 from pivot_store.errors import LockError, NotAProject, TrackError
-from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord, read_lock, write_lock
 from pivot_store.manifest import Manifest, read_manifest
 from pivot_store.manifest import build as build_manifest
 from pivot_store.objects import ObjectStore
 from pivot_store.state import MIN_SIZE, State
+
+if TYPE_CHECKING:
+    from pivot_store.config import Config
+    from pivot_store.lockfile import Lock, OutputRecord
+
+# pydantic (lockfile, config) is imported where it is used: `status` and
+# `checkout` read locks through `lockview` and never need it (~100 ms).
 
 PIVOT_DIR = ".pivot"
 SCAN_ATTEMPTS = 5
@@ -68,6 +75,8 @@ class Repo:
         if not gi.exists():
             gi.write_text(GITIGNORE)
         if not repo.config_path.exists():
+            from pivot_store.config import Config, save_config
+
             save_config(repo.config_path, Config())
         return repo
 
@@ -83,15 +92,28 @@ class Repo:
     # --- parts --------------------------------------------------------------
     @cached_property
     def config(self) -> Config:
+        from pivot_store.config import load_config
+
         return load_config(self.config_path)
 
     def save_config(self, config: Config) -> None:
+        from pivot_store.config import save_config
+
         save_config(self.config_path, config)
         self.__dict__["config"] = config
 
     @cached_property
     def objects(self) -> ObjectStore:
-        return ObjectStore(self.pivot_dir / "cache" / "files", fsync=self.config.fsync)
+        # The config is read on the first write, not here (status and checkout never
+        # load it); through a weak reference, so the store does not keep this Repo
+        # (and its open state db) alive in a cycle.
+        ref = weakref.ref(self)
+
+        def fsync() -> bool:
+            repo = ref()
+            return bool(repo is not None and repo.config.fsync)
+
+        return ObjectStore(self.pivot_dir / "cache" / "files", fsync=fsync)
 
     @cached_property
     def state(self) -> State:
@@ -143,10 +165,14 @@ class Repo:
         return keys.lock_path(self.stages_dir, name)
 
     def read_lock(self, name: str) -> Lock | None:
+        from pivot_store.lockfile import read_lock
+
         path = self.lock_path(name)
         return read_lock(path) if path.exists() else None
 
     def write_lock(self, lock: Lock) -> None:
+        from pivot_store.lockfile import write_lock
+
         write_lock(self.lock_path(lock.name), lock)
 
     def lock_names(self) -> list[str]:
@@ -166,10 +192,24 @@ class Repo:
                 raise LockError(f"no lock named {name!r}", "run `pivot status` to list locks")
             yield lock
 
+    def _iter_lock_views(self, names: list[str] | None = None) -> Iterator[Any]:
+        """`iter_locks` for readers of names and outputs only (status, checkout): a
+        `lockview.LockView` (no pydantic), or the Lock for what only the model reads;
+        malformed locks raise the same LockError either way."""
+        from pivot_store.lockview import read_lock_view
+
+        for name in names if names else self.lock_names():
+            path = self.lock_path(name)
+            if not path.exists():
+                raise LockError(f"no lock named {name!r}", "run `pivot status` to list locks")
+            yield read_lock_view(path)
+
     def iter_run_locks(self) -> Iterator[Lock]:
         """Locks kept in the local run-cache (`.pivot/runs/`), for gc and lookups."""
         if self.runs_dir.is_dir():
             for p in sorted(self.runs_dir.rglob("*" + keys.LOCK_SUFFIX)):
+                from pivot_store.lockfile import read_lock
+
                 yield read_lock(p)
 
     # --- objects of outputs ---------------------------------------------------
@@ -180,6 +220,8 @@ class Repo:
     def _add_path(self, path: Path, *, move: bool = False) -> tuple[OutputRecord, bool]:
         """`add_path`, and whether every file of it now is its cache object (a
         move-add linked them all in), so a hardlink checkout would change nothing."""
+        from pivot_store.lockfile import OutputRecord
+
         path = Path(path)
         if path.is_symlink() and not path.resolve().is_relative_to(self.root):
             raise TrackError(f"{path} is a symlink out of the project", "track its target")
@@ -254,6 +296,8 @@ class Repo:
             # Tracking the store's own files would make config read-only and link
             # the cache into itself.
             raise TrackError(f"{path} is inside {PIVOT_DIR}/", "track files outside .pivot/")
+        from pivot_store.lockfile import FingerprintParts, Lock
+
         mode = self.config.checkout_mode
         move = mode in ("hardlink", "symlink")
         with self.writing():
@@ -299,7 +343,7 @@ class Repo:
 
     def status(self, names: list[str] | None = None) -> list[StatusRow]:
         rows = []
-        for lock in self.iter_locks(names):
+        for lock in self._iter_lock_views(names):
             for out in lock.outputs:
                 rows.append(StatusRow(lock.name, out.path, self.output_status(out)))
         return rows
@@ -309,7 +353,7 @@ class Repo:
         # The shared hold: a lock read here may be replaced by another process a
         # moment later, and gc must not collect its objects while we place them.
         with self.writing():
-            for lock in self.iter_locks(names):
+            for lock in self._iter_lock_views(names):
                 for out in lock.outputs:
                     if out.path is not None:
                         placed.append(self.checkout_output(out, mode=mode))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from pivot_store.cli.app import app
-from pivot_store.cli.output import emit_json, human_size, say, table
+from pivot_store.cli.app import app, checkout_command, status_command
+from pivot_store.cli.output import emit_json, human_size, say
 
 MODES = "hardlink|symlink|copy|reflink"
 
@@ -47,32 +47,10 @@ def status(
     remote_name: str = typer.Option(None, "-r", "--remote-name", help="Remote to compare with."),
 ) -> None:
     """Per lock: ok / modified / missing from workspace / missing from cache."""
-    from pivot_store.repo import Repo
-
-    repo = Repo.find()
-    rows = repo.status(names or None)
-    data: dict = {"locks": [r.__dict__ for r in rows]}
-    if remote:
-        from pivot_store.transfer import remote_status
-
-        data["remote"] = remote_status(repo, names or None, remote_name)
-    if as_json:
-        emit_json(data)
-    else:
-        if not rows:
-            say("no locks yet: track something with `pivot add PATH`")
-        else:
-            table(
-                "status",
-                ["lock", "path", "status"],
-                [[r.name, r.path or "-", r.status] for r in rows],
-            )
-        if remote:
-            for key, items in data["remote"].items():
-                if isinstance(items, list):
-                    say(f"{key}: {len(items)}")
-    if any(r.status != "ok" for r in rows):
-        raise typer.Exit(1)
+    # The body is shared with app._fast, which runs plain `pivot status` without typer.
+    code = status_command(names or None, as_json, remote, remote_name)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -81,10 +59,7 @@ def checkout(
     checkout_mode: str = typer.Option(None, "--checkout-mode", callback=_mode_option, help=MODES),
 ) -> None:
     """Make workspace outputs match their locks."""
-    from pivot_store.repo import Repo
-
-    placed = Repo.find().checkout(names or None, checkout_mode)
-    say(f"checked out {len(placed)} output(s)")
+    checkout_command(names or None, checkout_mode)
 
 
 @app.command()

@@ -340,3 +340,158 @@ def test_symlink_mode_add_still_checks_out(repo: Repo, monkeypatch: pytest.Monke
     repo.track(data)
     assert calls == ["data"] and (data / "a").is_symlink()
     assert [r.status for r in repo.status()] == ["ok"]
+
+
+# --- status/checkout read locks without pydantic (lockview) -----------------
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda kids: (
+        st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=4), kids, max_size=3)
+    ),
+    max_leaves=8,
+)
+_ODD = (
+    _JSON
+    | st.binary(max_size=3)
+    | st.dates()
+    | st.just("0123456789abcdef")
+    | st.just("a/../b")
+    | st.just(1.0)
+    | st.just("5")
+    | st.dictionaries(st.integers(), st.integers(), max_size=2)
+)
+
+
+def _valid_lock_data(draw) -> dict:
+    from pivot_store import lockfile
+
+    name = draw(st.sampled_from(["data", "a/b.csv", "model", "x y"]))
+    parts = lockfile.FingerprintParts(
+        code_version=draw(st.none() | st.text(max_size=4)),
+        params=draw(st.dictionaries(st.text(max_size=4), _JSON, max_size=3)),
+        deps=draw(st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=2)),
+        partition=draw(st.none() | st.text(max_size=4)),
+    )
+    outs = [
+        lockfile.OutputRecord(
+            name=draw(st.sampled_from(["result", "o"])),
+            path=draw(st.none() | st.just("data/x")),
+            hash=draw(st.sampled_from(["0123456789abcdef", "fedcba9876543210.dir"])),
+            size=draw(st.integers(0, 10**12)),
+            kind=draw(st.sampled_from(["file", "dir"])),
+            format=draw(st.none() | st.just("parquet")),
+        )
+        for _ in range(draw(st.integers(0, 2)))
+    ]
+    try:
+        return lockfile.Lock.build(name, parts, outs).to_data()
+    except (ValueError, TypeError):  # NaN params: not JSON, no valid lock has them
+        return lockfile.Lock.build(name, lockfile.FingerprintParts(), outs).to_data()
+
+
+@st.composite
+def _lock_data(draw) -> tuple[dict, bool]:
+    """A valid lock's data, or one with a value replaced, removed or added anywhere."""
+    import copy
+
+    data = _valid_lock_data(draw)
+    if draw(st.booleans()):
+        return data, True
+    data = copy.deepcopy(data)
+    for _ in range(draw(st.integers(1, 3))):
+        spots = [(data, k) for k in data]
+        spots += (
+            [(data["parts"], k) for k in data.get("parts", {})]
+            if isinstance(data.get("parts"), dict)
+            else []
+        )
+        for o in data.get("outputs", []) if isinstance(data.get("outputs"), list) else []:
+            if isinstance(o, dict):
+                spots += [(o, k) for k in o]
+        action = draw(st.sampled_from(["replace", "remove", "add"]))
+        if action == "add" or not spots:
+            where = draw(st.sampled_from([data, *(s[0] for s in spots)]))
+            where[draw(st.sampled_from(["extra", "name", "size", "kind", "params"]))] = draw(_ODD)
+        else:
+            where, key = draw(st.sampled_from(spots))
+            if action == "remove":
+                del where[key]
+            else:
+                where[key] = draw(_ODD)
+    return data, False
+
+
+def _fields(lock) -> tuple:
+    return (
+        lock.name,
+        lock.fingerprint,
+        [(o.name, o.path, o.hash, o.size, o.kind, o.format) for o in lock.outputs],
+    )
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_lock_data())
+def test_lock_view_accepts_only_what_the_model_accepts_with_the_same_values(case) -> None:
+    from pivot_store.errors import LockError
+    from pivot_store.lockfile import parse_lock
+    from pivot_store.lockview import view_of
+
+    data, valid = case
+    view = view_of(data)
+    try:
+        model = parse_lock(data, "x.lock")
+    except LockError:
+        model = None
+    if view is not None:
+        assert model is not None, data  # never accepts what the model refuses
+        assert _fields(view) == _fields(model)
+    if valid:
+        assert view is not None and model is not None  # plain valid locks take the fast path
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name: [unclosed\n",
+        "outputs: []\nname: x\n",  # cut short: no schema_version
+        "- a list\n",
+        "fingerprint: 0123456789abcdef\nname: data\noutputs: []\nschema_version: 1\n",
+        "fingerprint: 0123456789abcdef\nname: ../x\noutputs: []\nschema_version: 1\n",
+        "schema_version: 2\nname: x\n",
+        "schema_version: true\nname: x\nfingerprint: 0123456789abcdef\noutputs: []\n",
+    ],
+)
+def test_malformed_lock_gets_the_same_error_through_the_view(tmp_path: Path, text: str) -> None:
+    from pivot_store.errors import LockError
+    from pivot_store.lockfile import read_lock
+    from pivot_store.lockview import read_lock_view
+
+    p = tmp_path / "x.lock"
+    p.write_text(text)
+    with pytest.raises(LockError) as model_err:
+        read_lock(p)
+    with pytest.raises(LockError) as view_err:
+        read_lock_view(p)
+    assert str(view_err.value) == str(model_err.value)
+
+
+def test_status_and_checkout_cli_do_not_import_pydantic_typer_or_rich(repo: Repo) -> None:
+    import subprocess
+    import sys
+
+    (repo.root / "data").mkdir()
+    (repo.root / "data" / "a").write_bytes(b"abc")
+    repo.track(repo.root / "data")
+    code = (
+        "import sys\n"
+        "from pivot_store.cli.app import main\n"
+        "codes = [main(['status']), main(['status', '--json', 'data']),\n"
+        "         main(['checkout', 'data', '--checkout-mode', 'hardlink'])]\n"
+        "heavy = ('pydantic', 'typer', 'rich')\n"
+        "print(codes, sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo.root, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "[0, 0, 0] []"
