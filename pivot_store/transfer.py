@@ -15,6 +15,7 @@ Nothing here prints: progress goes to a `Progress` callback (the CLI draws it).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from dataclasses import dataclass, field
@@ -249,10 +250,19 @@ async def _apush(
         result.nbytes += size
         progress.done(item.oid, size, "sent")
 
-    # As in fetch: large objects (multipart, parts in parallel) first, alone.
+    # Large objects (multipart, RANGE_JOBS parts each) beside the small ones,
+    # which keep `jobs` PUTs in flight: unlike ranged GETs (see fetch), part
+    # uploads lose nothing to the overlap (against moto: 15.3 s vs 16.9 s on
+    # average over four alternating runs of 512 MiB + 2,000 x 4 KiB).
     todo_files = [i for i in todo if not oids.is_dir(i.oid)]
-    await amap(max(1, jobs // RANGE_JOBS), upload, [i for i in todo_files if _is_large(i.size)])
-    await amap(jobs, upload, [i for i in todo_files if not _is_large(i.size)])
+    outcomes = await asyncio.gather(
+        amap(max(1, jobs // RANGE_JOBS), upload, [i for i in todo_files if _is_large(i.size)]),
+        amap(jobs, upload, [i for i in todo_files if not _is_large(i.size)]),
+        return_exceptions=True,  # each stops itself on a RemoteError; none is orphaned
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
     # A manifest goes up only once every file it lists is there.
     bad_locks = {lk for o in result.failed for i in (every.get(o),) if i for lk in i.locks}
     bad_locks |= incomplete
