@@ -8,14 +8,15 @@ The typer app is built on first use (`app` is a lazy module attribute): typer
 and the command modules cost ~70 ms to import, and typer coerces parameters
 through pydantic (~100 ms more). The two commands run most often with the
 simplest arguments, `pivot status [NAME...] [--json]` and `pivot checkout
-[NAME...] [--checkout-mode MODE]`, are recognised by `_fast` and run the same
-code (`status_command`, `checkout_command`) without typer; anything else, a
+[NAME...] [--checkout-mode MODE]` (and `pivot add PATH...`), are recognised by
+`_fast` and run the same code (`*_command`) without typer; anything else, a
 typo, `--help` or any other option, goes through typer as before.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 STATE = {"verbose": False}
@@ -100,6 +101,18 @@ def status_command(
     return 1 if any(r.status != "ok" for r in rows) else 0
 
 
+def add_command(paths: list[Path]) -> int:
+    from pivot_store.cli.output import human_size, say
+    from pivot_store.repo import Repo
+
+    repo = Repo.find()
+    for p in paths:
+        lock = repo.track(p)
+        out = lock.outputs[0]
+        say(f"added {out.path} ({out.kind}, {human_size(out.size)}) -> {out.hash}")
+    return 0
+
+
 def checkout_command(names: list[str] | None, mode: str | None) -> int:
     from pivot_store.cli.output import say
     from pivot_store.repo import Repo
@@ -114,9 +127,11 @@ def _fast(args: list[str]) -> int | None:
     rest = list(args)
     if rest and rest[0] in ("-v", "--verbose"):
         rest.pop(0)
-    if not rest or rest[0] not in ("status", "checkout"):
+    if not rest or rest[0] not in ("status", "checkout", "add"):
         return None
     cmd, rest = rest[0], rest[1:]
+    if cmd == "add" and (not rest or any(t.startswith("-") or not t for t in rest)):
+        return None  # typer: usage error, --help, or a path that looks like an option
     names: list[str] = []
     as_json = False
     mode: str | None = None
@@ -141,6 +156,8 @@ def _fast(args: list[str]) -> int | None:
             names.append(tok)
         i += 1
     STATE["verbose"] = args[0] in ("-v", "--verbose")
+    if cmd == "add":
+        return add_command([Path(t) for t in names])
     if cmd == "status":
         return status_command(names or None, as_json)
     return checkout_command(names or None, mode)

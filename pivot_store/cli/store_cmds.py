@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from pivot_store.cli.app import app, checkout_command, status_command
+from pivot_store.cli.app import add_command, app, checkout_command, status_command
 from pivot_store.cli.output import emit_json, human_size, say
 
 MODES = "hardlink|symlink|copy|reflink"
@@ -30,13 +30,7 @@ def init(path: Path = typer.Argument(Path("."), help="Project folder.")) -> None
 @app.command()
 def add(paths: list[Path] = typer.Argument(..., help="Files or folders to track.")) -> None:
     """Store files or folders in the cache and write their locks."""
-    from pivot_store.repo import Repo
-
-    repo = Repo.find()
-    for p in paths:
-        lock = repo.track(p)
-        out = lock.outputs[0]
-        say(f"added {out.path} ({out.kind}, {human_size(out.size)}) -> {out.hash}")
+    add_command(paths)  # shared with app._fast
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -222,3 +223,24 @@ def test_plain_table_matches_rich_on_a_terminal(monkeypatch, capsys) -> None:
     ]
     output.console().print("a [bold]b[/bold]")  # no markup: printed as written
     assert capsys.readouterr().out == "a [bold]b[/bold]\n"
+
+
+def test_fast_commands_leave_anything_unusual_to_typer(project: Path, cli) -> None:
+    """`add`/`status`/`checkout` with plain arguments skip typer; a missing argument,
+    an unknown option or a bad mode still gets typer's usage error (exit 2)."""
+    cli("init")
+    (project / "f.txt").write_text("x")
+    assert cli("add", "f.txt")[0] == 0
+    assert cli("-v", "status", "f.txt")[0] == 0
+    for args in (
+        ("add",),
+        ("add", "--frobnicate", "f.txt"),
+        ("status", "--frobnicate"),
+        ("checkout", "--checkout-mode"),
+        ("checkout", "--checkout-mode=teleport"),
+    ):
+        code, _, err = cli(*args)
+        assert code == 2 and "Traceback" not in err, (args, err)
+    code, out, _ = cli("checkout", "f.txt", "--checkout-mode=copy")
+    assert code == 0 and out == "checked out 1 output(s)\n"
+    assert os.stat(project / "f.txt").st_nlink == 1  # a copy, not a link to the cache
