@@ -218,6 +218,7 @@ class Worker:
         self.counts: Counter = Counter()
         self.examples: list[str] = []
         self.fresh = 0
+        self.label = ""
         _instrument(self.counts)
 
     # helpers
@@ -269,6 +270,7 @@ class Worker:
         if self.rng.random() < 0.5:
             from pivot_dagster import push_new_materializations
 
+            self.label = "push_a(sensor)"
             out = push_new_materializations(self.inst_a, repo, "s3", self.cursor)
             self.cursor = out.cursor
             if out.failed:
@@ -277,6 +279,7 @@ class Worker:
             return "push_a(sensor)"
         from pivot_store import transfer
 
+        self.label = "push_a(pivot push)"
         res = transfer.push(repo.objects, self._remote(repo), list(repo.iter_locks()))
         res.raise_for_failures()
         return "push_a(pivot push)"
@@ -284,6 +287,7 @@ class Worker:
     def op_pull_b(self) -> str:
         project = self._b_project()
         how = self.rng.choice(["materialize", "materialize", "sensor", "fetch"])
+        self.label = f"pull_b({how})"
         if how == "materialize":
             self._materialize(project, self.inst_b)
         elif how == "sensor":
@@ -327,17 +331,20 @@ class Worker:
         deadline = self.cfg["deadline"]
         while time.time() < deadline:
             op = self.rng.choices(names, weights)[0]
-            label = op
+            self.label = op
             try:
                 label = getattr(self, f"op_{op}")()
                 self.ops[label] += 1
             except _CorruptFound as e:
+                label = self.label
                 self.ops[label] += 1
                 self._failed(label, "corrupt", str(e))
             except _SoftFailure as e:
+                label = self.label
                 self.ops[label] += 1
                 self._failed(label, _classify_text(str(e)), str(e))
             except Exception as e:
+                label = self.label
                 self.ops[label] += 1
                 kind = _classify(e)
                 self._failed(label, kind, "".join(traceback.format_exception(e)))
