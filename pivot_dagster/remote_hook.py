@@ -15,16 +15,19 @@ reader needs one LIST and one GET.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from datetime import UTC, datetime
 from typing import Any
 
 from pivot_store import keys, runcache, transfer
-from pivot_store.errors import LockError
+from pivot_store.errors import CorruptObject, LockError
 from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
 from pivot_store.remote import open_remote, retrying
 from pivot_store.repo import Repo
+
+log = logging.getLogger("pivot")
 
 _REMOTES: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
@@ -56,9 +59,21 @@ def find_remote_result(
             continue
         with repo.writing():
             result = transfer.fetch(repo.objects, rem, [entry.lock])
-        if result.ok:
-            return entry.lock
+            if result.ok and _signed_objects_match(repo, entry, rem.name):
+                return entry.lock
     return None
+
+
+def _signed_objects_match(repo: Repo, entry: runcache.RunEntry, remote: str) -> bool:
+    """With signing on, each fetched object must match the entry's signed SHA-256."""
+    try:
+        runcache.verify_objects(entry, repo.objects, f"{remote}:{entry.entry_id}")
+    except CorruptObject as e:
+        log.warning("pivot: refusing run-cache entry %s: %s", entry.entry_id, e)
+        for oid in getattr(e, "oids", []):
+            repo.objects.remove(oid)
+        return False
+    return True
 
 
 def label(repo: Repo, remote: str) -> str:
@@ -91,7 +106,7 @@ def publish_latest(repo: Repo, remote: str, lock: Lock) -> bool:
         return False
     now = datetime.now(UTC)
     rel = f"{_pointer_dir(lock.name)}/{now:%Y%m%dT%H%M%S.%fZ}-{runcache.entry_id(lock)}.json"
-    data = runcache.entry_bytes(lock, now)
+    data = runcache.entry_bytes(lock, now, repo.objects)
     key = rem.key(rel)
     return retrying(rem, lambda: rem.put_bytes(key, data), f"latest pointer {key}")
 

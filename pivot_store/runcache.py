@@ -24,10 +24,13 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pivot_store import keys
+from pivot_store import keys, signing
+from pivot_store import oid as oids
 from pivot_store.errors import LockError
 from pivot_store.hashing import canonical_json, hash_json
 from pivot_store.lockfile import Lock, parse_lock
+from pivot_store.manifest import read_manifest
+from pivot_store.objects import ObjectStore
 from pivot_store.remote import Remote, aretrying, retrying
 
 log = logging.getLogger("pivot")
@@ -43,6 +46,7 @@ class RunEntry:
     lock: Lock
     created_at: str
     entry_id: str
+    digests: dict[str, str] | None = None  # SHA-256 per object, on signed entries
 
     @property
     def name(self) -> str:
@@ -63,15 +67,50 @@ def entry_rel(lock: Lock) -> str:
     return f"{keys.run_prefix(lock.name, lock.fingerprint)}/{entry_id(lock)}{SUFFIX}"
 
 
-def entry_bytes(lock: Lock, created_at: datetime | None = None) -> bytes:
+def entry_bytes(
+    lock: Lock, created_at: datetime | None = None, objects: ObjectStore | None = None
+) -> bytes:
+    """The entry's bytes; signed (see `signing`) when a signing key is configured.
+
+    Signing needs the local objects: the entry carries each one's SHA-256.
+    """
     when = (created_at or datetime.now(UTC)).astimezone(UTC)
-    return canonical_json(
-        {
-            "schema_version": ENTRY_VERSION,
-            "created_at": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "lock": lock.to_data(),
+    doc = {
+        "schema_version": ENTRY_VERSION,
+        "created_at": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "lock": lock.to_data(),
+    }
+    key = signing.signing_key()
+    if key is not None:
+        if objects is None:
+            raise LockError(
+                f"cannot sign the run-cache entry of {lock.name!r} without its objects",
+                "push it with `pivot push` from the deployment that stored it",
+            )
+        digests = {
+            oid: signing.sha256_file(objects.path(oid)) for oid in entry_objects(lock, objects)
         }
-    )
+        doc = signing.sign(doc, key, digests)
+    return canonical_json(doc)
+
+
+def entry_objects(lock: Lock, objects: ObjectStore) -> list[str]:
+    """Every object an entry's outputs need, a folder's files included."""
+    found: list[str] = []
+    for out in lock.outputs:
+        found.append(out.hash)
+        if oids.is_dir(out.hash):
+            found += [e.hash for e in read_manifest(objects, out.hash).files()]  # type: ignore[misc]
+    return found
+
+
+def verify_objects(entry: RunEntry, objects: ObjectStore, source: str = "") -> None:
+    """After fetching a signed entry's objects: each must match its signed SHA-256."""
+    if entry.digests is None:
+        return
+    where = source or f"run-cache entry {entry.entry_id}"
+    paths = [(oid, objects.path(oid)) for oid in entry_objects(entry.lock, objects)]
+    signing.check_objects(paths, entry.digests, where)
 
 
 def parse_entry(data: bytes, source: str, expected_id: str | None = None) -> RunEntry:
@@ -91,6 +130,10 @@ def parse_entry(data: bytes, source: str, expected_id: str | None = None) -> Run
             f"newer than this pivot ({ENTRY_VERSION})",
             "upgrade pivot-dagster",
         )
+    digests = None
+    key = signing.signing_key()
+    if key is not None:
+        digests = signing.verify(doc, key, source)
     lock = parse_lock(doc.get("lock"), source)
     eid = entry_id(lock)
     if expected_id is not None and eid != expected_id:
@@ -98,23 +141,33 @@ def parse_entry(data: bytes, source: str, expected_id: str | None = None) -> Run
             f"run-cache entry {source} holds a record that hashes to {eid}",
             "the entry was edited or corrupted; delete it from the remote",
         )
-    return RunEntry(lock, doc["created_at"], eid)
+    return RunEntry(lock, doc["created_at"], eid, digests)
 
 
-def write_entry(remote: Remote, lock: Lock, created_at: datetime | None = None) -> bool:
+def write_entry(
+    remote: Remote,
+    lock: Lock,
+    created_at: datetime | None = None,
+    objects: ObjectStore | None = None,
+) -> bool:
     """Create the entry for `lock` unless it exists; True if this call wrote it.
 
     The caller must have pushed the objects the lock names first.
     """
     key = remote.key(entry_rel(lock))
-    data = entry_bytes(lock, created_at)
+    data = entry_bytes(lock, created_at, objects)
     return retrying(remote, lambda: remote.put_bytes(key, data), f"run-cache entry {key}")
 
 
-async def awrite_entry(remote: Remote, lock: Lock, created_at: datetime | None = None) -> bool:
+async def awrite_entry(
+    remote: Remote,
+    lock: Lock,
+    created_at: datetime | None = None,
+    objects: ObjectStore | None = None,
+) -> bool:
     """`write_entry` as a coroutine, for transfer's event loop."""
     key = remote.key(entry_rel(lock))
-    data = entry_bytes(lock, created_at)
+    data = entry_bytes(lock, created_at, objects)
     return await aretrying(remote, lambda: remote.aput_bytes(key, data), f"run-cache entry {key}")
 
 

@@ -89,12 +89,22 @@ def verify(doc: dict[str, Any], key: bytes, source: str) -> dict[str, str]:
 
 
 def check_objects(paths: Iterable[tuple[str, Path]], digests: dict[str, str], source: str) -> None:
-    """SHA-256 each (oid, local path); a missing or different digest is refused."""
-    for oid, path in paths:
-        want = digests.get(oid)
-        if want is None or not hmac.compare_digest(want, sha256_file(path)):
-            raise CorruptObject(
-                f"object {oid} does not match the signed digest in {source}",
-                "the remote copy was replaced; run `pivot verify --repair` and push it again "
-                "from a trusted deployment",
-            )
+    """SHA-256 each (oid, local path); any missing or different digest is refused.
+
+    The CorruptObject carries `.oids`, the objects that failed, so the caller
+    can drop them from the cache.
+    """
+    bad = [
+        oid
+        for oid, path in paths
+        if (want := digests.get(oid)) is None or not hmac.compare_digest(want, sha256_file(path))
+    ]
+    if bad:
+        err = CorruptObject(
+            f"object {bad[0]} does not match the signed digest in {source}"
+            + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""),
+            "the remote copy was replaced; it was removed from the cache, push it again "
+            "from a trusted deployment",
+        )
+        err.oids = bad  # type: ignore[attr-defined]
+        raise err

@@ -275,7 +275,7 @@ async def _apush(
 
         async def publish(lock: Lock) -> None:
             try:
-                if await runcache.awrite_entry(remote, lock):
+                if await runcache.awrite_entry(remote, lock, objects=objects):
                     result.entries.append(runcache.entry_rel(lock))
                 else:
                     result.entries_present.append(runcache.entry_rel(lock))
