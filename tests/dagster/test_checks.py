@@ -31,6 +31,20 @@ def _run(project: Path, instance, *defs, partition_key=None):
     )
 
 
+def _check_only(project: Path, instance, checks) -> list:
+    """Run only the table's integrity check; its evaluations."""
+    from dagster import AssetSelection
+
+    result = materialize(
+        [table, *checks],
+        instance=instance,
+        resources={"io_manager": PivotIOManager(project_dir=str(project))},
+        selection=AssetSelection.checks_for_assets(table),
+        raise_on_error=False,
+    )
+    return result.get_asset_check_evaluations()
+
+
 def _evaluations(result) -> dict[str, bool]:
     return {e.asset_key.to_user_string(): e.passed for e in result.get_asset_check_evaluations()}
 
@@ -48,29 +62,12 @@ def test_check_passes_then_fails_on_corruption_and_loss(tmp_path: Path, dagster_
         f.seek(10)
         f.write(b"\xff")
     # Only the check runs (the asset is a hit either way): it re-hashes and fails.
-    from dagster import AssetSelection
-
-    io = PivotIOManager(project_dir=str(tmp_path))
-    corrupt = materialize(
-        [table, *checks],
-        instance=dagster_instance,
-        resources={"io_manager": io},
-        selection=AssetSelection.checks_for_assets(table),
-        raise_on_error=False,
-    )
-    evals = corrupt.get_asset_check_evaluations()
+    evals = _check_only(tmp_path, dagster_instance, checks)
     assert [e.passed for e in evals] == [False]
     assert lock.outputs[0].hash in str(evals[0].metadata)
 
     obj.unlink()
-    missing = materialize(
-        [table, *checks],
-        instance=dagster_instance,
-        resources={"io_manager": io},
-        selection=AssetSelection.checks_for_assets(table),
-        raise_on_error=False,
-    )
-    assert [e.passed for e in missing.get_asset_check_evaluations()] == [False]
+    assert [e.passed for e in _check_only(tmp_path, dagster_instance, checks)] == [False]
 
 
 def test_partitioned_asset_checks_every_partition(tmp_path: Path, dagster_instance) -> None:
