@@ -123,7 +123,7 @@ def checkout_command(names: list[str] | None, mode: str | None) -> int:
 
 
 def _fast(args: list[str]) -> int | None:
-    """Run `status`/`checkout` with plain arguments without typer; None: not one of those."""
+    """Run plain `status`/`checkout`/`add` without building typer; None: let typer handle it."""
     rest = list(args)
     if rest and rest[0] in ("-v", "--verbose"):
         rest.pop(0)
