@@ -59,3 +59,20 @@ def assert_one_error_line(code: int, err: str, *needles: str) -> None:
     assert lines[0].startswith("error: "), err
     for needle in needles:
         assert needle in lines[0], (needle, err)
+
+
+@pytest.fixture(params=["memory", "file", "s3"])
+def remote(request: pytest.FixtureRequest, tmp_path: Path):
+    """One remote per backend, so the transfer and run-cache suites run on each."""
+    import uuid
+
+    from pivot_store.config import RemoteConfig
+    from pivot_store.remote import open_remote
+
+    if request.param == "memory":
+        cfg = RemoteConfig(url=f"memory://pivot-{uuid.uuid4().hex[:8]}/store")
+    elif request.param == "file":
+        cfg = RemoteConfig(url=f"file://{tmp_path}/remote")
+    else:
+        cfg = RemoteConfig(**request.getfixturevalue("s3_remote_config"))
+    return open_remote(remote=cfg, name="origin")

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from pivot_store import runcache, transfer
-from pivot_store.config import RemoteConfig
 from pivot_store.errors import LockError
 from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
 from pivot_store.objects import ObjectStore
-from pivot_store.remote import Remote, open_remote
-
-
-@pytest.fixture(params=["memory", "file", "s3"])
-def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Remote:
-    if request.param == "memory":
-        cfg = RemoteConfig(url=f"memory://rc-{uuid.uuid4().hex[:8]}")
-    elif request.param == "file":
-        cfg = RemoteConfig(url=f"file://{tmp_path}/remote")
-    else:
-        cfg = RemoteConfig(**request.getfixturevalue("s3_remote_config"))
-    return open_remote(remote=cfg, name="origin")
+from pivot_store.remote import Remote
 
 
 def result(objects: ObjectStore, data: bytes, name: str = "sales/daily") -> Lock:

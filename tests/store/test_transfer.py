@@ -62,18 +62,6 @@ def remote_has(remote: Remote, oid: str) -> bool:
     return remote.exists(remote.object_key(oid))
 
 
-@pytest.fixture(params=["memory", "file", "s3"])
-def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Remote:
-    """The same suite on each backend."""
-    if request.param == "memory":
-        cfg = RemoteConfig(url=f"memory://pivot-{uuid.uuid4().hex[:8]}/store")
-    elif request.param == "file":
-        cfg = RemoteConfig(url=f"file://{tmp_path}/remote")
-    else:
-        cfg = RemoteConfig(**request.getfixturevalue("s3_remote_config"))
-    return open_remote(remote=cfg, name="origin")
-
-
 @pytest.fixture
 def populated(tmp_path: Path) -> tuple[ObjectStore, list[Lock]]:
     objects = make_store(tmp_path / "a")
