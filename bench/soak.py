@@ -9,10 +9,10 @@ until the deadline over a weighted mix of:
 
 - `materialize_a`: a small `pivot_asset` graph in A with a random `k` (some
   runs miss, some hit the local or remote run-cache);
-- `push_a`: `sync.push_new_materializations` (the push sensor's function) or
+- `push_a`: `pivot_dagster.push_new_materializations` (the push sensor's function) or
   `transfer.push` of every lock in A (what `pivot push` does);
 - `pull_b`: into B (shared or fresh): materialize (hits from the remote),
-  `sync.pull_matching` (the pull sensor's function), or `transfer.fetch` of
+  `pivot_dagster.pull_matching` (the pull sensor's function), or `transfer.fetch` of
   B's locks (what `pivot fetch` does);
 - `gc`: `gc --grace 0` in A or B; `verify`: `pivot verify` in A or B.
 

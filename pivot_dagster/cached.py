@@ -10,7 +10,11 @@ under the multiprocess executor.
 
 Annotations are rewritten (`T` -> `pivot_type(T)`, the return to
 `MaterializeResult[pivot_type(T)]`) so Dagster's type checks accept the
-markers; inputs then arrive as `Deferred` and are deserialized only on a miss.
+markers; inputs then arrive as `Deferred` and are deserialized only on a miss,
+from the upstream locks the fingerprint was computed from.
+
+`pivot_asset` is `@asset` + `cached` in one, with the derived code version shown
+in Dagster.
 """
 
 from __future__ import annotations
@@ -19,18 +23,28 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue
+from dagster import AssetExecutionContext, DataVersion, MaterializeResult, asset
 
-from pivot_dagster import asset_keys, fingerprint, results
+from pivot_dagster import asset_keys, fingerprint, handoff
 from pivot_dagster.code_version import source_code_version
-from pivot_dagster.io_manager import PARTS_KEY, PivotIOManager
-from pivot_dagster.types import CacheHit, Deferred, pivot_type
-from pivot_store.lockfile import FingerprintParts
-from pivot_store.repo import Repo
+from pivot_dagster.engine import Engine
+from pivot_dagster.handoff import CacheHit, Deferred, pivot_type
+from pivot_dagster.io_manager import PivotIOManager
+from pivot_store.lockfile import FingerprintParts, Lock
 
 _CONTEXT_NAMES = ("context",)
+
+
+class _Plan(NamedTuple):
+    """What a cacheable step knows before its body: where, under which name, which parts,
+    and the upstream locks those parts were computed from."""
+
+    engine: Engine
+    name: str
+    parts: FingerprintParts
+    upstream: dict[str, Lock]
 
 
 def cached(fn: Callable[..., Any] | None = None, *, code_version: str | None = None) -> Any:
@@ -47,32 +61,23 @@ def cached(fn: Callable[..., Any] | None = None, *, code_version: str | None = N
         ctx = AssetExecutionContext.get()
         plan = _plan(ctx, derived, code_version is not None)
         if plan is not None:
-            repo, name, parts, io = plan
-            hit = (
-                None
-                if fingerprint.has_missing(parts)
-                else results.find_result(
-                    repo,
-                    name,
-                    parts,
-                    io.remote_name() if io.pull_missing else None,
-                    trust_remote_pickle=io.trust_remote_pickle,
-                )
-            )
-            if hit is not None:
-                h = hit.outputs[0].hash
+            name, parts = plan.name, plan.parts
+            found = None if fingerprint.has_missing(parts) else plan.engine.find_result(name, parts)
+            if found is not None:
+                h = found.lock.outputs[0].hash
                 ctx.log.info(f"pivot: cache hit for {name} (fingerprint {parts.digest(name)})")
                 return MaterializeResult(
-                    value=CacheHit(hit, parts),
+                    value=CacheHit(found.lock, parts),
                     data_version=DataVersion(h),
-                    metadata={PARTS_KEY: MetadataValue.json(parts.model_dump(mode="json"))},
+                    metadata=handoff.parts_metadata(parts),
                 )
-        args = tuple(_resolve(a) for a in args)
-        kwargs = {k: _resolve(v) for k, v in kwargs.items()}
+        upstream = plan.upstream if plan is not None else None
+        args = tuple(_resolve(a, upstream) for a in args)
+        kwargs = {k: _resolve(v, upstream) for k, v in kwargs.items()}
         value = fn(*args, **kwargs)
         if plan is None:
             return value
-        meta = {PARTS_KEY: MetadataValue.json(plan[2].model_dump(mode="json"))}
+        meta = handoff.parts_metadata(plan.parts)
         if isinstance(value, MaterializeResult):
             return value._replace(metadata={**(value.metadata or {}), **meta})
         return MaterializeResult(value=value, metadata=meta)
@@ -83,8 +88,19 @@ def cached(fn: Callable[..., Any] | None = None, *, code_version: str | None = N
     return wrapper
 
 
-def _resolve(value: Any) -> Any:
-    return value.resolve() if isinstance(value, Deferred) else value
+def pivot_asset(fn: Callable[..., Any] | None = None, **asset_kwargs: Any) -> Any:
+    """Like `@asset(...)`; without `code_version`, the source-derived one is passed to Dagster
+    so its staleness view and pivot's fingerprint agree."""
+    if fn is None:
+        return lambda f: pivot_asset(f, **asset_kwargs)
+    wrapped = cached(fn)
+    if asset_kwargs.get("code_version") is None:
+        asset_kwargs["code_version"] = wrapped.__pivot_code_version__
+    return asset(**asset_kwargs)(wrapped)
+
+
+def _resolve(value: Any, upstream: dict[str, Lock] | None) -> Any:
+    return value.resolve(upstream) if isinstance(value, Deferred) else value
 
 
 def _rewrite_signature(fn: Callable[..., Any]) -> inspect.Signature:
@@ -129,10 +145,8 @@ def _is_config_or_resource(ann: Any) -> bool:
     )
 
 
-def _plan(
-    ctx: AssetExecutionContext, derived: str | None, explicit: bool
-) -> tuple[Repo, str, FingerprintParts, PivotIOManager] | None:
-    """(repo, lock name, fingerprint parts, IO manager) or None when this step cannot be cached."""
+def _plan(ctx: AssetExecutionContext, derived: str | None, explicit: bool) -> _Plan | None:
+    """The step's plan, or None when this step cannot be cached."""
     assets_def = ctx.assets_def
     if len(assets_def.keys) != 1:
         ctx.log.warning("pivot: `cached` supports single-asset definitions; running the body")
@@ -147,7 +161,7 @@ def _plan(
     if op_ctx.has_partition_key_range and not op_ctx.has_partition_key:
         return None
     partition = op_ctx.partition_key if op_ctx.has_partition_key else None
-    repo = io.get_repo()
+    engine = io.engine()
     cv = fingerprint.resolve_code_version(assets_def, key, derived, explicit)
     if cv is None:
         ctx.log.warning("pivot: no code_version and no source to derive one; not cached")
@@ -158,8 +172,9 @@ def _plan(
             return list(op_ctx.asset_partition_keys_for_input(input_name))
         return None
 
+    upstream: dict[str, Lock] = {}
     parts = fingerprint.asset_parts(
-        repo,
+        engine.repo,
         assets_def,
         key,
         code_version=cv,
@@ -167,6 +182,6 @@ def _plan(
         partition=partition,
         partitions_for=partitions_for,
         fallback=io.upstream_fallback(ctx.instance),
+        seen=upstream,
     )
-    name = asset_keys.lock_name(key, partition)
-    return repo, name, parts, io
+    return _Plan(engine, asset_keys.lock_name(key, partition), parts, upstream)

@@ -19,7 +19,9 @@ from dagster import (
     asset_check,
 )
 
+from pivot_dagster import handoff
 from pivot_dagster.asset_keys import asset_name
+from pivot_dagster.engine import Engine
 from pivot_dagster.io_manager import PivotIOManager
 from pivot_store.lockfile import Lock
 from pivot_store.repo import Repo
@@ -45,11 +47,7 @@ def audit(repo: Repo, locks: Sequence[Lock], remote: str | None = None) -> dict[
     missing = sorted(o for o in wanted if not repo.objects.exists(o))
     missing_remote: list[str] = []
     if remote is not None and locks:
-        from pivot_store.remote import open_remote
-        from pivot_store.transfer import compare
-
-        status = compare(repo.objects, open_remote(repo.config, remote), list(locks))
-        missing_remote = sorted({oid for _, oid in status.missing_on_remote})
+        missing_remote = Engine(repo, remote=remote).missing_on_remote(list(locks))
     return {
         "checked": len(wanted),
         "corrupt": corrupt,
@@ -80,12 +78,12 @@ def _build(key: AssetKey, io_manager_key: str, remote: str | None) -> AssetCheck
         found = audit(repo, locks, remote)
         bad = found["corrupt"] + found["missing"] + found["missing_on_remote"]
         meta = {
-            "pivot/objects_checked": found["checked"],
-            "pivot/locks_checked": len(locks),
+            handoff.OBJECTS_CHECKED_KEY: found["checked"],
+            handoff.LOCKS_CHECKED_KEY: len(locks),
             **{
-                f"pivot/{k}": MetadataValue.json(v)
-                for k, v in found.items()
-                if k != "checked" and v
+                key: MetadataValue.json(found[k])
+                for k, key in handoff.CHECK_FINDING_KEYS.items()
+                if found[k]
             },
         }
         fix = "run `pivot verify --repair`, then `pivot pull` or re-materialize"

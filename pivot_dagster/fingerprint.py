@@ -32,12 +32,15 @@ def dep_hashes(
     repo: Repo,
     deps: Iterable[tuple[Any, Any]],
     fallback: Callable[[str], Lock | None] | None = None,
+    seen: dict[str, Lock] | None = None,
 ) -> dict[str, str]:
     """`{upstream lock name: content hash}` for (asset key, partition key) pairs.
 
     An upstream with no lock counts as "missing": the fingerprint then matches
     nothing stored before the upstream existed, so the body runs. `fallback`
     (remote-first mode) may find the lock elsewhere when there is none locally.
+    Each lock read is added to `seen`, so the step loads exactly the upstream
+    values the fingerprint names without parsing their locks again.
     """
     out: dict[str, str] = {}
     for key, partition in deps:
@@ -49,6 +52,8 @@ def dep_hashes(
             out[name] = MISSING_DEP
         else:
             out[name] = ",".join(o.hash for o in lock.outputs)
+            if seen is not None:
+                seen[name] = lock
     return out
 
 
@@ -119,11 +124,13 @@ def asset_parts(
     partition: Any,
     partitions_for: PartitionsFor,
     fallback: Callable[[str], Lock | None] | None = None,
+    seen: dict[str, Lock] | None = None,
 ) -> FingerprintParts:
     """The parts this deployment computes for one asset partition, from local locks."""
+    pairs = upstream_pairs(assets_def, key, partitions_for)
     return build_parts(
         code_version=code_version,
         params=params,
-        deps=dep_hashes(repo, upstream_pairs(assets_def, key, partitions_for), fallback),
+        deps=dep_hashes(repo, pairs, fallback, seen),
         partition=partition,
     )

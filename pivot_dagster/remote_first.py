@@ -1,11 +1,16 @@
-"""Remote-first mode: every step may run on an empty machine that shares only the remote.
+"""When a result goes to the remote, and how a step finds upstreams only the remote has.
 
-With Dagster's k8s/docker/celery executors each step starts with an empty
-`.pivot/`, so the local store is only a cache and the remote is the record:
+Write-through (`write_through`, called by the IO manager after each stored
+output): with `push_on_write` the result is pushed and a failure is a warning
+(the push sensor retries it); in remote-first mode it is pushed or the step fails.
+
+Remote-first mode: every step may run on an empty machine that shares only the
+remote. With Dagster's k8s/docker/celery executors each step starts with an
+empty `.pivot/`, so the local store is only a cache and the remote is the record:
 
 - after an output is stored (or restored on a hit), its objects and run-cache
   entry are pushed before the step ends, then a "latest" pointer for its lock
-  name is published (`remote_hook.publish_latest`: a new immutable file per
+  name is published (`runcache.publish_latest`: a new immutable file per
   result, newest by created_at wins, nothing overwritten);
 - an upstream lock missing locally is resolved, in order, from (1) this Dagster
   instance's latest materialization of that asset partition (its `pivot/hash`
@@ -22,8 +27,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from pivot_dagster import asset_keys, remote_hook
-from pivot_store import runcache
+from pivot_dagster import asset_keys, handoff
+from pivot_dagster.engine import Engine
 from pivot_store.errors import PivotError, TransferError
 from pivot_store.lockfile import Lock
 from pivot_store.repo import Repo
@@ -31,7 +36,7 @@ from pivot_store.repo import Repo
 log = logging.getLogger("pivot")
 
 
-def _from_instance(repo: Repo, remote: str, name: str, instance: Any) -> Lock | None:
+def _from_instance(engine: Engine, name: str, instance: Any) -> Lock | None:
     from dagster import AssetKey, AssetRecordsFilter
 
     try:
@@ -45,59 +50,91 @@ def _from_instance(repo: Repo, remote: str, name: str, instance: Any) -> Lock | 
         return None
     if not records:
         return None
-    meta = records[0].asset_materialization.metadata
-    fp, h = meta.get("pivot/fingerprint"), meta.get("pivot/hash")
-    if fp is None or h is None:
+    found = handoff.recorded(records[0].asset_materialization.metadata)
+    if found is None:
         return None
-    rem = remote_hook._remote(repo, remote)
-    for entry in runcache.lookup(rem, name, fp.value):
-        if entry.lock.outputs and entry.lock.outputs[0].hash == h.value:
+    fp, h = found
+    for entry in engine.remote_entries(name, fp):
+        if entry.lock.outputs and entry.lock.outputs[0].hash == h:
             return entry.lock
     return None
 
 
-def resolve_upstream(repo: Repo, remote: str, name: str, instance: Any = None) -> Lock | None:
-    """The current lock of upstream `name` from the instance or the remote; written locally."""
-    lock = _from_instance(repo, remote, name, instance) if instance is not None else None
+def _resolve(engine: Engine, name: str, instance: Any) -> Lock | None:
+    lock = _from_instance(engine, name, instance) if instance is not None else None
     if lock is None:
-        lock = remote_hook.latest_lock(repo, remote, name)
+        lock = engine.latest_lock(name)
     if lock is not None:
-        repo.write_lock(lock)
+        engine.repo.write_lock(lock)
     return lock
 
 
-def fallback(repo: Repo, remote: str | None, instance: Any) -> Callable[[str], Lock | None]:
+def resolve_upstream(repo: Repo, remote: str, name: str, instance: Any = None) -> Lock | None:
+    """The current lock of upstream `name` from the instance or the remote; written locally."""
+    return _resolve(Engine(repo, remote=remote), name, instance)
+
+
+def fallback(engine: Engine, instance: Any) -> Callable[[str], Lock | None]:
     """`fingerprint.dep_hashes`' fallback for a missing upstream lock."""
 
     def find(name: str) -> Lock | None:
-        if remote is None:
+        if engine.remote is None:
             return None
-        return resolve_upstream(repo, remote, name, instance)
+        return _resolve(engine, name, instance)
 
     return find
 
 
-def push_result(repo: Repo, remote: str, lock: Lock, *, run_cache: bool, latest: bool) -> list[str]:
+def push_result(engine: Engine, lock: Lock, *, run_cache: bool, latest: bool) -> list[str]:
     """Push one stored result (objects, then entry, then pointer); the failures, named.
 
     Raises only for a remote that cannot be used at all (RemoteError).
     """
-    result = remote_hook.push_locks(repo, remote, [lock], run_cache=run_cache)
+    result = engine.push([lock], run_cache=run_cache)
     failures = [f"{k}: {v}" for k, v in sorted(result.failed.items())]
     if not failures and latest:
-        remote_hook.publish_latest(repo, remote, lock)
+        engine.publish_latest(lock)
     return failures
 
 
-def push_or_raise(repo: Repo, remote: str, lock: Lock, *, run_cache: bool) -> None:
+def push_or_raise(engine: Engine, lock: Lock, *, run_cache: bool) -> None:
     """Remote-first: the step fails unless its result is on the remote."""
-    failures = push_result(repo, remote, lock, run_cache=run_cache, latest=True)
+    remote = require_remote(engine.remote)
+    failures = push_result(engine, lock, run_cache=run_cache, latest=True)
     if failures:
         raise TransferError(
             f"remote-first: {lock.name} could not be pushed to {remote!r}: {failures[0]}",
             "fix the remote and re-run the step; the local result is kept",
             failures=failures,
         )
+
+
+def write_through(
+    engine: Engine,
+    lock: Lock,
+    *,
+    cacheable: bool,
+    remote_first: bool,
+    push_on_write: bool,
+    step_log: Any,
+) -> None:
+    """push_on_write / remote_first: the result goes to the remote before the step ends.
+
+    `step_log` is the step's logger (Dagster's `context.log`).
+    """
+    remote = engine.remote
+    if remote_first:
+        push_or_raise(engine, lock, run_cache=cacheable)
+        step_log.info(f"pivot: pushed {lock.name} to {remote!r} (remote-first)")
+    elif push_on_write and remote is not None:
+        try:
+            failures = push_result(engine, lock, run_cache=cacheable, latest=False)
+        except PivotError as e:
+            failures = [str(e)]
+        if failures:
+            step_log.warning(f"pivot: push of {lock.name} failed: {failures[0]}")
+        else:
+            step_log.info(f"pivot: pushed {lock.name} to {remote!r}")
 
 
 def require_remote(remote: str | None) -> str:

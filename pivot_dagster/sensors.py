@@ -1,8 +1,8 @@
-"""Push and pull sensors: thin Dagster wrappers around `pivot_dagster.sync`.
+"""Push and pull sensors: thin Dagster factories over `pivot_dagster.instance_walk`.
 
 Each tick finds the code location's assets (`context.repository_def`), the
 `PivotIOManager` each asset uses (rebuilt from the resource's config), and calls
-the sync functions once per (project dir, remote). The push sensor keeps its
+the walks once per (project dir, remote). The push sensor keeps its
 progress in its own cursor (JSON: asset key -> storage id) and names failed
 pushes in its skip reason and log; the pull sensor's memory is the local locks,
 so it needs no cursor and never re-reports what this deployment already has.
@@ -23,7 +23,7 @@ from dagster import (
     sensor,
 )
 
-from pivot_dagster import sync
+from pivot_dagster import instance_walk
 from pivot_dagster.io_manager import PivotIOManager
 
 
@@ -90,7 +90,7 @@ def pivot_push_sensor(
             if target is None:
                 context.log.warning(f"pivot: no remote for {io.project_dir}; nothing pushed")
                 continue
-            out = sync.push_new_materializations(
+            out = instance_walk.push_new_materializations(
                 context.instance, io.get_repo(), target, cursor, keys
             )
             cursor.update(out.cursor)
@@ -133,7 +133,7 @@ def pivot_pull_sensor(
     def _pull(context: SensorEvaluationContext) -> SensorResult:
         events = []
         for io, keys in _io_managers(context, asset_selection).values():
-            events += sync.pull_matching(
+            events += instance_walk.pull_matching(
                 context.repository_def,
                 io.get_repo(),
                 remote or io.remote_name(),

@@ -9,6 +9,7 @@ so no segment can be `..`, hidden, absolute, or contain a separator.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -129,3 +130,38 @@ def _inside(path: Path, base: Path, name: str) -> None:
             f"{name!r} resolves outside {base}",
             "a symlink in the path leads out of the project; remove it",
         ) from None
+
+
+# --- run-cache and latest-pointer layout (local and remote) ---------------------
+RUNS = "runs"
+LATEST = "latest"
+POINTER_SUFFIX = ".json"
+_POINTER = re.compile(r"(\d{8}T\d{6}\.\d{6}Z)-([0-9a-f]{16})\.json")
+
+
+def run_dir(runs_dir: Path, name: str, fingerprint: str) -> Path:
+    """`.pivot/runs/<name>/<fingerprint>`: `run_prefix` under the local `runs_dir`, kept inside."""
+    rel = run_prefix(name, fingerprint).removeprefix(RUNS + "/")
+    path = runs_dir / rel
+    _inside(path, runs_dir, rel)
+    return path
+
+
+def latest_prefix(name: str) -> str:
+    """`latest/<name>`: where a name's latest pointers live on a remote."""
+    return f"{LATEST}/{validate_name(name)}"
+
+
+def pointer_name(created_at: datetime, entry_id: str) -> str:
+    """`<UTC stamp>-<entry id>.json`: names sort by time, so the newest is the last."""
+    from pivot_store.oid import validate
+
+    validate(entry_id)
+    stamp = created_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    return f"{stamp}-{entry_id}{POINTER_SUFFIX}"
+
+
+def parse_pointer_name(file_name: str) -> str | None:
+    """The entry id a pointer's file name claims, or None for anything else."""
+    m = _POINTER.fullmatch(file_name)
+    return m.group(2) if m else None

@@ -206,11 +206,9 @@ class Repo:
 
     def iter_run_locks(self) -> Iterator[Lock]:
         """Locks kept in the local run-cache (`.pivot/runs/`), for gc and lookups."""
-        if self.runs_dir.is_dir():
-            for p in sorted(self.runs_dir.rglob("*" + keys.LOCK_SUFFIX)):
-                from pivot_store.lockfile import read_lock
+        from pivot_store.runcache import iter_all_local
 
-                yield read_lock(p)
+        yield from iter_all_local(self.runs_dir)
 
     # --- objects of outputs ---------------------------------------------------
     def add_path(self, path: Path, *, move: bool = False) -> OutputRecord:

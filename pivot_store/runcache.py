@@ -21,14 +21,16 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
-from pivot_store import keys, signing
+from pivot_store import atomic, keys, signing
 from pivot_store import oid as oids
 from pivot_store.errors import LockError
 from pivot_store.hashing import canonical_json, hash_json
-from pivot_store.lockfile import Lock, parse_lock
+from pivot_store.lockfile import Lock, parse_lock, read_lock
 from pivot_store.manifest import read_manifest
 from pivot_store.objects import ObjectStore
 from pivot_store.remote import Remote, aretrying, retrying
@@ -209,3 +211,98 @@ def fingerprints(remote: Remote, name: str) -> list[str]:
     prefix = remote.key(f"runs/{keys.validate_name(name)}")
     found = retrying(remote, lambda: remote.list_dirs(prefix), f"run-cache {prefix}")
     return sorted(f for f in found if _HEX16.fullmatch(f))
+
+
+# --- the local run-cache: .pivot/runs/<name>/<fingerprint>/<entry id>.lock ---------
+# The remote layout under the project's `runs_dir`, one lock file per result, named
+# like the remote entry (`entry_id`) so equal results share a file. Written beside,
+# never over: a second result for one fingerprint lands next to the first.
+
+
+def local_entry_path(runs_dir: Path, lock: Lock) -> Path:
+    """The local run-cache file of `lock`."""
+    folder = keys.run_dir(runs_dir, lock.name, lock.fingerprint)
+    return folder / f"{entry_id(lock)}{keys.LOCK_SUFFIX}"
+
+
+def write_local(runs_dir: Path, lock: Lock, data: bytes | None = None) -> bool:
+    """Create the local entry of `lock` unless it exists; True if this call wrote it.
+
+    `data` is `lock.to_yaml()` when the caller has it already. The objects the
+    lock names must be stored first.
+    """
+    path = local_entry_path(runs_dir, lock)
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_replace(path, lock.to_yaml() if data is None else data, fsync=False)
+    return True
+
+
+def iter_local(runs_dir: Path, name: str, fingerprint: str) -> Iterator[Lock]:
+    """The local results for (name, fingerprint), newest file first.
+
+    Read lazily, so a caller that stops at the first usable one parses no more;
+    a file whose record has another fingerprint is skipped (it claims a result
+    it does not hold).
+    """
+    folder = keys.run_dir(runs_dir, name, fingerprint)
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.glob("*" + keys.LOCK_SUFFIX), key=lambda p: -p.stat().st_mtime):
+        lock = read_lock(path)
+        if lock.fingerprint == fingerprint:
+            yield lock
+
+
+def iter_all_local(runs_dir: Path) -> Iterator[Lock]:
+    """Every lock in the local run-cache (for gc: what they name stays reachable)."""
+    if runs_dir.is_dir():
+        for path in sorted(runs_dir.rglob("*" + keys.LOCK_SUFFIX)):
+            yield read_lock(path)
+
+
+# --- latest pointers (remote-first): <remote>/latest/<name>/<stamp>-<entry id>.json ---
+# A step on an empty machine must learn which result of an upstream is current
+# without that upstream's local lock. Each stored result also writes a pointer (a
+# copy of its run-cache entry); pointers are new immutable files, never
+# overwritten (contract line 2); the newest by name (= created_at) wins, so a
+# reader needs one LIST and one GET.
+
+
+def publish_latest(
+    remote: Remote,
+    lock: Lock,
+    objects: ObjectStore | None = None,
+    created_at: datetime | None = None,
+) -> bool:
+    """Name `lock` the newest result of its name (its objects must be pushed first).
+
+    Skipped when the newest pointer already names the same entry; True if written.
+    `objects` are needed only to sign the pointer (see `entry_bytes`).
+    """
+    eid = entry_id(lock)
+    newest = latest_lock(remote, lock.name)
+    if newest is not None and entry_id(newest) == eid:
+        return False
+    when = created_at or datetime.now(UTC)
+    key = remote.key(f"{keys.latest_prefix(lock.name)}/{keys.pointer_name(when, eid)}")
+    data = entry_bytes(lock, when, objects)
+    return retrying(remote, lambda: remote.put_bytes(key, data), f"latest pointer {key}")
+
+
+def latest_lock(remote: Remote, name: str) -> Lock | None:
+    """The lock named by the newest valid pointer for `name`, or None (never a half-valid one)."""
+    prefix = remote.key(keys.latest_prefix(name))
+    names = retrying(remote, lambda: remote.list_names(prefix), f"latest pointers {prefix}")
+    claimed = [(n, eid) for n in names if (eid := keys.parse_pointer_name(n)) is not None]
+    for n, eid in sorted(claimed, reverse=True):
+        key = f"{prefix}/{n}"
+        try:
+            data = retrying(remote, lambda key=key: remote.get_bytes(key), key)
+            entry = parse_entry(data, f"{remote.name}:{key}", expected_id=eid)
+        except (LockError, FileNotFoundError):
+            continue
+        if entry.name == name:
+            return entry.lock
+    return None

@@ -46,11 +46,11 @@ def values() -> dict[str, tuple[str, Any]]:
 
 
 def store_all(root: str) -> dict[str, str]:
-    from pivot_dagster import formats, results
+    from pivot_dagster import formats
+    from pivot_dagster.engine import Engine
     from pivot_store.repo import Repo
 
-    repo = Repo.open(root)
+    engine = Engine(Repo.open(root))
     return {
-        name: results.store_value(repo, v, formats.choose(v)).hash
-        for name, (_, v) in values().items()
+        name: engine.store_value(v, formats.choose(v)).hash for name, (_, v) in values().items()
     }

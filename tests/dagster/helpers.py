@@ -7,7 +7,8 @@ from typing import Any
 
 from dagster import AssetKey, DagsterEventType, DagsterInstance, EventRecordsFilter
 
-from pivot_dagster import asset_keys, results
+from pivot_dagster import asset_keys
+from pivot_dagster.engine import Engine
 from pivot_store.repo import Repo
 
 
@@ -17,7 +18,7 @@ def load_stored(project: Path, key: list[str] | str, partition: str | None = Non
     parts = [key] if isinstance(key, str) else key
     lock = repo.read_lock(asset_keys.lock_name(parts, partition))
     assert lock is not None, f"no lock for {parts}"
-    return results.load_output(repo, lock.outputs[0])
+    return Engine(repo).load(lock.outputs[0])
 
 
 def materializations(instance: DagsterInstance, key: str) -> list[Any]:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from dagster import asset, materialize
 
-from pivot_dagster import PivotIOManager, cached, results
+from pivot_dagster import PivotIOManager, cached
+from pivot_dagster.engine import Engine
 
 
 @asset(code_version="1")
@@ -30,13 +31,13 @@ def test_hit_loads_no_inputs(
     project: Path, dagster_instance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     loads: list[str | None] = []
-    real = results.load_output
+    real = Engine.load
 
-    def counting(repo, out, python_type=None):
+    def counting(self, out, python_type=None):
         loads.append(out.format)
-        return real(repo, out, python_type)
+        return real(self, out, python_type)
 
-    monkeypatch.setattr(results, "load_output", counting)
+    monkeypatch.setattr(Engine, "load", counting)
     io = {"io_manager": PivotIOManager(project_dir=str(project))}
     assets = [source, consumer, plain_consumer]
     assert materialize(assets, resources=io, instance=dagster_instance).success

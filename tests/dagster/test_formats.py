@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from dagster import asset, materialize
 
-from pivot_dagster import PivotIOManager, cached, formats, results
+from pivot_dagster import PivotIOManager, cached, formats
+from pivot_dagster.engine import Engine
 from pivot_dagster.formats import UnserializableValue
 from pivot_store.repo import Repo
 from tests.dagster.format_values import store_all, values
@@ -35,12 +36,12 @@ def _equal(a: object, b: object) -> bool:
 @pytest.mark.parametrize("name", list(values()))
 def test_round_trip(name: str, tmp_path: Path) -> None:
     fmt, value = values()[name]
-    repo = Repo.open(tmp_path)
+    engine = Engine(Repo.open(tmp_path))
     handler = formats.choose(value)
     assert handler.name == fmt
-    out = results.store_value(repo, value, handler)
-    assert out.format == fmt and repo.objects.verify(out.hash)
-    assert _equal(value, results.load_output(repo, out))
+    out = engine.store_value(value, handler)
+    assert out.format == fmt and engine.repo.objects.verify(out.hash)
+    assert _equal(value, engine.load(out))
 
 
 def test_same_bytes_in_two_processes(tmp_path: Path) -> None:
@@ -66,11 +67,11 @@ def test_same_bytes_in_two_processes(tmp_path: Path) -> None:
 
 
 def test_forced_format_and_unserializable(tmp_path: Path) -> None:
-    repo = Repo.open(tmp_path)
-    out = results.store_value(repo, {"a": 1}, formats.choose({"a": 1}, forced="pickle"))
-    assert out.format == "pickle" and results.load_output(repo, out) == {"a": 1}
+    engine = Engine(Repo.open(tmp_path))
+    out = engine.store_value({"a": 1}, formats.choose({"a": 1}, forced="pickle"))
+    assert out.format == "pickle" and engine.load(out) == {"a": 1}
     with pytest.raises(UnserializableValue, match="cannot store"):
-        results.store_value(repo, lambda: 1, formats.choose(lambda: 1))
+        engine.store_value(lambda: 1, formats.choose(lambda: 1))
     with pytest.raises(UnserializableValue, match="format 'npy'"):
         formats.choose({"a": 1}, forced="npy")
 

@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 from dagster import StaticPartitionsDefinition, asset, instance_for_test, materialize
 
-from pivot_dagster import PivotIOManager, cached, pivot_asset, remote_hook
+from pivot_dagster import PivotIOManager, cached, pivot_asset
+from pivot_dagster.engine import Engine
 from pivot_store.config import Config, RemoteConfig
 from pivot_store.errors import PivotError
 from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
+from pivot_store.remote import open_remote
 from pivot_store.repo import Repo
 from tests.dagster.helpers import load_stored
 
@@ -100,12 +102,13 @@ def test_latest_pointer_newest_wins_and_is_never_rewritten(
                        [OutputRecord(hash="0" * 16, size=1)])  # fmt: skip
     second = Lock.build("x", FingerprintParts(code_version="2"),
                         [OutputRecord(hash="1" * 16, size=1)])  # fmt: skip
-    assert remote_hook.latest_lock(repo, "s3", "x") is None
-    assert remote_hook.publish_latest(repo, "s3", first)
-    assert not remote_hook.publish_latest(repo, "s3", first)  # already the newest
-    assert remote_hook.publish_latest(repo, "s3", second)
-    assert remote_hook.latest_lock(repo, "s3", "x") == second
-    rem = remote_hook._remote(repo, "s3")
+    engine = Engine(repo, remote="s3")
+    assert engine.latest_lock("x") is None
+    assert engine.publish_latest(first)
+    assert not engine.publish_latest(first)  # already the newest
+    assert engine.publish_latest(second)
+    assert engine.latest_lock("x") == second
+    rem = open_remote(repo.config, "s3")
     assert len(rem.list_names(rem.key("latest/x"))) == 2  # beside, not over
 
 
@@ -134,7 +137,7 @@ def test_shared_instance_outranks_a_newer_foreign_pointer(
         other = _fresh(tmp_path / "other", s3_remote_config)
         foreign = Lock.build("days/@a", FingerprintParts(code_version="9"),
                              [OutputRecord(hash="f" * 16, size=3, format="json")])  # fmt: skip
-        assert remote_hook.publish_latest(other, "s3", foreign)
+        assert Engine(other, remote="s3").publish_latest(foreign)
         repo = _fresh(tmp_path / "step2", s3_remote_config)
         io = PivotIOManager(project_dir=str(repo.root), remote_first=True)
         assert materialize(ASSETS, resources={"io_manager": io}, instance=inst,

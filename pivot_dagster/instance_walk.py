@@ -1,4 +1,8 @@
-"""Push and pull between a deployment and a remote: plain functions the sensors and CLI share.
+"""The sensors' walks: over the instance's materializations (push) and the asset graph (pull).
+
+`sensors` holds the thin Dagster factories; these functions are public too
+(`pivot_dagster.push_new_materializations`, `pivot_dagster.pull_matching`) for
+scripts and benches that push or pull outside a sensor.
 
 `push_new_materializations` walks the instance's materializations after a
 cursor (one storage id per asset key), finds the lock each one recorded
@@ -25,12 +29,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-from dagster import AssetKey, AssetMaterialization, AssetRecordsFilter, MetadataValue
+from dagster import AssetKey, AssetMaterialization, AssetRecordsFilter
 
-from pivot_dagster import asset_keys, fingerprint, remote_hook, results
-from pivot_store import keys
+from pivot_dagster import asset_keys, fingerprint, handoff
+from pivot_dagster.engine import LOCK_SOURCE, Engine
+from pivot_store import runcache
 from pivot_store.errors import PivotError
-from pivot_store.lockfile import Lock, read_lock
+from pivot_store.lockfile import Lock
 from pivot_store.repo import Repo
 
 log = logging.getLogger("pivot")
@@ -43,25 +48,6 @@ class PushOutcome(NamedTuple):
     cursor: dict[str, int]  # asset key (user string) -> last storage id handled
 
 
-def _find_lock(repo: Repo, name: str, fp: str, h: str) -> tuple[Lock | None, bool]:
-    """(the lock a materialization recorded, whether it has a run-cache entry)."""
-    entry_folder = repo.runs_dir / keys.run_prefix(name, fp).removeprefix("runs/")
-    lock = repo.read_lock(name)
-    if lock is not None and lock.fingerprint == fp and lock.outputs[0].hash == h:
-        return lock, results.run_entry_path(repo, lock).exists()
-    if entry_folder.is_dir():
-        for p in sorted(entry_folder.glob("*" + keys.LOCK_SUFFIX)):
-            cand = read_lock(p)
-            if cand.outputs and cand.outputs[0].hash == h:
-                return cand, True
-    return None, False
-
-
-def _meta(m: AssetMaterialization, key: str) -> Any:
-    v = m.metadata.get(key)
-    return getattr(v, "value", v)
-
-
 def push_new_materializations(
     instance: Any,
     repo: Repo,
@@ -70,6 +56,7 @@ def push_new_materializations(
     asset_keys_: Iterable[AssetKey] | None = None,
 ) -> PushOutcome:
     """Push what pivot stored for every materialization after `cursor`; see the module doc."""
+    engine = Engine(repo, remote=remote)
     cursor = dict(cursor or {})
     keys_ = list(asset_keys_) if asset_keys_ is not None else list(instance.get_asset_keys())
     todo: list[tuple[str, int, Lock | None, bool]] = []  # (key, storage id, lock, cacheable)
@@ -78,13 +65,14 @@ def push_new_materializations(
         flt = AssetRecordsFilter(asset_key=key, after_storage_id=cursor.get(k))
         for rec in instance.fetch_materializations(flt, limit=PAGE, ascending=True).records:
             m = rec.asset_materialization
-            fp, h = _meta(m, "pivot/fingerprint"), _meta(m, "pivot/hash")
+            found = handoff.recorded(m.metadata)
             lock, cacheable = None, False
             # Not pivot's, or pulled from a remote (already there): nothing to push.
-            if fp and h and not _meta(m, "pivot/source"):
-                lock, cacheable = _find_lock(repo, asset_keys.lock_name(key, m.partition), fp, h)
+            if found is not None and not handoff.value_of(m.metadata.get(handoff.SOURCE_KEY)):
+                name = asset_keys.lock_name(key, m.partition)
+                lock, cacheable = engine.recorded_lock(name, *found)
                 if lock is None:
-                    log.info("pivot: %s %s is no longer stored here; not pushed", k, h)
+                    log.info("pivot: %s %s is no longer stored here; not pushed", k, found[1])
             todo.append((k, rec.storage_id, lock, cacheable))
     failed: dict[str, str] = {}
     pushed: set[str] = set()
@@ -93,7 +81,7 @@ def push_new_materializations(
         if not locks:
             continue
         try:
-            res = remote_hook.push_locks(repo, remote, locks, run_cache=cacheable)
+            res = engine.push(locks, run_cache=cacheable)
         except PivotError as e:  # the remote cannot be used at all
             failed.update({lk.name: str(e) for lk in locks})
             continue
@@ -101,7 +89,7 @@ def push_new_materializations(
         bad |= {
             lk.name: res.failed[e]
             for lk in locks
-            if (e := _entry_rel(lk)) in res.failed and lk.name not in bad
+            if (e := runcache.entry_rel(lk)) in res.failed and lk.name not in bad
         }
         failed.update(bad)
         pushed |= {lk.name for lk in locks if lk.name not in bad}
@@ -115,12 +103,6 @@ def push_new_materializations(
             continue
         new_cursor[k] = storage_id
     return PushOutcome(sorted(pushed - set(failed)), failed, new_cursor)
-
-
-def _entry_rel(lock: Lock) -> str:
-    from pivot_store import runcache
-
-    return runcache.entry_rel(lock)
 
 
 def _why(failed: dict[str, str], lock: Lock) -> str:
@@ -180,6 +162,7 @@ def pull_matching(
     rdef = repository_def(defs)
     graph = rdef.asset_graph
     wanted = set(selection) if selection is not None else None
+    engine = Engine(repo, remote=remote, trust_remote_pickle=trust_remote_pickle)
     events: list[AssetMaterialization] = []
     with _partition_context(instance):
         for key in graph.toposorted_asset_keys:
@@ -196,7 +179,7 @@ def pull_matching(
             if cv is None or not ok:
                 continue
             for pk in _partitions(ad, instance):
-                ev = _pull_one(graph, ad, key, pk, cv, params, repo, remote, trust_remote_pickle)
+                ev = _pull_one(graph, ad, key, pk, cv, params, engine)
                 if ev is not None:
                     events.append(ev)
     return events
@@ -209,9 +192,7 @@ def _pull_one(
     partition: Any,
     cv: str,
     params: Any,
-    repo: Repo,
-    remote: str | None,
-    trust: bool,
+    engine: Engine,
 ) -> AssetMaterialization | None:
     def partitions_for(_input: str, up_key: AssetKey) -> list[Any] | None:
         if graph.get(up_key).partitions_def is None:
@@ -220,7 +201,7 @@ def _pull_one(
         return sorted(res.partitions_subset.get_partition_keys())
 
     parts = fingerprint.asset_parts(
-        repo,
+        engine.repo,
         ad,
         key,
         code_version=cv,
@@ -231,37 +212,21 @@ def _pull_one(
     if fingerprint.has_missing(parts):
         return None
     name = asset_keys.lock_name(key, partition)
-    fp = parts.digest(name)
-    local = repo.read_lock(name)
-    if local is not None and local.fingerprint == fp and results.outputs_present(repo, local):
-        return None  # this deployment has it (maybe it pushed it): nothing new to report
-    found, source = results.find_result(repo, name, parts), "local run-cache"
-    if found is None and remote is not None:
-        try:
-            found = remote_hook.find_remote_result(repo, remote, name, fp, allow_pickle=trust)
-        except PivotError as e:
-            log.warning("pivot: pull of %s from %s failed: %s", name, remote, e)
-            return None
-        source = remote_hook.label(repo, remote)
-    if found is None:
+    try:
+        found = engine.find_result(name, parts)
+    except PivotError as e:
+        log.warning("pivot: pull of %s from %s failed: %s", name, engine.remote, e)
         return None
-    with repo.writing():
-        results.record(repo, found)
-    for out in found.outputs:
-        if out.path is not None:
-            results.load_output(repo, out)  # a Path output is checked out, as on a hit
-    out = found.outputs[0]
+    if found is None or found.source == LOCK_SOURCE:
+        return None  # nothing here, or this deployment has it (maybe it pushed it)
+    with engine.repo.writing():
+        engine.record(found.lock)
+    engine.restore(found.lock, name)  # a Path output is checked out, as on a hit
+    out = found.lock.outputs[0]
+    path = engine.object_path(out)
     return AssetMaterialization(
         asset_key=key,
         partition=asset_keys.partition_str(partition),
-        metadata={
-            "pivot/hash": out.hash,
-            "pivot/size": out.size,
-            "pivot/format": out.format or "",
-            "pivot/fingerprint": found.fingerprint,
-            "pivot/cache_hit": True,
-            "pivot/source": source,
-            "pivot/path": MetadataValue.path(str(results.object_path(repo, out))),
-        },
+        metadata=handoff.event_metadata(found.lock, out, path, hit=True, source=found.source),
         tags={"dagster/data_version": out.hash, "dagster/code_version": cv},
     )

@@ -1,0 +1,313 @@
+"""Plain result storage over one Repo: store, record, find, restore, load. No Dagster.
+
+The IO manager builds one `Engine` per process and delegates to it; the
+sensors' walks, remote-first mode and the integrity checks build their own
+over the Repo they are given (cheap: the Repo and its remotes are shared).
+
+Write order (contract): objects, then the lock, then the local run-cache
+entry, all under the repo's shared writer lock so gc cannot collect an object
+between its add and the lock naming it. The run-cache and pointer layouts are
+`pivot_store.runcache`'s; nothing here builds a store path.
+
+The engine is also the one place pivot_dagster talks to remotes: `fetch`es
+what an output needs (every object hash-checked by the store before it
+enters), asks the remote run-cache for a fingerprint, pushes, and reads and
+writes latest pointers. Remotes are opened once per process and name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from pivot_dagster import formats
+from pivot_dagster.formats.base import FormatHandler
+from pivot_store import keys, runcache, transfer
+from pivot_store.errors import CorruptObject, ObjectMissing, PivotError, TrackError
+from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
+from pivot_store.remote import open_remote
+from pivot_store.repo import Repo
+
+log = logging.getLogger("pivot")
+
+LOCK_SOURCE = "lock"  # Found.source: the current lock already holds the result
+LOCAL_SOURCE = "local run-cache"
+
+
+class MissingUpstream(PivotError, FileNotFoundError):
+    """A downstream asked for an upstream pivot has never stored."""
+
+
+class UntrustedPickle(PivotError):
+    """A pickle fetched from a remote, while `trust_remote_pickle` is off."""
+
+
+class Found(NamedTuple):
+    """A stored result for a fingerprint and where it was found: `LOCK_SOURCE`,
+    `LOCAL_SOURCE`, or the remote's label (`<name> (<url>)`, as events show it)."""
+
+    lock: Lock
+    source: str
+
+
+class Engine:
+    """Results of one Repo. `remote` is where to push (and, with `pull_missing`, pull)."""
+
+    def __init__(
+        self,
+        repo: Repo,
+        *,
+        remote: str | None = None,
+        pull_missing: bool = True,
+        trust_remote_pickle: bool = False,
+        checkout_mode: str | None = None,
+    ) -> None:
+        self.repo = repo
+        self.remote = remote
+        self.pull_remote = remote if pull_missing else None
+        self.trust_remote_pickle = trust_remote_pickle
+        self._checkout_mode = checkout_mode
+
+    @property
+    def checkout_mode(self) -> str:
+        """The IO manager's own mode, else the project's (config.yaml)."""
+        return self._checkout_mode or self.repo.config.checkout_mode
+
+    # --- storing ---------------------------------------------------------------
+    def store_value(self, value: Any, handler: FormatHandler, name: str = "result") -> OutputRecord:
+        """Serialize `value` straight into the cache (one pass: hash while writing)."""
+        if handler.kind == "path":
+            return self._store_path(Path(value), name)
+        with self.repo.objects.writer() as w:
+            handler.dump(value, w)
+        return OutputRecord(name=name, hash=w.oid, size=w.size, format=handler.name)  # type: ignore[attr-defined]
+
+    def _store_path(self, path: Path, name: str) -> OutputRecord:
+        """A file or folder the asset wrote in the project: cached, then left in place."""
+        repo = self.repo
+        full = Path(os.path.abspath(repo.root / path))
+        try:
+            rel = full.relative_to(repo.root).as_posix()
+        except ValueError:
+            raise TrackError(
+                f"output path {path} is outside the project {repo.root}",
+                "write Path outputs inside the project folder",
+            ) from None
+        keys.workspace_path(repo.root, rel)
+        rec = repo.add_path(full, move=self.checkout_mode in ("hardlink", "symlink"))
+        return _as_path_record(rec, name, rel)
+
+    def save_computed(
+        self,
+        name: str,
+        parts: FingerprintParts,
+        value: Any,
+        handler: FormatHandler,
+        output_name: str,
+        *,
+        run_cache: bool,
+    ) -> Lock:
+        """Store a value the body returned, then its lock (one writer hold for both)."""
+        with self.repo.writing():
+            lock = Lock.build(name, parts, [self.store_value(value, handler, output_name)])
+            self.record(lock, run_cache=run_cache)
+        return lock
+
+    def save_hit(self, name: str, hit: Lock, parts: FingerprintParts) -> Lock:
+        """Make a hit's objects local (and its Path outputs checked out), then its lock."""
+        with self.repo.writing():
+            lock = Lock.build(name, parts, self.restore(hit, name))
+            self.record(lock)
+        return lock
+
+    def record(self, lock: Lock, *, run_cache: bool = True) -> None:
+        """Write the lock and, if new, its run-cache entry (objects must already be stored).
+
+        The lock file is left alone when it already holds these exact bytes: a
+        cache hit then changes nothing on disk, and rewriting (with its fsyncs)
+        would be the most expensive thing the hit does, so equal bytes are kept.
+        """
+        data = lock.to_yaml()
+        try:
+            unchanged = self.repo.lock_path(lock.name).read_bytes() == data
+        except OSError:
+            unchanged = False
+        if not unchanged:
+            self.repo.write_lock(lock)
+        if run_cache:
+            runcache.write_local(self.repo.runs_dir, lock, data)
+
+    # --- finding ---------------------------------------------------------------
+    def outputs_present(self, lock: Lock) -> bool:
+        return all(self.repo.objects.exists(o.hash) for o in lock.outputs)
+
+    def find_result(self, name: str, parts: FingerprintParts) -> Found | None:
+        """A stored result for this fingerprint: the lock, else the local, else the
+        remote run-cache (when pulling). Only a result whose objects are all present
+        (or were just pulled) counts; remote pickles only if trusted."""
+        fp = parts.digest(name)
+        lock = self.repo.read_lock(name)
+        if lock is not None and lock.fingerprint == fp and self.outputs_present(lock):
+            return Found(lock, LOCK_SOURCE)
+        for cand in runcache.iter_local(self.repo.runs_dir, name, fp):
+            if self.outputs_present(cand):
+                return Found(cand, LOCAL_SOURCE)
+        if self.pull_remote is not None:
+            rem = self._open(self.pull_remote)
+            found = self._find_remote(rem, name, fp)
+            if found is not None:
+                return Found(found, f"{rem.name} ({rem.url})")
+        return None
+
+    def recorded_lock(self, name: str, fp: str, h: str) -> tuple[Lock | None, bool]:
+        """(the lock a materialization recorded, whether it has a run-cache entry): the
+        current lock, or the local run-cache when a newer run has replaced it."""
+        lock = self.repo.read_lock(name)
+        if lock is not None and lock.fingerprint == fp and lock.outputs[0].hash == h:
+            return lock, runcache.local_entry_path(self.repo.runs_dir, lock).exists()
+        for cand in runcache.iter_local(self.repo.runs_dir, name, fp):
+            if cand.outputs and cand.outputs[0].hash == h:
+                return cand, True
+        return None, False
+
+    # --- restoring and loading -----------------------------------------------------
+    def ensure_present(self, out: OutputRecord, owner: str) -> bool:
+        """Make the output's objects local; True if they had to come from the remote."""
+        missing = [o for o in self.repo.output_oids(out) if not self.repo.objects.exists(o)]
+        if not missing:
+            return False
+        if self.pull_remote is None:
+            raise ObjectMissing(
+                f"object {out.hash} of {owner!r} is not in the local cache and no remote is "
+                "configured",
+                f"re-materialize {owner!r}, or set `remote` on PivotIOManager and push it from "
+                "where it was built",
+            )
+        self._fetch_output(out, owner)
+        return True
+
+    def restore(self, lock: Lock, owner: str) -> list[OutputRecord]:
+        """A stored result made usable here: objects local, Path outputs checked out."""
+        outs = list(lock.outputs)
+        for out in outs:
+            self.ensure_present(out, owner)
+            if out.path is not None:
+                self.load(out)  # checks a Path output out again
+        return outs
+
+    def load_upstream(
+        self, name: str, lock: Lock | None, output: str, python_type: Any = None
+    ) -> Any:
+        """An upstream's stored value, its objects fetched first when missing."""
+        if lock is None:
+            raise MissingUpstream(
+                f"no pivot lock for upstream {name!r}",
+                "materialize that asset (with PivotIOManager) before its downstream",
+            )
+        out = lock.output(output) if len(lock.outputs) > 1 else lock.outputs[0]
+        fetched = self.ensure_present(out, name)
+        if fetched and out.format == "pickle" and not self.trust_remote_pickle:
+            raise UntrustedPickle(
+                f"{name!r} is a pickle fetched from remote {self.remote!r}",
+                "loading it could run code; set trust_remote_pickle=True if you trust the remote",
+            )
+        return self.load(out, python_type)
+
+    def load(self, out: OutputRecord, python_type: Any = None) -> Any:
+        """Read a stored output back with the handler its lock names."""
+        handler = formats.by_name(out.format or "pickle")
+        if handler.kind == "path":
+            if out.path is None:
+                return None
+            dest = keys.workspace_path(self.repo.root, out.path)
+            if self.repo.output_status(out) != "ok":
+                self.repo.checkout_output(out, dest, self.checkout_mode)
+            return dest
+        return handler.load(self.repo.objects.path(out.hash), python_type)
+
+    def object_path(self, out: OutputRecord) -> Path:
+        """Where the value lies: its workspace path, or its cache object."""
+        if out.path is not None:
+            return self.repo.root / out.path
+        return self.repo.objects.path(out.hash)
+
+    # --- the remote ------------------------------------------------------------
+    def push(self, locks: list[Lock], *, run_cache: bool = True) -> transfer.Result:
+        """Objects, then run-cache entries, of `locks`; per-object errors kept in the result."""
+        rem = self._open(self.remote)
+        with self.repo.writing():
+            return transfer.push(self.repo.objects, rem, locks, run_cache=run_cache)
+
+    def publish_latest(self, lock: Lock) -> bool:
+        """Name `lock` its name's newest result on the remote (objects pushed first)."""
+        return runcache.publish_latest(self._open(self.remote), lock, self.repo.objects)
+
+    def latest_lock(self, name: str) -> Lock | None:
+        return runcache.latest_lock(self._open(self.remote), name)
+
+    def remote_entries(self, name: str, fp: str) -> list[runcache.RunEntry]:
+        """The remote run-cache entries for (name, fingerprint), newest first."""
+        return runcache.lookup(self._open(self.remote), name, fp)
+
+    def missing_on_remote(self, locks: list[Lock]) -> list[str]:
+        """Object ids the locks need that the remote lacks."""
+        status = transfer.compare(self.repo.objects, self._open(self.remote), locks)
+        return sorted({oid for _, oid in status.missing_on_remote})
+
+    def _fetch_output(self, out: OutputRecord, owner: str) -> None:
+        """Fetch an output's objects (a folder's manifest, then its files); errors name each."""
+        carrier = Lock.build(owner, FingerprintParts(), [out])
+        rem = self._open(self.pull_remote)
+        with self.repo.writing():
+            result = transfer.fetch(self.repo.objects, rem, [carrier])
+        result.raise_for_failures()
+
+    def _find_remote(self, rem: Any, name: str, fp: str) -> Lock | None:
+        """A remote result for the fingerprint, its objects now local; pickles only if trusted."""
+        for entry in runcache.lookup(rem, name, fp):
+            pickled = any(o.format == "pickle" for o in entry.lock.outputs)
+            if pickled and not self.trust_remote_pickle:
+                continue
+            with self.repo.writing():
+                result = transfer.fetch(self.repo.objects, rem, [entry.lock])
+                if result.ok and self._signed_objects_match(entry, rem.name):
+                    return entry.lock
+        return None
+
+    def _signed_objects_match(self, entry: runcache.RunEntry, remote: str) -> bool:
+        """With signing on, each fetched object must match the entry's signed SHA-256."""
+        try:
+            runcache.verify_objects(entry, self.repo.objects, f"{remote}:{entry.entry_id}")
+        except CorruptObject as e:
+            log.warning("pivot: refusing run-cache entry %s: %s", entry.entry_id, e)
+            for oid in getattr(e, "oids", []):
+                self.repo.objects.remove(oid)
+            return False
+        return True
+
+    def _open(self, name: str | None) -> Any:
+        if name is None:
+            raise PivotError(
+                "no remote is configured", "set `remote` on PivotIOManager or default_remote"
+            )
+        return _remote(self.repo, name)
+
+
+def _as_path_record(rec: OutputRecord, name: str, rel: str) -> OutputRecord:
+    return rec.model_copy(update={"name": name, "path": rel, "format": "path"})
+
+
+_REMOTES: dict[tuple[str, str], Any] = {}
+_REMOTES_LOCK = threading.Lock()
+
+
+def _remote(repo: Repo, name: str) -> Any:
+    """This repo's remote `name`, opened once per process."""
+    key = (str(repo.root), name)
+    with _REMOTES_LOCK:
+        if key not in _REMOTES:
+            _REMOTES[key] = open_remote(repo.config, name)
+        return _REMOTES[key]

@@ -1,0 +1,178 @@
+"""What `cached` hands the IO manager, and what pivot writes into Dagster's events.
+
+`CacheHit` replaces the value on a hit (the IO manager then writes only the
+lock and metadata); `Deferred` replaces an input the IO manager has not read
+yet (the body's wrapper reads it only on a miss). Dagster type-checks both
+against the user's annotations, so `cached` swaps each annotation `T` for
+`pivot_type(T)`: a `DagsterType` that accepts the marker or whatever `T`
+accepts. One is made per `T` and reused, because Dagster refuses two types
+with the same name.
+
+On a miss the fingerprint parts travel as output metadata (`PARTS_KEY`), which
+also works under the multiprocess executor. Every `pivot/...` metadata key is
+named here, and `event_metadata` is the one builder of a materialization's
+metadata, whether the value was computed, a cache hit, or pulled by a sensor:
+the UI, the push sensor and remote-first mode read these keys back.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dagster import DagsterType, MetadataValue, TypeCheck
+from dagster._core.types.dagster_type import resolve_dagster_type
+
+from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
+
+# --- metadata keys -----------------------------------------------------------------
+PARTS_KEY = "pivot/fingerprint_parts"  # cached -> IO manager, on the output
+FORMAT_KEY = "pivot/format"  # also read from asset metadata to force a format
+HASH_KEY = "pivot/hash"
+SIZE_KEY = "pivot/size"
+PATH_KEY = "pivot/path"
+FINGERPRINT_KEY = "pivot/fingerprint"
+CACHE_HIT_KEY = "pivot/cache_hit"
+SOURCE_KEY = "pivot/source"  # only on results a sensor pulled from elsewhere
+# Integrity checks (pivot_dagster.checks).
+OBJECTS_CHECKED_KEY = "pivot/objects_checked"
+LOCKS_CHECKED_KEY = "pivot/locks_checked"
+CHECK_FINDING_KEYS = {
+    "corrupt": "pivot/corrupt",
+    "missing": "pivot/missing",
+    "missing_on_remote": "pivot/missing_on_remote",
+}
+
+
+# --- markers -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class CacheHit:
+    """The stored result that matched this run's fingerprint."""
+
+    lock: Lock
+    parts: FingerprintParts
+
+
+@dataclass
+class Deferred:
+    """An input not yet deserialized; `resolve()` reads it once.
+
+    `load` receives the upstream locks the fingerprint was computed from (by
+    lock name), so the value read is the one the fingerprint names, and each
+    upstream lock is parsed once per step.
+    """
+
+    load: Callable[[Mapping[str, Lock]], Any]
+    _value: Any = field(default=None, repr=False)
+    _done: bool = False
+
+    def resolve(self, locks: Mapping[str, Lock] | None = None) -> Any:
+        if not self._done:
+            self._value = self.load(locks or {})
+            self._done = True
+        return self._value
+
+
+class PivotType(DagsterType):
+    """Accepts pivot's markers, otherwise checks like the wrapped annotation."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner_annotation = inner
+        self.inner = resolve_dagster_type(inner)
+        super().__init__(
+            key=f"Pivot[{_type_name(inner)}]",
+            name=f"Pivot[{_type_name(inner)}]",
+            type_check_fn=self._check,
+            typing_type=self.inner.typing_type,
+            description=f"{self.inner.display_name}, or a pivot cache hit / deferred input",
+        )
+
+    def _check(self, context: Any, value: Any) -> TypeCheck | bool:
+        if isinstance(value, CacheHit | Deferred):
+            return True
+        return self.inner.type_check(context, value)
+
+
+_TYPES: dict[Any, PivotType] = {}
+_LOCK = threading.Lock()
+
+
+def pivot_type(annotation: Any) -> PivotType:
+    with _LOCK:
+        key = _type_name(annotation)
+        if key not in _TYPES:
+            _TYPES[key] = PivotType(annotation)
+        return _TYPES[key]
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return f"{annotation.__module__}.{annotation.__qualname__}"
+    if isinstance(annotation, DagsterType):
+        return f"dagster:{annotation.key}"
+    return repr(annotation)
+
+
+# --- fingerprint parts through metadata --------------------------------------------
+def parts_to_json(parts: FingerprintParts) -> dict[str, Any]:
+    return parts.model_dump(mode="json")
+
+
+def parts_from_json(raw: Any) -> FingerprintParts:
+    """Parts from their JSON (a dict, or its text once Dagster has serialized it)."""
+    return FingerprintParts.model_validate(json.loads(raw) if isinstance(raw, str) else raw)
+
+
+def parts_metadata(parts: FingerprintParts) -> dict[str, Any]:
+    """The output metadata `cached` attaches so `handle_output` knows the parts."""
+    return {PARTS_KEY: MetadataValue.json(parts_to_json(parts))}
+
+
+def parts_from_metadata(meta: Mapping[str, Any] | None) -> FingerprintParts | None:
+    """The parts `cached` attached, or None for an output `cached` did not produce."""
+    raw = value_of(meta.get(PARTS_KEY)) if meta else None
+    return None if raw is None else parts_from_json(raw)
+
+
+def value_of(entry: Any) -> Any:
+    """A metadata entry's plain value (Dagster wraps most in a MetadataValue)."""
+    return getattr(entry, "value", entry)
+
+
+def recorded(meta: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(fingerprint, content hash) a pivot materialization recorded, or None."""
+    fp, h = value_of(meta.get(FINGERPRINT_KEY)), value_of(meta.get(HASH_KEY))
+    return (fp, h) if fp and h else None
+
+
+# --- the one builder of event metadata -----------------------------------------------
+def event_metadata(
+    lock: Lock,
+    out: OutputRecord,
+    path: Path,
+    *,
+    hit: bool,
+    source: str | None = None,
+    given: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A materialization's pivot metadata: computed (`hit=False`), a hit, or pulled.
+
+    `path` is where the value lies (its cache object, or its workspace path);
+    `source` names where a pulled result came from; keys already in `given`
+    (the asset's own output metadata) are left to it.
+    """
+    meta: dict[str, Any] = {
+        HASH_KEY: out.hash,
+        SIZE_KEY: out.size,
+        PATH_KEY: MetadataValue.path(str(path)),
+        FORMAT_KEY: out.format or "",
+        FINGERPRINT_KEY: lock.fingerprint,
+        CACHE_HIT_KEY: hit,
+    }
+    if source is not None:
+        meta[SOURCE_KEY] = source
+    return {k: v for k, v in meta.items() if not given or k not in given}
