@@ -19,7 +19,6 @@ from pivot_dagster.engine import Engine
 from pivot_store.config import Config, RemoteConfig
 from pivot_store.errors import PivotError
 from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
-from pivot_store.remote import open_remote
 from pivot_store.repo import Repo
 from tests.dagster.helpers import load_stored
 
@@ -92,24 +91,6 @@ def test_steps_on_empty_machines_share_only_the_remote(
     again = _run_isolated(tmp_path, s3_remote_config, "second")
     assert CALLS == ["plain"]  # the one asset without `cached`
     assert load_stored(again[4].root, "plain") == 5
-
-
-def test_latest_pointer_newest_wins_and_is_never_rewritten(
-    tmp_path: Path, s3_remote_config: dict[str, Any]
-) -> None:
-    repo = _fresh(tmp_path / "p", s3_remote_config)
-    first = Lock.build("x", FingerprintParts(code_version="1"),
-                       [OutputRecord(hash="0" * 16, size=1)])  # fmt: skip
-    second = Lock.build("x", FingerprintParts(code_version="2"),
-                        [OutputRecord(hash="1" * 16, size=1)])  # fmt: skip
-    engine = Engine(repo, remote="s3")
-    assert engine.latest_lock("x") is None
-    assert engine.publish_latest(first)
-    assert not engine.publish_latest(first)  # already the newest
-    assert engine.publish_latest(second)
-    assert engine.latest_lock("x") == second
-    rem = open_remote(repo.config, "s3")
-    assert len(rem.list_names(rem.key("latest/x"))) == 2  # beside, not over
 
 
 def test_remote_first_without_a_remote_is_a_clear_error(tmp_path: Path) -> None:

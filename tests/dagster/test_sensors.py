@@ -1,8 +1,8 @@
-"""Push/pull sensors and the sync functions behind them, against moto S3 on loopback.
+"""Push/pull sensors and the instance walks behind them, against moto S3 on loopback.
 
 In-process, two real Dagster instances (two deployments) and two project
 dirs sharing one bucket: the push sensor's cursor, a failed push retried and
-reported, the pull sync working down a chain in one call (partitions, config
+reported, the pull walk working down a chain in one call (partitions, config
 defaults), nothing re-reported, and `push_on_write`.
 """
 

@@ -140,3 +140,60 @@ def test_drive_letters_are_refused_but_colons_are_names() -> None:
     for bad in ("C:", "C:/x", "z:/"):
         with pytest.raises(UnsafeName, match="absolute"):
             validate_name(bad)
+
+
+def test_run_dir_is_run_prefix_under_the_local_runs_folder(tmp_path: Path) -> None:
+    runs = tmp_path / ".pivot" / "runs"
+    fp = "0123456789abcdef"
+    assert keys.run_dir(runs, "a/@2024", fp) == runs / "a" / "@2024" / fp
+    with pytest.raises(PivotError):
+        keys.run_dir(runs, "a", "../../x")
+    with pytest.raises(UnsafeName):
+        keys.run_dir(runs, "../a", fp)
+
+
+def test_run_dir_refuses_a_symlink_out_of_the_runs_folder(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (runs / "a").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(UnsafeName, match="resolves outside"):
+        keys.run_dir(runs, "a", "0123456789abcdef")
+
+
+def test_latest_prefix_validates_the_name() -> None:
+    assert keys.latest_prefix("days/@a") == "latest/days/@a"
+    with pytest.raises(UnsafeName):
+        keys.latest_prefix("../x")
+
+
+def test_pointer_name_round_trips_and_sorts_by_time() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    t = datetime(2026, 11, 23, 19, 30, 0, 123456, tzinfo=UTC)
+    name = keys.pointer_name(t, "0123456789abcdef")
+    assert name == "20261123T193000.123456Z-0123456789abcdef.json"  # the format on the remote
+    assert keys.parse_pointer_name(name) == "0123456789abcdef"
+    # Any timezone is written as UTC, so names from two machines still sort by time.
+    later = (t + timedelta(microseconds=1)).astimezone(timezone(timedelta(hours=-5)))
+    assert sorted([keys.pointer_name(later, "f" * 16), name]) == [
+        name,
+        keys.pointer_name(later, "f" * 16),
+    ]
+    with pytest.raises(PivotError):
+        keys.pointer_name(t, "../x")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "20261123T193000.123456Z-0123456789abcdef.json.tmp",
+        "20261123T193000Z-0123456789abcdef.json",
+        "20261123T193000.123456Z-0123456789ABCDEF.json",
+        "20261123T193000.123456Z-0123456789abcde.json",
+        "../20261123T193000.123456Z-0123456789abcdef.json",
+        "notes.txt",
+    ],
+)
+def test_parse_pointer_name_ignores_anything_else(bad: str) -> None:
+    assert keys.parse_pointer_name(bad) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -80,3 +81,79 @@ def test_parse_refuses_newer_schema_and_garbage() -> None:
         runcache.parse_entry(b"{", "x")
     with pytest.raises(LockError, match="newer"):
         runcache.parse_entry(b'{"schema_version": 9, "created_at": "t", "lock": {}}', "x")
+
+
+# --- the local run-cache ------------------------------------------------------------
+def test_local_entry_layout_is_the_remote_one_under_runs(tmp_path: Path) -> None:
+    """docs/format.md: `.pivot/runs/<name>/<fp>/<entry>.lock` holds the lock's own YAML."""
+    objects = ObjectStore(tmp_path / "cache")
+    runs = tmp_path / "runs"
+    lock = result(objects, b"local")
+    path = runcache.local_entry_path(runs, lock)
+    assert path == runs / "sales" / "daily" / lock.fingerprint / f"{runcache.entry_id(lock)}.lock"
+    assert runcache.write_local(runs, lock) is True
+    assert path.read_bytes() == lock.to_yaml()
+    assert list(runcache.iter_local(runs, lock.name, lock.fingerprint)) == [lock]
+
+
+def test_local_entries_are_written_beside_never_over(tmp_path: Path) -> None:
+    objects = ObjectStore(tmp_path / "cache")
+    runs = tmp_path / "runs"
+    a, b = result(objects, b"first"), result(objects, b"second")
+    assert runcache.write_local(runs, a) and runcache.write_local(runs, b)
+    before = runcache.local_entry_path(runs, a).stat().st_mtime_ns
+    assert runcache.write_local(runs, a, b"not written") is False
+    assert runcache.local_entry_path(runs, a).read_bytes() == a.to_yaml()
+    assert runcache.local_entry_path(runs, a).stat().st_mtime_ns == before
+    os.utime(runcache.local_entry_path(runs, a), (1, 1))  # a is the older one
+    assert list(runcache.iter_local(runs, a.name, a.fingerprint)) == [b, a]  # newest first
+    assert sorted(runcache.iter_all_local(runs), key=runcache.entry_id) == sorted(
+        [a, b], key=runcache.entry_id
+    )
+
+
+def test_iter_local_skips_a_record_for_another_fingerprint(tmp_path: Path) -> None:
+    objects = ObjectStore(tmp_path / "cache")
+    runs = tmp_path / "runs"
+    lock = result(objects, b"x")
+    other = Lock.build(lock.name, FingerprintParts(code_version="v2"), list(lock.outputs))
+    runcache.write_local(runs, other)
+    misplaced = runcache.local_entry_path(runs, lock).parent / "0000000000000000.lock"
+    misplaced.parent.mkdir(parents=True)
+    misplaced.write_bytes(other.to_yaml())
+    assert list(runcache.iter_local(runs, lock.name, lock.fingerprint)) == []
+    assert list(runcache.iter_local(runs, "never/stored", lock.fingerprint)) == []
+    assert list(runcache.iter_all_local(tmp_path / "no-runs")) == []
+
+
+# --- latest pointers ------------------------------------------------------------------
+def test_latest_pointer_newest_wins_and_is_never_rewritten(remote: Remote, tmp_path: Path) -> None:
+    objects = ObjectStore(tmp_path / "cache")
+    first, second = result(objects, b"one", "x"), result(objects, b"two", "x")
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    assert runcache.latest_lock(remote, "x") is None
+    assert runcache.publish_latest(remote, first, objects, t0)
+    assert not runcache.publish_latest(remote, first, objects, t0 + timedelta(1))  # newest already
+    assert runcache.publish_latest(remote, second, objects, t0 + timedelta(seconds=1))
+    assert runcache.latest_lock(remote, "x") == second
+    names = remote.list_names(remote.key("latest/x"))
+    assert len(names) == 2  # beside, not over
+    # The format on the remote: `<UTC stamp>-<entry id>.json` holding the run-cache entry.
+    key = f"latest/x/20240101T000000.000000Z-{runcache.entry_id(first)}.json"
+    assert remote.get_bytes(remote.key(key)) == runcache.entry_bytes(first, t0)
+
+
+def test_latest_lock_skips_invalid_pointers(remote: Remote, tmp_path: Path) -> None:
+    objects = ObjectStore(tmp_path / "cache")
+    good, other = result(objects, b"good", "x"), result(objects, b"other", "y")
+    runcache.publish_latest(remote, good, objects, datetime(2024, 1, 1, tzinfo=UTC))
+    newer = "latest/x/20250101T000000.000000Z-"
+    # Newer by name but: an id that does not match the record, garbage, another name's record.
+    remote.put_bytes(remote.key(newer + "0000000000000000.json"), runcache.entry_bytes(good))
+    remote.put_bytes(remote.key(newer + f"{runcache.entry_id(good)}.json"), b"{")
+    remote.put_bytes(
+        remote.key(f"latest/x/20260101T000000.000000Z-{runcache.entry_id(other)}.json"),
+        runcache.entry_bytes(other),
+    )
+    remote.put_bytes(remote.key("latest/x/zzz.json"), runcache.entry_bytes(other))
+    assert runcache.latest_lock(remote, "x") == good

@@ -1,0 +1,121 @@
+"""The engine without Dagster: store, record, find (and where from), restore, load, remote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pivot_dagster import formats
+from pivot_dagster.engine import LOCAL_SOURCE, LOCK_SOURCE, Engine, MissingUpstream
+from pivot_store import runcache
+from pivot_store.config import Config, RemoteConfig
+from pivot_store.errors import ObjectMissing
+from pivot_store.lockfile import FingerprintParts, Lock
+from pivot_store.repo import Repo
+
+
+def _repo(root: Path, remote: Path | None = None) -> Repo:
+    repo = Repo.open(root)
+    if remote is not None:
+        cfg = {"origin": RemoteConfig(url=f"file://{remote}")}
+        repo.save_config(Config(remotes=cfg, default_remote="origin"))
+        repo = Repo.open(root)
+    return repo
+
+
+def _save(engine: Engine, value: object, cv: str = "1", *, run_cache: bool = True) -> Lock:
+    parts = FingerprintParts(code_version=cv)
+    handler = formats.choose(value)
+    return engine.save_computed("x", parts, value, handler, "result", run_cache=run_cache)
+
+
+def test_find_result_names_where_it_found_the_result(tmp_path: Path) -> None:
+    engine = Engine(_repo(tmp_path))
+    first = _save(engine, {"v": 1})
+    assert engine.find_result("x", first.parts) == (first, LOCK_SOURCE)
+    second = _save(engine, {"v": 2}, cv="2")  # replaces the lock; the first stays cached
+    assert engine.find_result("x", first.parts) == (first, LOCAL_SOURCE)
+    assert engine.find_result("x", second.parts) == (second, LOCK_SOURCE)
+    engine.repo.objects.remove(first.outputs[0].hash)
+    assert engine.find_result("x", first.parts) is None  # objects gone: not a result
+
+
+def test_find_result_from_the_remote_and_its_label(tmp_path: Path) -> None:
+    a = Engine(_repo(tmp_path / "a", tmp_path / "remote"), remote="origin")
+    lock = _save(a, [1, 2])
+    assert a.push([lock]).ok
+    b_repo = _repo(tmp_path / "b", tmp_path / "remote")
+    b = Engine(b_repo, remote="origin")
+    found = b.find_result("x", lock.parts)
+    assert found is not None and found.lock == lock
+    assert found.source == f"origin (file://{tmp_path / 'remote'})"
+    assert b.load(found.lock.outputs[0]) == [1, 2]
+    # Not pulling: the remote is not asked.
+    c = Engine(_repo(tmp_path / "c", tmp_path / "remote"), remote="origin", pull_missing=False)
+    assert c.find_result("x", lock.parts) is None
+
+
+def test_untrusted_remote_pickles_are_not_results(tmp_path: Path) -> None:
+    a = Engine(_repo(tmp_path / "a", tmp_path / "remote"), remote="origin")
+    parts = FingerprintParts(code_version="1")
+    lock = a.save_computed("x", parts, {1, 2}, formats.choose({1, 2}), "result", run_cache=True)
+    assert lock.outputs[0].format == "pickle" and a.push([lock]).ok
+    b = Engine(_repo(tmp_path / "b", tmp_path / "remote"), remote="origin")
+    assert b.find_result("x", parts) is None
+    trusting = Engine(b.repo, remote="origin", trust_remote_pickle=True)
+    found = trusting.find_result("x", parts)
+    assert found is not None and found.lock == lock
+
+
+def test_recorded_lock_finds_replaced_results_in_the_run_cache(tmp_path: Path) -> None:
+    engine = Engine(_repo(tmp_path))
+    first = _save(engine, "one")
+    fp, h = first.fingerprint, first.outputs[0].hash
+    assert engine.recorded_lock("x", fp, h) == (first, True)
+    _save(engine, "two", cv="2")
+    assert engine.recorded_lock("x", fp, h) == (first, True)
+    assert engine.recorded_lock("x", fp, "0" * 16) == (None, False)
+    plain = _save(engine, "three", cv="3", run_cache=False)
+    assert engine.recorded_lock("x", plain.fingerprint, plain.outputs[0].hash) == (plain, False)
+    assert not runcache.local_entry_path(engine.repo.runs_dir, plain).exists()
+
+
+def test_record_leaves_an_equal_lock_file_alone(tmp_path: Path) -> None:
+    engine = Engine(_repo(tmp_path))
+    lock = _save(engine, "same")
+    path = engine.repo.lock_path("x")
+    before = path.stat().st_mtime_ns, path.stat().st_ino
+    engine.record(lock)
+    assert (path.stat().st_mtime_ns, path.stat().st_ino) == before
+
+
+def test_checkout_mode_is_the_engines_own(tmp_path: Path) -> None:
+    """A copy-mode IO manager leaves the project's config (hardlink) as it is."""
+    repo = _repo(tmp_path)
+    (tmp_path / "out.txt").write_text("data")
+    engine = Engine(repo, checkout_mode="copy")
+    assert engine.checkout_mode == "copy" and repo.config.checkout_mode == "hardlink"
+    rec = engine.store_value(Path("out.txt"), formats.by_name("path"), "report")
+    assert (rec.name, rec.path, rec.format) == ("report", "out.txt", "path")
+    assert (tmp_path / "out.txt").stat().st_ino != repo.objects.path(rec.hash).stat().st_ino
+    assert Engine(repo).checkout_mode == "hardlink"
+
+
+def test_load_upstream_errors_name_the_fix(tmp_path: Path) -> None:
+    engine = Engine(_repo(tmp_path))
+    with pytest.raises(MissingUpstream, match="materialize that asset"):
+        engine.load_upstream("up", None, "result")
+    lock = _save(engine, [3])
+    assert engine.load_upstream("x", lock, "result") == [3]
+    engine.repo.objects.remove(lock.outputs[0].hash)
+    with pytest.raises(ObjectMissing, match="no remote is configured"):
+        engine.load_upstream("x", lock, "result")
+
+
+def test_missing_on_remote_lists_what_a_push_would_send(tmp_path: Path) -> None:
+    engine = Engine(_repo(tmp_path, tmp_path / "remote"), remote="origin")
+    lock = _save(engine, b"bytes")
+    assert engine.missing_on_remote([lock]) == [lock.outputs[0].hash]
+    assert engine.push([lock]).ok
+    assert engine.missing_on_remote([lock]) == []
