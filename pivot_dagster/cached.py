@@ -32,7 +32,7 @@ from pivot_dagster.code_version import source_code_version
 from pivot_dagster.engine import Engine
 from pivot_dagster.handoff import CacheHit, Deferred, pivot_type
 from pivot_dagster.io_manager import PivotIOManager
-from pivot_store.lockfile import FingerprintParts, Lock
+from pivot_store.lockfile import FingerprintParts
 
 _CONTEXT_NAMES = ("context",)
 
@@ -44,7 +44,7 @@ class _Plan(NamedTuple):
     engine: Engine
     name: str
     parts: FingerprintParts
-    upstream: dict[str, Lock]
+    upstream: fingerprint.UpstreamLocks
 
 
 def cached(fn: Callable[..., Any] | None = None, *, code_version: str | None = None) -> Any:
@@ -99,7 +99,7 @@ def pivot_asset(fn: Callable[..., Any] | None = None, **asset_kwargs: Any) -> An
     return asset(**asset_kwargs)(wrapped)
 
 
-def _resolve(value: Any, upstream: dict[str, Lock] | None) -> Any:
+def _resolve(value: Any, upstream: fingerprint.UpstreamLocks | None) -> Any:
     return value.resolve(upstream) if isinstance(value, Deferred) else value
 
 
@@ -172,7 +172,7 @@ def _plan(ctx: AssetExecutionContext, derived: str | None, explicit: bool) -> _P
             return list(op_ctx.asset_partition_keys_for_input(input_name))
         return None
 
-    upstream: dict[str, Lock] = {}
+    upstream: fingerprint.UpstreamLocks = {}
     parts = fingerprint.asset_parts(
         engine.repo,
         assets_def,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from pivot_dagster import asset_keys
@@ -18,6 +19,8 @@ from pivot_store.lockfile import FingerprintParts, Lock
 from pivot_store.repo import Repo
 
 MISSING_DEP = "missing"
+# The upstream locks a fingerprint was computed from, by (repo root, lock name).
+UpstreamLocks = dict[tuple[Path, str], Lock]
 
 
 def jsonable_params(config: Any) -> dict[str, Any]:
@@ -32,15 +35,16 @@ def dep_hashes(
     repo: Repo,
     deps: Iterable[tuple[Any, Any]],
     fallback: Callable[[str], Lock | None] | None = None,
-    seen: dict[str, Lock] | None = None,
+    seen: UpstreamLocks | None = None,
 ) -> dict[str, str]:
     """`{upstream lock name: content hash}` for (asset key, partition key) pairs.
 
     An upstream with no lock counts as "missing": the fingerprint then matches
     nothing stored before the upstream existed, so the body runs. `fallback`
     (remote-first mode) may find the lock elsewhere when there is none locally.
-    Each lock read is added to `seen`, so the step loads exactly the upstream
-    values the fingerprint names without parsing their locks again.
+    Each lock read is added to `seen` by (repo root, name), so the step loads
+    exactly the upstream values the fingerprint names without parsing their
+    locks again (and an input read from another project never gets them).
     """
     out: dict[str, str] = {}
     for key, partition in deps:
@@ -53,7 +57,7 @@ def dep_hashes(
         else:
             out[name] = ",".join(o.hash for o in lock.outputs)
             if seen is not None:
-                seen[name] = lock
+                seen[(repo.root, name)] = lock
     return out
 
 
@@ -124,7 +128,7 @@ def asset_parts(
     partition: Any,
     partitions_for: PartitionsFor,
     fallback: Callable[[str], Lock | None] | None = None,
-    seen: dict[str, Lock] | None = None,
+    seen: UpstreamLocks | None = None,
 ) -> FingerprintParts:
     """The parts this deployment computes for one asset partition, from local locks."""
     pairs = upstream_pairs(assets_def, key, partitions_for)

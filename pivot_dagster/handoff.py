@@ -61,16 +61,16 @@ class CacheHit:
 class Deferred:
     """An input not yet deserialized; `resolve()` reads it once.
 
-    `load` receives the upstream locks the fingerprint was computed from (by
-    lock name), so the value read is the one the fingerprint names, and each
-    upstream lock is parsed once per step.
+    `load` receives the upstream locks the fingerprint was computed from, by
+    (repo root, lock name), so the value read is the one the fingerprint
+    names, and each upstream lock is parsed once per step.
     """
 
-    load: Callable[[Mapping[str, Lock]], Any]
+    load: Callable[[Mapping[tuple[Path, str], Lock]], Any]
     _value: Any = field(default=None, repr=False)
     _done: bool = False
 
-    def resolve(self, locks: Mapping[str, Lock] | None = None) -> Any:
+    def resolve(self, locks: Mapping[tuple[Path, str], Lock] | None = None) -> Any:
         if not self._done:
             self._value = self.load(locks or {})
             self._done = True

@@ -12,7 +12,7 @@ users can swap it in without changing assets.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -132,19 +132,11 @@ class PivotIOManager(ConfigurableIOManager):
 
     def _plain_parts(self, context: OutputContext) -> FingerprintParts:
         """Parts for an asset without `cached`: recorded for provenance, never used to skip."""
-        spec_cv = None
-        try:
-            spec_cv = context.asset_spec.code_version if context.has_asset_key else None
-        except Exception:
-            spec_cv = None
-        params = None
-        try:
-            params = context.step_context.op_config
-        except Exception:
-            params = None
+        spec = _or_none(lambda: context.asset_spec) if context.has_asset_key else None
+        spec_cv = getattr(spec, "code_version", None)
         return fingerprint.build_parts(
             code_version=spec_cv or f"run-{context.run_id}",
-            params=params,
+            params=_or_none(lambda: context.step_context.op_config),
             deps={},
             partition=_partition(context),
         )
@@ -155,8 +147,8 @@ class PivotIOManager(ConfigurableIOManager):
             return Deferred(lambda locks: self._load(context, locks))
         return self._load(context, {})
 
-    def _load(self, context: InputContext, locks: Mapping[str, Lock]) -> Any:
-        """`locks`: upstream locks `cached` already read for the fingerprint, by name."""
+    def _load(self, context: InputContext, locks: Mapping[tuple[Path, str], Lock]) -> Any:
+        """`locks`: upstream locks `cached` already read for the fingerprint (see Deferred)."""
         typ = context.dagster_type.typing_type if context.dagster_type else None
         if not context.has_asset_key or not context.has_asset_partitions:
             return self._load_one(context, _input_lock_name(context, None), typ, locks)
@@ -177,12 +169,12 @@ class PivotIOManager(ConfigurableIOManager):
         return values
 
     def _load_one(
-        self, context: InputContext, name: str, typ: Any, locks: Mapping[str, Lock]
+        self, context: InputContext, name: str, typ: Any, locks: Mapping[tuple[Path, str], Lock]
     ) -> Any:
         engine = self.engine()
-        lock = locks.get(name) or engine.repo.read_lock(name)
+        lock = locks.get((engine.repo.root, name)) or engine.repo.read_lock(name)
         if lock is None and self.remote_first:
-            lock = self.upstream_fallback(_instance(context))(name)
+            lock = self.upstream_fallback(_or_none(lambda: context.instance))(name)
         out_name = context.upstream_output.name if context.upstream_output else "result"
         return engine.load_upstream(name, lock, out_name, typ)
 
@@ -213,10 +205,11 @@ def _input_lock_name(context: InputContext, partition: Any) -> str:
     return asset_keys.lock_name(context.asset_key, partition)
 
 
-def _instance(context: InputContext) -> Any:
+def _or_none(read: Callable[[], Any]) -> Any:
+    """A context attribute, or None where the context has none (built contexts in unit tests)."""
     try:
-        return context.instance
-    except Exception:  # a built context in a unit test has none
+        return read()
+    except Exception:
         return None
 
 

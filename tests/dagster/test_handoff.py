@@ -71,9 +71,9 @@ def test_deferred_reads_once_with_the_locks_it_is_given() -> None:
         return len(calls)
 
     d = Deferred(load)
-    assert d.resolve({"up": LOCK}) == 1
+    assert d.resolve({(Path("/p"), "up"): LOCK}) == 1
     assert d.resolve() == 1
-    assert calls == [{"up": LOCK}]
+    assert calls == [{(Path("/p"), "up"): LOCK}]
     assert Deferred(lambda locks: dict(locks)).resolve() == {}
 
 
