@@ -65,14 +65,14 @@ def cached(fn: Callable[..., Any] | None = None, *, code_version: str | None = N
                 return MaterializeResult(
                     value=CacheHit(hit, parts),
                     data_version=DataVersion(h),
-                    metadata={PARTS_KEY: MetadataValue.json(parts.model_dump(mode="json"))},
+                    metadata={PARTS_KEY: MetadataValue.json(parts.to_data())},
                 )
         args = tuple(_resolve(a) for a in args)
         kwargs = {k: _resolve(v) for k, v in kwargs.items()}
         value = fn(*args, **kwargs)
         if plan is None:
             return value
-        meta = {PARTS_KEY: MetadataValue.json(plan[2].model_dump(mode="json"))}
+        meta = {PARTS_KEY: MetadataValue.json(plan[2].to_data())}
         if isinstance(value, MaterializeResult):
             return value._replace(metadata={**(value.metadata or {}), **meta})
         return MaterializeResult(value=value, metadata=meta)

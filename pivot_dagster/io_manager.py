@@ -271,7 +271,7 @@ def _parts_from_metadata(meta: Any) -> FingerprintParts | None:
     raw = _raw(meta.get(PARTS_KEY)) if meta else None
     if raw is None:
         return None
-    return FingerprintParts.model_validate(json.loads(raw) if isinstance(raw, str) else raw)
+    return FingerprintParts.from_data(json.loads(raw) if isinstance(raw, str) else raw)
 
 
 def _metadata(repo: Repo, lock: Lock, out: OutputRecord, hit: bool, given: Any) -> dict[str, Any]:

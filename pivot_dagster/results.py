@@ -45,7 +45,7 @@ def store_path(repo: Repo, path: Path, name: str = "result") -> OutputRecord:
     keys.workspace_path(repo.root, rel)
     move = repo.config.checkout_mode in ("hardlink", "symlink")
     rec = repo.add_path(full, move=move)
-    return rec.model_copy(update={"name": name, "path": rel, "format": "path"})
+    return rec.replace(name=name, path=rel, format="path")
 
 
 def run_entry_path(repo: Repo, lock: Lock) -> Path:
