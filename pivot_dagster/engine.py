@@ -297,7 +297,7 @@ class Engine:
 
 
 def _as_path_record(rec: OutputRecord, name: str, rel: str) -> OutputRecord:
-    return rec.model_copy(update={"name": name, "path": rel, "format": "path"})
+    return rec.replace(name=name, path=rel, format="path")
 
 
 _REMOTES: dict[tuple[str, str], Any] = {}

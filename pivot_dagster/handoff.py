@@ -119,12 +119,12 @@ def _type_name(annotation: Any) -> str:
 
 # --- fingerprint parts through metadata --------------------------------------------
 def parts_to_json(parts: FingerprintParts) -> dict[str, Any]:
-    return parts.model_dump(mode="json")
+    return parts.to_data()
 
 
 def parts_from_json(raw: Any) -> FingerprintParts:
     """Parts from their JSON (a dict, or its text once Dagster has serialized it)."""
-    return FingerprintParts.model_validate(json.loads(raw) if isinstance(raw, str) else raw)
+    return FingerprintParts.from_data(json.loads(raw) if isinstance(raw, str) else raw)
 
 
 def parts_metadata(parts: FingerprintParts) -> dict[str, Any]:

@@ -3,57 +3,213 @@
 Deterministic YAML (sorted keys, no timestamps) so a lock diffs cleanly in git.
 A lock that does not parse, does not validate, or comes from a newer schema is
 a LockError naming the file: never a traceback, never treated as valid.
+
+This is the only reader and writer of the format. The records are frozen
+dataclasses checked by plain Python, not pydantic: `pivot status` reads every
+lock, and importing pydantic cost three times a no-op status. The check is
+strict (exact types, no coercion, no unknown keys): a value is accepted only as
+it would be written, so the fingerprint verified on read is the one a rewrite
+computes. Records built in Python are checked the same way (`__post_init__`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pivot_store import atomic, keys
 from pivot_store import oid as oids
-from pivot_store.errors import LockError
+from pivot_store.errors import LockError, PivotError
 from pivot_store.hashing import hash_json
-from pivot_store.lockview import FIX, load_lock_data
 
 SCHEMA_VERSION = 1
+FIX = "restore it from git, or delete it and re-run the asset"
+# libyaml reads a lock ~10x faster than the pure-Python loader; both give the
+# same data (tests/store/test_lockfile.py).
+_LOADER = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Invalid(LockError):
+    """A field that does not validate; `parse_lock` adds the file and the field's place."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where, self.problem = where, problem
+        super().__init__(
+            f"invalid lock record: {where}: {problem}"
+            if where
+            else f"invalid lock record: {problem}"
+        )
 
 
-class OutputRecord(_Model):
+def _join(prefix: str, where: str) -> str:
+    return f"{prefix}.{where}" if where else prefix
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _require_str(value: object, where: str, optional: bool = False) -> None:
+    if type(value) is str:
+        _require_utf8(value, where)
+    elif not (optional and value is None):
+        raise _Invalid(where, f"expected a string, got {_type_name(value)}")
+
+
+def _require_utf8(text: str, where: str) -> None:
+    """Lone surrogates (a `\\udcff` escape) cannot be hashed or sent as JSON."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Invalid(where, f"{text[:40]!r} is not valid UTF-8") from None
+
+
+def _check(fn: Any, value: object, where: str) -> None:
+    """Run a `keys`/`oid` check, its PivotError becoming this field's error."""
+    try:
+        fn(value)
+    except PivotError as e:
+        raise _Invalid(where, e.what) from None
+
+
+def _plain_json(value: object, where: str) -> None:
+    """Only values JSON and YAML write back unchanged, so their digest is stable."""
+    t = type(value)
+    if t is str:
+        _require_utf8(value, where)  # type: ignore[arg-type]
+        return
+    if t is int or t is bool or value is None:
+        return
+    if t is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise _Invalid(where, f"not plain JSON ({value!r})")
+        return
+    if t is list:
+        for i, item in enumerate(value):  # type: ignore[arg-type]
+            _plain_json(item, f"{where}.{i}")
+        return
+    if t is dict:
+        for k, item in value.items():  # type: ignore[attr-defined]
+            if type(k) is not str:
+                raise _Invalid(where, f"not plain JSON (key {k!r})")
+            _require_utf8(k, where)
+            _plain_json(item, f"{where}.{k}")
+        return
+    raise _Invalid(where, f"not plain JSON (a {t.__name__})")
+
+
+def _fields(data: object, allowed: tuple[str, ...], required: tuple[str, ...]) -> dict[str, Any]:
+    """`data` as keyword arguments: a mapping with only known keys and every required one."""
+    if type(data) is not dict:
+        raise _Invalid("", f"expected a mapping, got {_type_name(data)}")
+    unknown = [k for k in data if k not in allowed]
+    if unknown:
+        raise _Invalid(str(unknown[0]), "unknown field")
+    for k in required:
+        if k not in data:
+            raise _Invalid(k, "missing")
+    return data
+
+
+def _nested(where: str, build: Any, data: object) -> Any:
+    try:
+        return build(data)
+    except _Invalid as e:
+        raise _Invalid(_join(where, e.where), e.problem) from None
+
+
+class _Record:
+    __slots__ = ()
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with `changes`, checked like any new record."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutputRecord(_Record):
     """One stored output: its content hash and how to read it back."""
 
     name: str = "result"
-    path: str | None = Field(default=None, description="workspace path, relative to the project")
+    path: str | None = None  # workspace path, relative to the project
     hash: str
-    size: int = Field(ge=0)
+    size: int
     kind: Literal["file", "dir"] = "file"
     format: str | None = None
 
-    @field_validator("hash")
+    def __post_init__(self) -> None:
+        _require_str(self.name, "name")
+        _require_str(self.path, "path", optional=True)
+        if self.path is not None:
+            _check(keys.validate_name, self.path, "path")
+        _require_str(self.hash, "hash")
+        _check(oids.validate, self.hash, "hash")
+        if type(self.size) is not int or self.size < 0:
+            raise _Invalid("size", f"expected an integer >= 0, got {self.size!r}")
+        if type(self.kind) is not str or self.kind not in ("file", "dir"):
+            raise _Invalid("kind", f"expected 'file' or 'dir', got {self.kind!r}")
+        _require_str(self.format, "format", optional=True)
+
     @classmethod
-    def _hash(cls, v: str) -> str:
-        return oids.validate(v)
+    def from_data(cls, data: object) -> OutputRecord:
+        return cls(**_fields(data, _OUTPUT_FIELDS, ("hash", "size")))
 
-    @field_validator("path")
-    @classmethod
-    def _path(cls, v: str | None) -> str | None:
-        return None if v is None else keys.validate_name(v)
+    def to_data(self) -> dict[str, Any]:
+        data = {
+            "name": self.name,
+            "path": self.path,
+            "hash": self.hash,
+            "size": self.size,
+            "kind": self.kind,
+            "format": self.format,
+        }
+        return {k: v for k, v in data.items() if v is not None}
 
 
-class FingerprintParts(_Model):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FingerprintParts(_Record):
     """Everything that decides whether a stored result can be reused."""
 
     code_version: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-    deps: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    deps: dict[str, str] = field(default_factory=dict)
     partition: str | None = None
+
+    def __post_init__(self) -> None:
+        _require_str(self.code_version, "code_version", optional=True)
+        if type(self.params) is not dict:
+            raise _Invalid("params", f"expected a mapping, got {_type_name(self.params)}")
+        _plain_json(self.params, "params")
+        if type(self.deps) is not dict:
+            raise _Invalid("deps", f"expected a mapping, got {_type_name(self.deps)}")
+        for k, v in self.deps.items():
+            _require_str(k, "deps")
+            _require_str(v, f"deps.{k}")
+        _require_str(self.partition, "partition", optional=True)
+        # Copies, as pydantic made: a caller editing its dict afterwards must not
+        # change the parts (and so the fingerprint) of a record already built.
+        object.__setattr__(self, "params", _copy(self.params))
+        object.__setattr__(self, "deps", dict(self.deps))
+
+    @classmethod
+    def from_data(cls, data: object) -> FingerprintParts:
+        """Parts from their `to_data()` (run metadata, a lock's `parts`); LockError if bad."""
+        return cls(**_fields(data, _PARTS_FIELDS, ()))
+
+    def to_data(self) -> dict[str, Any]:
+        """Plain JSON, None values included: what `digest` hashes (with the name)."""
+        return {
+            "code_version": self.code_version,
+            "params": _copy(self.params),
+            "deps": dict(self.deps),
+            "partition": self.partition,
+        }
 
     def digest(self, name: str) -> str:
         """The fingerprint: xxh64 of the canonical JSON of the name and the parts.
@@ -61,31 +217,51 @@ class FingerprintParts(_Model):
         The name is included: two assets with the same code version and inputs
         must not share results.
         """
-        return hash_json({"name": name, **self.model_dump(mode="json")})
+        return hash_json(
+            {
+                "name": name,
+                "code_version": self.code_version,
+                "params": self.params,
+                "deps": self.deps,
+                "partition": self.partition,
+            }
+        )
 
 
-class Lock(_Model):
-    # Strict: a lock saying `schema_version: "2"` is from a newer pivot, not version 2
-    # coerced into this one.
-    schema_version: int = Field(default=SCHEMA_VERSION, ge=1, le=SCHEMA_VERSION, strict=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lock(_Record):
+    # Exact int: a lock saying `schema_version: "2"` is from a newer pivot, not
+    # version 2 coerced into this one.
+    schema_version: int = SCHEMA_VERSION
     name: str
     fingerprint: str
-    parts: FingerprintParts = Field(default_factory=FingerprintParts)
+    parts: FingerprintParts = field(default_factory=FingerprintParts)
     outputs: list[OutputRecord]
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return keys.validate_name(v)
-
-    @field_validator("fingerprint")
-    @classmethod
-    def _fp(cls, v: str) -> str:
-        return oids.validate(v)
+    def __post_init__(self) -> None:
+        v = self.schema_version
+        if type(v) is not int or not 1 <= v <= SCHEMA_VERSION:
+            raise _Invalid(
+                "schema_version", f"expected an integer up to {SCHEMA_VERSION}, got {v!r}"
+            )
+        _require_str(self.name, "name")
+        _check(keys.validate_name, self.name, "name")
+        _require_str(self.fingerprint, "fingerprint")
+        _check(oids.validate, self.fingerprint, "fingerprint")
+        if type(self.parts) is not FingerprintParts:
+            raise _Invalid("parts", f"expected FingerprintParts, got {_type_name(self.parts)}")
+        if type(self.outputs) is not list:
+            raise _Invalid("outputs", f"expected a list, got {_type_name(self.outputs)}")
+        for i, out in enumerate(self.outputs):
+            if type(out) is not OutputRecord:
+                raise _Invalid(f"outputs.{i}", f"expected OutputRecord, got {_type_name(out)}")
+        object.__setattr__(self, "outputs", list(self.outputs))
+        if self.fingerprint != self.parts.digest(self.name):
+            raise _Invalid("", "its fingerprint does not match its parts")
 
     @classmethod
     def build(cls, name: str, parts: FingerprintParts, outputs: list[OutputRecord]) -> Lock:
-        return cls(name=name, fingerprint=parts.digest(name), parts=parts, outputs=outputs)
+        return cls(name=name, fingerprint=parts.digest(name), parts=parts, outputs=list(outputs))
 
     def output(self, name: str = "result") -> OutputRecord:
         for out in self.outputs:
@@ -94,56 +270,99 @@ class Lock(_Model):
         raise LockError(f"lock {self.name!r} has no output {name!r}", "re-run the asset")
 
     def to_data(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
+        parts = {k: v for k, v in self.parts.to_data().items() if v is not None}
+        return {
+            "schema_version": self.schema_version,
+            "name": self.name,
+            "fingerprint": self.fingerprint,
+            "parts": parts,
+            "outputs": [o.to_data() for o in self.outputs],
+        }
 
     def to_yaml(self) -> bytes:
-        text = yaml.safe_dump(
-            self.to_data(), sort_keys=True, default_flow_style=False, allow_unicode=True
-        )
+        data = self.to_data()
+        text = yaml.safe_dump(data, sort_keys=True, default_flow_style=False, allow_unicode=True)
         if "\x85" in text:
             # PyYAML writes NEL raw inside quotes and then reads it back as a line
             # break: escape non-ASCII for such a lock so it reads back as written.
-            text = yaml.safe_dump(self.to_data(), sort_keys=True, default_flow_style=False)
+            text = yaml.safe_dump(data, sort_keys=True, default_flow_style=False)
         return text.encode("utf-8")
 
 
-def parse_lock(data: Any, source: str) -> Lock:
+_OUTPUT_FIELDS = tuple(f.name for f in dataclasses.fields(OutputRecord))
+_PARTS_FIELDS = tuple(f.name for f in dataclasses.fields(FingerprintParts))
+_LOCK_FIELDS = tuple(f.name for f in dataclasses.fields(Lock))
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of plain JSON, so a caller's edits never reach a frozen record."""
+    if type(value) is dict:
+        return {k: _copy(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_copy(v) for v in value]
+    return value
+
+
+def _lock_from(data: dict[str, Any]) -> Lock:
+    kw = _fields(data, _LOCK_FIELDS, ("name", "fingerprint", "outputs"))
+    outputs = kw["outputs"]
+    if type(outputs) is not list:
+        raise _Invalid("outputs", f"expected a list, got {_type_name(outputs)}")
+    return Lock(
+        **{
+            **kw,
+            "parts": _nested("parts", FingerprintParts.from_data, kw.get("parts", {})),
+            "outputs": [
+                _nested(f"outputs.{i}", OutputRecord.from_data, o) for i, o in enumerate(outputs)
+            ],
+        }
+    )
+
+
+def parse_lock(data: object, source: str) -> Lock:
     """Validate already-decoded lock data; `source` names the file in errors."""
-    if not isinstance(data, dict):
-        raise LockError(f"{source} is not a lock (expected a mapping)", _FIX)
+    if type(data) is not dict:
+        raise LockError(f"{source} is not a lock (expected a mapping)", FIX)
     if "schema_version" not in data:
         # Keys are written sorted, so schema_version is the last line: a lock cut
         # short anywhere (a crash, a bad merge) has lost it.
-        raise LockError(f"{source} is truncated or not a lock (no schema_version)", _FIX)
-    version = data.get("schema_version")
+        raise LockError(f"{source} is truncated or not a lock (no schema_version)", FIX)
+    version = data["schema_version"]
     if isinstance(version, int) and version > SCHEMA_VERSION:
         raise LockError(
             f"{source} has schema_version {version}, newer than this pivot ({SCHEMA_VERSION})",
             "upgrade pivot-dagster",
         )
     try:
-        lock = Lock.model_validate(data)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "<root>"
-        raise LockError(f"{source} is malformed: {where}: {first['msg']}", _FIX) from None
-    except Exception as e:  # validators raise PivotErrors (unsafe names, bad ids)
-        raise LockError(f"{source} is malformed: {e}", _FIX) from None
+        return _lock_from(data)
+    except _Invalid as e:
+        where = f"{e.where}: " if e.where else ""
+        raise LockError(f"{source} is malformed: {where}{e.problem}", FIX) from None
+    except RecursionError:
+        raise LockError(f"{source} is not a lock (nested too deeply)", FIX) from None
+
+
+def _load(path: Path) -> object:
     try:
-        digest = lock.parts.digest(lock.name)
-    except (ValueError, TypeError, RecursionError) as e:  # NaN, dates, bytes: not JSON
-        raise LockError(f"{source} is malformed: parts are not plain JSON ({e})", _FIX) from None
-    if lock.fingerprint != digest:
-        raise LockError(f"{source} is malformed: its fingerprint does not match its parts", _FIX)
-    return lock
-
-
-_FIX = FIX
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise LockError(f"lock {path} does not exist", "materialize the asset first") from None
+    except OSError as e:
+        raise LockError(f"lock {path} cannot be read: {e.strerror}", FIX) from None
+    try:
+        return yaml.load(raw, Loader=_LOADER)  # a safe loader: plain data only
+    except RecursionError:
+        raise LockError(f"{path} is not a lock (nested too deeply)", FIX) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark else ""
+        raise LockError(f"{path} is not valid YAML{line}", FIX) from None
+    except Exception as e:  # PyYAML's constructors: `!!timestamp x`, a `\U` escape past U+10FFFF
+        raise LockError(f"{path} is not valid YAML ({type(e).__name__})", FIX) from None
 
 
 def read_lock(path: Path) -> Lock:
-    # Shared with lockview.read_lock_view (status and checkout without pydantic).
-    return parse_lock(load_lock_data(path), str(path))
+    return parse_lock(_load(path), str(path))
 
 
 def write_lock(path: Path, lock: Lock) -> None:

@@ -17,12 +17,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pivot_store import keys
 from pivot_store import oid as oids
 from pivot_store.checkout import Checkout
 from pivot_store.errors import LockError, NotAProject, TrackError
+from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord, read_lock, write_lock
 from pivot_store.manifest import Manifest, read_manifest
 from pivot_store.manifest import build as build_manifest
 from pivot_store.objects import ObjectStore
@@ -30,10 +31,9 @@ from pivot_store.state import MIN_SIZE, State
 
 if TYPE_CHECKING:
     from pivot_store.config import Config
-    from pivot_store.lockfile import Lock, OutputRecord
 
-# pydantic (lockfile, config) is imported where it is used: `status` and
-# `checkout` read locks through `lockview` and never need it (~100 ms).
+# pydantic (config) is imported where it is used: `status` and `checkout` read
+# only locks (lockfile is plain Python) and never need it (~100 ms).
 
 PIVOT_DIR = ".pivot"
 SCAN_ATTEMPTS = 5
@@ -165,14 +165,10 @@ class Repo:
         return keys.lock_path(self.stages_dir, name)
 
     def read_lock(self, name: str) -> Lock | None:
-        from pivot_store.lockfile import read_lock
-
         path = self.lock_path(name)
         return read_lock(path) if path.exists() else None
 
     def write_lock(self, lock: Lock) -> None:
-        from pivot_store.lockfile import write_lock
-
         write_lock(self.lock_path(lock.name), lock)
 
     def lock_names(self) -> list[str]:
@@ -187,28 +183,22 @@ class Repo:
     def iter_locks(self, names: list[str] | None = None) -> Iterator[Lock]:
         """The named locks (all when None); a name with no lock is an error."""
         for name in names if names else self.lock_names():
-            lock = self.read_lock(name)
-            if lock is None:
-                raise LockError(f"no lock named {name!r}", "run `pivot status` to list locks")
-            yield lock
-
-    def _iter_lock_views(self, names: list[str] | None = None) -> Iterator[Any]:
-        """`iter_locks` for readers of names and outputs only (status, checkout): a
-        `lockview.LockView` (no pydantic), or the Lock for what only the model reads;
-        malformed locks raise the same LockError either way."""
-        from pivot_store.lockview import read_lock_view
-
-        for name in names if names else self.lock_names():
             path = self.lock_path(name)
             if not path.exists():
                 raise LockError(f"no lock named {name!r}", "run `pivot status` to list locks")
-            yield read_lock_view(path)
+            yield read_lock(path)
 
     def iter_run_locks(self) -> Iterator[Lock]:
         """Locks kept in the local run-cache (`.pivot/runs/`), for gc and lookups."""
+<<<<<<< ours
         from pivot_store.runcache import iter_all_local
 
         yield from iter_all_local(self.runs_dir)
+=======
+        if self.runs_dir.is_dir():
+            for p in sorted(self.runs_dir.rglob("*" + keys.LOCK_SUFFIX)):
+                yield read_lock(p)
+>>>>>>> theirs
 
     # --- objects of outputs ---------------------------------------------------
     def add_path(self, path: Path, *, move: bool = False) -> OutputRecord:
@@ -218,8 +208,6 @@ class Repo:
     def _add_path(self, path: Path, *, move: bool = False) -> tuple[OutputRecord, bool]:
         """`add_path`, and whether every file of it now is its cache object (a
         move-add linked them all in), so a hardlink checkout would change nothing."""
-        from pivot_store.lockfile import OutputRecord
-
         path = Path(path)
         if path.is_symlink() and not path.resolve().is_relative_to(self.root):
             raise TrackError(f"{path} is a symlink out of the project", "track its target")
@@ -294,13 +282,11 @@ class Repo:
             # Tracking the store's own files would make config read-only and link
             # the cache into itself.
             raise TrackError(f"{path} is inside {PIVOT_DIR}/", "track files outside .pivot/")
-        from pivot_store.lockfile import FingerprintParts, Lock
-
         mode = self.config.checkout_mode
         move = mode in ("hardlink", "symlink")
         with self.writing():
             rec, linked = self._add_path(full, move=move)
-            out = rec.model_copy(update={"name": rel, "path": rel})
+            out = rec.replace(name=rel, path=rel)
             lock = Lock.build(rel, FingerprintParts(), [out])
             self.write_lock(lock)
             # Still inside the hold: another process may replace this lock at once,
@@ -341,7 +327,7 @@ class Repo:
 
     def status(self, names: list[str] | None = None) -> list[StatusRow]:
         rows = []
-        for lock in self._iter_lock_views(names):
+        for lock in self.iter_locks(names):
             for out in lock.outputs:
                 rows.append(StatusRow(lock.name, out.path, self.output_status(out)))
         return rows
@@ -351,7 +337,7 @@ class Repo:
         # The shared hold: a lock read here may be replaced by another process a
         # moment later, and gc must not collect its objects while we place them.
         with self.writing():
-            for lock in self._iter_lock_views(names):
+            for lock in self.iter_locks(names):
                 for out in lock.outputs:
                     if out.path is not None:
                         placed.append(self.checkout_output(out, mode=mode))
