@@ -222,8 +222,7 @@ async def _apush(
     result.transferred.sort()
     result.complete_locks = sorted(lock.name for lock in locks if lock.name not in bad_locks)
     if rels:
-        good = [(lock, rel) for lock, rel in zip(locks, rels, strict=True)]
-        good = [(lock, rel) for lock, rel in good if lock.name not in bad_locks]
+        good = [(lk, rel) for lk, rel in zip(locks, rels, strict=True) if lk.name not in bad_locks]
 
         async def publish(pair: tuple[Lock, str]) -> None:
             lock, rel = pair
