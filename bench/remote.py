@@ -364,7 +364,11 @@ def main() -> None:
         for label, wall, cpu, reqs in [*rows, verify_row]:
             print(f"{label:<30} {wall:7.2f} s  cpu {cpu:6.2f} s  requests {fmt(reqs)}")
         small_cpu = rows[3][2] / args.small * 1e3
-        print(f"{'':<30} fetch: {small_cpu:.2f} ms client CPU per small object (incl. startup)")
+        net_cpu = (rows[3][2] - rows[4][2]) / args.small * 1e3
+        print(
+            f"{'':<30} fetch: {small_cpu:.2f} ms client CPU per small object (incl. startup), "
+            f"{net_cpu:.2f} ms without it"
+        )
         probe_head_vs_list(moto, "bench")
         raw_ceiling(moto, proj, args.jobs)
         if args.dvc:

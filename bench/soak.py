@@ -136,7 +136,7 @@ class _Tally(logging.Handler):
 
 
 def _instrument(counts: Counter) -> None:
-    from pivot_store import remote
+    from pivot_store.remote import errors as remote  # where the retry loop looks it up
 
     orig = remote.classify
 

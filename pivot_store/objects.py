@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 from pivot_store import atomic
 from pivot_store import oid as oids
 from pivot_store.errors import FULL_FIX, CorruptObject, DiskFull, ObjectMissing
-from pivot_store.hashing import CHUNK, HashingWriter, hash_file
+from pivot_store.hashing import CHUNK, HashingWriter, hash_bytes, hash_file
 from pivot_store.state import MIN_SIZE
 
 READ_ONLY = 0o444
@@ -162,7 +162,9 @@ class ObjectStore:
         made read-only and linked into the cache (no copy), the way DVC protects
         hardlinked outputs. Otherwise the bytes are copied and hashed in one
         pass, so what is stored always matches its name even if the source
-        changes meanwhile.
+        changes meanwhile; `state` is only asked for a hash it already knows
+        (an unchanged big file is not read at all), never made to hash the
+        file a second time before the copy.
         """
         st = os.stat(src)
         if executable is None:
@@ -172,14 +174,14 @@ class ObjectStore:
             if added is not None:
                 return added
             st = os.stat(src)
-        if state is not None:
-            known = state.hash(src, st)
-            if self.exists(known):
+        if state is not None and st.st_size >= MIN_SIZE:
+            known = state.get(src, st)
+            if known is not None and self.exists(known):
                 self.freshen(known)
                 return Added(known, st.st_size, False)
         try:
             with open(src, "rb", buffering=0) as f:
-                return self.add_stream(f, executable=executable)
+                added = self.add_stream(f, executable=executable)
         except DiskFull as e:
             raise DiskFull(
                 f"no space left on device to add {src} to the cache in {self.root.parent}"
@@ -187,6 +189,11 @@ class ObjectStore:
                 FULL_FIX,
                 e.reason,
             ) from None
+        if state is not None:
+            # What the copy hashed, under the stamp seen before it: a file
+            # changed meanwhile has another stamp, so the entry never matches it.
+            state.set(src, st, added.oid)
+        return added
 
     def _link_in(self, src: Path | str, executable: bool, state: Any) -> Added | None:
         """Publish `src` itself as the object: chmod, hash once, hard-link.
@@ -244,16 +251,26 @@ class ObjectStore:
         Contract line 3: nothing from a remote enters the cache unchecked. On a
         mismatch the temp file is removed and CorruptObject names both.
         """
-        actual = hash_file(tmp) + (oids.DIR_SUFFIX if oids.is_dir(expected) else "")
-        if actual != expected:
+        try:
+            _refuse_mismatch(hash_file(tmp), expected, source)
+        except CorruptObject:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-            where = f" from {source}" if source else ""
-            raise CorruptObject(
-                f"object {expected}{where} hashes to {actual[:16]}",
-                "the remote copy is corrupt or was tampered with; nothing was kept",
-            )
+            raise
         return self._publish(tmp, expected, False)
+
+    def insert_bytes(self, data: bytes, expected: str, *, source: str = "") -> bool:
+        """Publish downloaded bytes only if they hash to `expected`; True if new.
+
+        Contract line 3, hashing once: the bytes are checked in memory before a
+        byte is written, then written and published without being read back.
+        A mismatch writes nothing and raises CorruptObject naming both.
+        """
+        _refuse_mismatch(hash_bytes(data), expected, source)
+        with atomic.temp_file(self.tmp_dir, ".pull") as (tmp, f):
+            f.write(data)
+            f.close()
+            return self._publish(tmp, expected, False)
 
     # --- reading ------------------------------------------------------------
     def open(self, oid: str) -> BinaryIO:
@@ -282,6 +299,17 @@ class ObjectStore:
 
     def size(self, oid: str) -> int:
         return self.path(oid).stat().st_size
+
+
+def _refuse_mismatch(digest: str, expected: str, source: str) -> None:
+    """CorruptObject unless `digest` (xxh64 of the bytes) names `expected`."""
+    actual = digest + (oids.DIR_SUFFIX if oids.is_dir(expected) else "")
+    if actual != expected:
+        where = f" from {source}" if source else ""
+        raise CorruptObject(
+            f"object {expected}{where} hashes to {actual[:16]}",
+            "the remote copy is corrupt or was tampered with; nothing was kept",
+        )
 
 
 _TEMP = {"pid": -1, "token": ""}

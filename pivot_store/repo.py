@@ -13,7 +13,7 @@ import fcntl
 import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -31,6 +31,9 @@ from pivot_store.state import MIN_SIZE, State
 
 if TYPE_CHECKING:
     from pivot_store.config import Config
+    from pivot_store.remote import Remote
+    from pivot_store.sync import Target
+    from pivot_store.transfer_result import Result
 
 # pydantic (config) is imported where it is used: `status` and `checkout` read
 # only locks (lockfile is plain Python) and never need it (~100 ms).
@@ -342,6 +345,31 @@ class Repo:
                     if out.path is not None:
                         placed.append(self.checkout_output(out, mode=mode))
         return placed
+
+    # --- this project's remote (sync.py holds the logic) ----------------------
+    def remote(self, name: str | None = None) -> Remote:
+        """The remote `name` (default: the default remote): one per process, checked once."""
+        from pivot_store import sync
+
+        return sync.remote(self, name)
+
+    def push(self, locks: Iterable[Target] | None = None, **options: Any) -> Result:
+        """Upload the locks' objects, then their run-cache entries (`sync.push`)."""
+        from pivot_store import sync
+
+        return sync.push(self, locks, **options)
+
+    def fetch(self, locks: Iterable[Target] | None = None, **options: Any) -> Result:
+        """Download what the locks name and the cache lacks (`sync.fetch`)."""
+        from pivot_store import sync
+
+        return sync.fetch(self, locks, **options)
+
+    def pull(self, locks: Iterable[Target] | None = None, **options: Any) -> Result:
+        """`fetch`, then check the outputs out (`sync.pull`)."""
+        from pivot_store import sync
+
+        return sync.pull(self, locks, **options)
 
 
 def _gitignore_add(root: Path, rel: str) -> None:

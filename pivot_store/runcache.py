@@ -152,13 +152,8 @@ def write_entry(
     created_at: datetime | None = None,
     objects: ObjectStore | None = None,
 ) -> bool:
-    """Create the entry for `lock` unless it exists; True if this call wrote it.
-
-    The caller must have pushed the objects the lock names first.
-    """
-    key = remote.key(entry_rel(lock))
-    data = entry_bytes(lock, created_at, objects)
-    return retrying(remote, lambda: remote.put_bytes(key, data), f"run-cache entry {key}")
+    """`awrite_entry` from sync code: create the entry for `lock` unless it exists."""
+    return remote.run(awrite_entry, remote, lock, created_at, objects)
 
 
 async def awrite_entry(
@@ -166,9 +161,16 @@ async def awrite_entry(
     lock: Lock,
     created_at: datetime | None = None,
     objects: ObjectStore | None = None,
+    *,
+    rel: str | None = None,
 ) -> bool:
-    """`write_entry` as a coroutine, for transfer's event loop."""
-    key = remote.key(entry_rel(lock))
+    """Create the entry for `lock` unless it exists; True if this call wrote it.
+
+    The caller must have pushed the objects the lock names first. `rel` is
+    `entry_rel(lock)` when the caller has it already (a push names each entry
+    once).
+    """
+    key = remote.key(rel or entry_rel(lock))
     data = entry_bytes(lock, created_at, objects)
     return await aretrying(remote, lambda: remote.aput_bytes(key, data), f"run-cache entry {key}")
 

@@ -10,6 +10,12 @@ raised as it is. Any other per-object failure (missing locally, missing on the
 remote, a hash mismatch) is recorded, the rest carry on, and the result says
 what failed.
 
+Each byte is hashed once: a pulled object on its way into the cache (contract
+line 3), a pushed one never (the cache's read-only objects are trusted by
+name; `pivot verify` is what rehashes them). Both directions feed
+`KnownIndex`, so a push of what was just pushed or fetched makes no request.
+Remote status (`compare`) lives in `status.py`.
+
 Nothing here prints: progress goes to a `Progress` callback (the CLI draws it).
 """
 
@@ -18,98 +24,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Iterable
+from typing import Any
 
 from pivot_store import atomic, runcache
 from pivot_store import oid as oids
-from pivot_store.errors import CorruptObject, PivotError, RemoteError, TransferError
-from pivot_store.hashing import hash_bytes
+from pivot_store.aio import amap
+from pivot_store.errors import PivotError, RemoteError
 from pivot_store.lockfile import Lock
-from pivot_store.manifest import Manifest, read_manifest
+from pivot_store.manifest import read_manifest
 from pivot_store.objects import ObjectStore
 from pivot_store.remote import (
+    DEFAULT_JOBS,
     MULTIPART_CHUNK,
     RANGE_JOBS,
-    KnownIndex,
     Remote,
     Transient,
-    amap,
     aretrying,
-    retrying,
 )
+from pivot_store.remote_index import KnownIndex
+from pivot_store.status import RemoteStatus, compare
+from pivot_store.transfer_result import Item, NullProgress, Progress, Result
 
-DEFAULT_JOBS = 20
-
-
-class Progress(Protocol):
-    def plan(self, objects: int, nbytes: int) -> None: ...
-    def done(self, oid: str, nbytes: int, status: str) -> None: ...
-
-
-class NullProgress:
-    def plan(self, objects: int, nbytes: int) -> None:
-        pass
-
-    def done(self, oid: str, nbytes: int, status: str) -> None:
-        pass
-
-
-@dataclass
-class Item:
-    """One object to move: which locks need it, how big it is (None: unknown)."""
-
-    oid: str
-    size: int | None
-    locks: set[str] = field(default_factory=set)
-
-
-@dataclass
-class Result:
-    """What a push or fetch did. `ok` is False when anything failed."""
-
-    remote: str
-    direction: str
-    dry_run: bool = False
-    transferred: list[str] = field(default_factory=list)
-    present: list[str] = field(default_factory=list)  # already at the destination
-    planned: list[Item] = field(default_factory=list)  # dry run: what would move
-    failed: dict[str, str] = field(default_factory=dict)  # oid or entry -> reason
-    entries: list[str] = field(default_factory=list)  # run-cache entries written
-    entries_present: list[str] = field(default_factory=list)  # push: entries already there
-    nbytes: int = 0
-    complete_locks: list[str] = field(default_factory=list)  # every object now local/remote
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "remote": self.remote,
-            "direction": self.direction,
-            "dry_run": self.dry_run,
-            "transferred": len(self.transferred),
-            "already_present": len(self.present),
-            "bytes": self.nbytes,
-            "entries_written": len(self.entries),
-            "planned": [
-                {"oid": i.oid, "size": i.size, "locks": sorted(i.locks)} for i in self.planned
-            ],
-            "failed": dict(sorted(self.failed.items())),
-        }
-
-    def raise_for_failures(self) -> None:
-        if not self.failed:
-            return
-        verb = "push to" if self.direction == "push" else "pull from"
-        first = "; ".join(f"{k}: {v}" for k, v in sorted(self.failed.items())[:3])
-        more = f" (and {len(self.failed) - 3} more)" if len(self.failed) > 3 else ""
-        raise TransferError(
-            f"{len(self.failed)} object(s) failed to {verb} remote {self.remote!r}: {first}{more}",
-            "fix the cause and rerun; what succeeded is kept",
-            failures=[f"{k}: {v}" for k, v in sorted(self.failed.items())],
-        )
+__all__ = [
+    "DEFAULT_JOBS",
+    "Item",
+    "NullProgress",
+    "Progress",
+    "RemoteStatus",
+    "Result",
+    "adownload",
+    "compare",
+    "download",
+    "fetch",
+    "push",
+    "remote_status",
+]
 
 
 def _reason(e: BaseException) -> str:
@@ -182,10 +132,11 @@ def push(
     files, dirs, missing, incomplete, children = _push_plan(objects, locks)
     every = {**files, **dirs}
     index = KnownIndex(objects.root, remote.url)
-    entries = {runcache.entry_rel(lock) for lock in locks} if run_cache else set()
+    # Each lock's entry name, computed once for the whole push.
+    rels = [runcache.entry_rel(lock) for lock in locks] if run_cache else []
     if not dry_run and not verify_remote and not missing:
         known = index.load()
-        if every.keys() <= known and entries <= known:
+        if every.keys() <= known and set(rels) <= known:
             # Everything was confirmed on this remote before: no request at all.
             result.present = sorted(every)
             result.complete_locks = sorted(lock.name for lock in locks)
@@ -195,7 +146,7 @@ def push(
     result.failed.update(missing)
     result = remote.run(
         _apush, objects, remote, locks, files, dirs, children, incomplete, result,
-        jobs, dry_run, run_cache, progress, verify_remote, jobs=jobs,
+        jobs, dry_run, rels, progress, verify_remote, jobs=jobs,
     )  # fmt: skip
     if not dry_run:
         confirmed = set(result.present) | set(result.transferred)
@@ -208,7 +159,7 @@ def push(
 async def _apush(
     objects: ObjectStore, remote: Remote, locks: list[Lock], files: dict[str, Item],
     dirs: dict[str, Item], children: dict[str, set[str]], incomplete: set[str],
-    result: Result, jobs: int, dry_run: bool, run_cache: bool, progress: Progress,
+    result: Result, jobs: int, dry_run: bool, rels: list[str], progress: Progress,
     verify_remote: bool,
 ) -> Result:  # fmt: skip
     every = {**files, **dirs}
@@ -233,10 +184,10 @@ async def _apush(
         try:
             size = os.stat(path).st_size
             if size < MULTIPART_CHUNK:
-                # Small: one PUT from memory, and the bytes re-checked on the way.
+                # Small: one PUT from memory. Not rehashed: a cache object is
+                # read-only and trusted by its name (`pivot verify` rehashes).
                 with open(path, "rb") as f:
                     data = f.read()
-                _check(item.oid, data, "the local cache", "run `pivot verify --repair`")
                 await aretrying(remote, lambda: remote.aput_bytes(key, data), key)
             else:
                 await aretrying(remote, lambda: remote.aput_file(path, key), key)
@@ -270,19 +221,20 @@ async def _apush(
     bad_locks |= {lk for o in result.failed for i in (every.get(o),) if i for lk in i.locks}
     result.transferred.sort()
     result.complete_locks = sorted(lock.name for lock in locks if lock.name not in bad_locks)
-    if run_cache:
-        good = [lock for lock in locks if lock.name not in bad_locks]
+    if rels:
+        good = [(lk, rel) for lk, rel in zip(locks, rels, strict=True) if lk.name not in bad_locks]
 
-        async def publish(lock: Lock) -> None:
+        async def publish(pair: tuple[Lock, str]) -> None:
+            lock, rel = pair
             try:
-                if await runcache.awrite_entry(remote, lock, objects=objects):
-                    result.entries.append(runcache.entry_rel(lock))
+                if await runcache.awrite_entry(remote, lock, objects=objects, rel=rel):
+                    result.entries.append(rel)
                 else:
-                    result.entries_present.append(runcache.entry_rel(lock))
+                    result.entries_present.append(rel)
             except RemoteError:
                 raise
             except Exception as e:
-                result.failed[runcache.entry_rel(lock)] = _reason(e)
+                result.failed[rel] = _reason(e)
 
         await amap(jobs, publish, good)
         result.entries.sort()
@@ -292,12 +244,6 @@ async def _apush(
 def _is_large(size: int | None) -> bool:
     """Objects that go multipart / in ranged GETs."""
     return size is not None and size >= 2 * MULTIPART_CHUNK
-
-
-def _check(oid: str, data: bytes, source: str, fix: str) -> None:
-    actual = hash_bytes(data) + (oids.DIR_SUFFIX if oids.is_dir(oid) else "")
-    if actual != oid:
-        raise CorruptObject(f"object {oid} from {source} hashes to {actual[:16]}", fix)
 
 
 # --- fetch --------------------------------------------------------------------
@@ -311,10 +257,11 @@ async def adownload(
 ) -> bool:
     """Bring one object into the cache, hash-checked (contract line 3).
 
-    Small objects arrive in one GET and are hashed in memory before a byte is
-    written; large ones are fetched in parallel ranges into a temp file and
-    hashed before publishing. A mismatch raises CorruptObject naming the object
-    and the remote, and the temp file is removed. True if newly added.
+    Each is hashed exactly once: a small object arrives in one GET and is
+    hashed in memory before a byte is written (`ObjectStore.insert_bytes`); a
+    large one is fetched in parallel ranges into a temp file and hashed from it
+    before publishing (`insert_verified`). A mismatch raises CorruptObject
+    naming the object and the remote, and nothing is kept. True if newly added.
     """
     key = remote.object_key(oid)
     source = f"remote {remote.name!r} ({remote.url})"
@@ -328,11 +275,7 @@ async def adownload(
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
     data = await aretrying(remote, lambda: remote.aget_bytes(key), key)
-    _check(oid, data, source, "the remote copy is corrupt or was tampered with; nothing was kept")
-    with atomic.temp_file(objects.tmp_dir, ".pull") as (tmp, f):
-        f.write(data)
-        f.close()
-        return objects.insert_verified(tmp, oid, source=source)
+    return objects.insert_bytes(data, oid, source=source)
 
 
 def fetch(
@@ -343,21 +286,35 @@ def fetch(
     jobs: int = DEFAULT_JOBS,
     dry_run: bool = False,
     progress: Progress | None = None,
+    entries: Iterable[str] = (),
 ) -> Result:
     """Download what the locks name and the cache lacks: manifests, then their files.
 
     One object failing does not stop the others; `Result.failed` names each.
+    What the fetch proved is on the remote goes into `KnownIndex`, so pushing
+    the same locks straight back makes no request: every object downloaded,
+    the files of every manifest downloaded (push uploads a manifest only after
+    its files), and `entries`, the run-cache entry names (`runcache.entry_rel`)
+    the caller has read from this remote (a run-cache hit's entry).
     """
     progress = progress or NullProgress()
     result = Result(remote.name, "pull", dry_run=dry_run)
     remote.check()
-    return remote.run(_afetch, objects, remote, locks, result, jobs, dry_run, progress, jobs=jobs)
+    seen: set[str] = set(entries)
+    result = remote.run(
+        _afetch, objects, remote, locks, result, jobs, dry_run, progress, seen, jobs=jobs
+    )
+    if not dry_run:
+        KnownIndex(objects.root, remote.url).add(seen - set(result.failed))
+    return result
 
 
 async def _afetch(
     objects: ObjectStore, remote: Remote, locks: list[Lock], result: Result, jobs: int,
-    dry_run: bool, progress: Progress,
+    dry_run: bool, progress: Progress, seen: set[str],
 ) -> Result:  # fmt: skip
+    """`fetch` on the event loop; adds to `seen` what it proved is on the remote."""
+
     async def get(item: Item) -> None:
         try:
             new = await adownload(objects, remote, item.oid, item.size)
@@ -401,6 +358,9 @@ async def _afetch(
     result.present.extend(o for o in local_top if o not in result.present)
     result.present.sort()
     result.transferred.sort()
+    seen.update(result.transferred)
+    for oid in dirs.keys() & set(result.transferred):
+        seen.update(e.hash for e in read_manifest(objects, oid).files())  # type: ignore[misc]
     failed_locks = {lk for o in result.failed for i in (top.get(o),) if i for lk in i.locks}
     failed_locks |= {lk for i in children if i.oid in result.failed for lk in i.locks}
     result.complete_locks = sorted({lock.name for lock in locks} - failed_locks)
@@ -420,56 +380,7 @@ def _children_missing(objects: ObjectStore, dirs: dict[str, Item], ready: list[s
     return [out[o] for o in sorted(out)]
 
 
-# --- status -------------------------------------------------------------------
-@dataclass
-class RemoteStatus:
-    """For `pivot status --remote`: (lock, oid) pairs missing on each side."""
-
-    remote: str
-    missing_on_remote: list[tuple[str, str]] = field(default_factory=list)
-    missing_locally: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def in_sync(self) -> bool:
-        return not self.missing_on_remote and not self.missing_locally
-
-
-def compare(
-    objects: ObjectStore, remote: Remote, locks: list[Lock], *, jobs: int = DEFAULT_JOBS
-) -> RemoteStatus:
-    """Compare the objects the locks name with the cache and the remote (reads only).
-
-    Files of a folder whose manifest is on neither side cannot be listed; the
-    manifest itself is reported instead.
-    """
-    remote.check(must_exist=False)
-    owners: dict[str, set[str]] = {}
-    for lock in locks:
-        for out in lock.outputs:
-            owners.setdefault(out.hash, set()).add(lock.name)
-    manifests = [o for o in owners if oids.is_dir(o)]
-    on_remote = remote.present(owners, jobs=jobs)
-    for m in manifests:
-        if objects.exists(m):
-            data = objects.read_bytes(m)
-        elif m in on_remote:
-            key = remote.object_key(m)
-            data = retrying(remote, lambda key=key: remote.get_bytes(key), key)
-        else:
-            continue
-        for e in Manifest.from_bytes(data, m).files():
-            owners.setdefault(e.hash, set()).update(owners[m])  # type: ignore[arg-type]
-    on_remote |= remote.present(set(owners) - on_remote, jobs=jobs)
-    st = RemoteStatus(remote.name)
-    for oid in sorted(owners):
-        for lock in sorted(owners[oid]):
-            if oid not in on_remote:
-                st.missing_on_remote.append((lock, oid))
-            if not objects.exists(oid):
-                st.missing_locally.append((lock, oid))
-    return st
-
-
+# --- status (see status.py) ---------------------------------------------------
 def remote_status(
     repo: Any, names: list[str] | None = None, remote_name: str | None = None
 ) -> dict[str, Any]:

@@ -127,6 +127,21 @@ def test_insert_verified_refuses_a_mismatch(store: ObjectStore) -> None:
     assert store.read_bytes(expected) == b"original"
 
 
+def test_insert_bytes_checks_before_writing(store: ObjectStore) -> None:
+    """Contract line 3, hashing once: a mismatch never touches the disk."""
+    expected = hash_bytes(b"original")
+    with pytest.raises(CorruptObject, match=f"{expected} from s3://b/x hashes to"):
+        store.insert_bytes(b"tampered", expected, source="s3://b/x")
+    assert not store.exists(expected)
+    assert not store.tmp_dir.exists() or list(store.tmp_dir.iterdir()) == []
+    assert store.insert_bytes(b"original", expected) is True
+    assert store.read_bytes(expected) == b"original"
+    assert stat.S_IMODE(os.stat(store.path(expected)).st_mode) == 0o444
+    assert store.insert_bytes(b"original", expected) is False  # there already: freshened
+    manifest = hash_bytes(b"{}") + ".dir"
+    assert store.insert_bytes(b"{}", manifest) and store.exists(manifest)
+
+
 def test_open_missing_object_is_a_clear_error(store: ObjectStore) -> None:
     with pytest.raises(ObjectMissing, match="0123456789abcdef"):
         store.open("0123456789abcdef")

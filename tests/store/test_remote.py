@@ -144,3 +144,82 @@ def test_s3_list_paginates(s3_remote_config: dict[str, Any]) -> None:
     for n in names:
         r.fs.call_s3("put_object", Bucket=r.root.split("/")[0], Key=f"store/files/ab/{n}", Body=b"")
     assert set(r.list_names(f"{r.root}/files/ab")) == names
+
+
+def test_every_name_callers_import_is_still_here() -> None:
+    from pivot_store import aio, remote_index
+    from pivot_store.remote import errors as errors_mod
+
+    for name in ("KnownIndex", "amap", "_run_new_loop", "retrying", "aretrying", "classify",
+                 "error_code", "Transient", "MULTIPART_CHUNK", "RANGE_JOBS", "HEAD_MAX",
+                 "RETRIES", "BACKOFF", "CONNECT_TIMEOUT", "READ_TIMEOUT", "DEFAULT_JOBS",
+                 "open_remote", "from_url", "Remote", "S3Remote", "LocalRemote"):  # fmt: skip
+        assert hasattr(remote_mod, name), name
+    assert remote_mod.KnownIndex is remote_index.KnownIndex
+    assert remote_mod.amap is aio.amap and remote_mod.retrying is errors_mod.retrying
+
+
+def test_the_check_runs_once_per_level(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = remote_mod.from_url(str(tmp_path / "remote"))
+    calls: list[dict[str, bool]] = []
+    real = r._check
+
+    def counting(**kw: bool) -> bool:
+        calls.append(kw)
+        return real(**kw)
+
+    monkeypatch.setattr(r, "_check", counting)
+    r.check(must_exist=False)  # reachable: a folder remote need not exist yet
+    for _ in range(2):  # a failed check is not remembered
+        with pytest.raises(RemoteError, match="does not exist"):
+            r.check()
+    r.check(create=True)
+    r.check()
+    r.check(create=True)
+    r.check(must_exist=False)
+    assert len(calls) == 4 and (tmp_path / "remote").is_dir()
+    # A fresh Remote on an existing folder: one check proves every level.
+    r2 = remote_mod.from_url(str(tmp_path / "remote"))
+    monkeypatch.setattr(r2, "_check", counting)
+    calls.clear()
+    r2.check(must_exist=False)
+    r2.check(create=True)
+    assert len(calls) == 1
+
+
+def test_retrying_is_one_loop_for_sync_and_async(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sync face drives the async loop by hand: it works inside a running loop too."""
+    import asyncio
+
+    from pivot_store.remote import errors as errors_mod
+
+    waits: list[float] = []
+    monkeypatch.setattr(errors_mod, "backoff", lambda attempt: waits.append(attempt) or 0.0)
+    r = remote_mod.from_url("memory://x")
+
+    def flaky_after(n: int) -> Any:
+        calls: list[int] = []
+
+        def fn() -> str:
+            calls.append(1)
+            if len(calls) < n:
+                raise _ClientError("SlowDown", 503)
+            return "ok"
+
+        return fn
+
+    assert remote_mod.retrying(r, flaky_after(3), "x") == "ok" and waits == [0, 1]
+
+    async def inside_a_loop() -> str:
+        sync_fn = flaky_after(2)
+
+        async def afn() -> str:
+            return sync_fn()
+
+        first = remote_mod.retrying(r, flaky_after(2), "x")
+        return first + await remote_mod.aretrying(r, afn, "x")
+
+    waits.clear()
+    assert asyncio.run(inside_a_loop()) == "okok" and waits == [0, 0]
+    with pytest.raises(Transient, match="SlowDown"):
+        remote_mod.retrying(r, flaky_after(99), "x", attempts=3)

@@ -1,0 +1,197 @@
+"""`Remote`: the interface every backend shares, and the generic fsspec backend.
+
+Transfer code never asks what it is talking to: it names keys with
+`object_key` / `key`, asks `present`, and reads and writes through the
+async face (`aget_bytes`, `aput_bytes`, ...), driving whole batches with
+`run`. This class is also the backend for any fsspec filesystem without a
+better one (memory, gcs, az), whose async face runs the sync methods on worker
+threads. Every write creates, never replaces (contract line 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pivot_store import keys
+from pivot_store import oid as oids
+from pivot_store.aio import amap, run_new_loop
+from pivot_store.remote.errors import aretrying
+
+#: Below this many objects one HEAD each beats listing their prefixes; above
+#: it, one LIST per touched prefix (bench/remote.py --probe measures it).
+HEAD_MAX = 16
+T = TypeVar("T")
+
+# Check levels, each implying the ones below it (see `Remote.check`).
+_REACHABLE, _EXISTS, _READY = 1, 2, 3
+
+
+class Remote:
+    """The generic backend: any fsspec filesystem (memory://, gs://, az://, ...)."""
+
+    kind = "fsspec"
+
+    def __init__(
+        self, name: str, url: str, fs: Any, root: str, make_fs: Callable[[], Any] | None = None
+    ) -> None:
+        self.name = name
+        self.url = url
+        self._fs = fs
+        self._make_fs = make_fs
+        self.root = root.rstrip("/")
+        self._checked = 0
+        self._check_lock = threading.Lock()
+
+    @property
+    def fs(self) -> Any:
+        """The fsspec filesystem, made on first use (importing s3fs costs 0.4 s)."""
+        if self._fs is None and self._make_fs is not None:
+            self._fs = self._make_fs()
+        return self._fs
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.url}>"
+
+    # --- keys ---------------------------------------------------------------
+    def object_key(self, oid: str) -> str:
+        return f"{self.root}/files/{oids.relpath(oid)}"
+
+    def key(self, rel: str) -> str:
+        """An absolute key for a path relative to the remote root (validated)."""
+        return f"{self.root}/{keys.validate_name(rel)}"
+
+    # --- checks -------------------------------------------------------------
+    def check(self, *, create: bool = False, must_exist: bool = True) -> None:
+        """Fail fast (RemoteError) when the remote cannot be used at all.
+
+        Three levels, each implying the ones below: reachable
+        (`must_exist=False`), existing (the default), ready to write
+        (`create=True`: the root is made if missing). A level passed once (or
+        a higher one) returns at once, and a check that proved the root exists
+        passes them all (creating an existing root changes nothing), so a
+        Remote kept for the process (`Repo.remote`) is checked once, however
+        many pushes and fetches use it. A failed check is not remembered.
+        """
+        level = _READY if create else _EXISTS if must_exist else _REACHABLE
+        with self._check_lock:
+            if self._checked >= level:
+                return
+            proved = self._check(create=create, must_exist=must_exist)
+            self._checked = _READY if proved else level
+
+    def _check(self, *, create: bool, must_exist: bool) -> bool:
+        """The backend's own check (see `check`); True if it proved the root exists."""
+        if create:
+            with contextlib.suppress(FileExistsError):
+                self.fs.makedirs(self.root, exist_ok=True)
+        return create
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(key))
+
+    def list_names(self, key: str) -> list[str]:
+        """Base names directly under folder `key`; empty when it does not exist."""
+        try:
+            entries = self.fs.ls(key, detail=False)
+        except FileNotFoundError:
+            return []
+        return [str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries]
+
+    def list_dirs(self, key: str) -> list[str]:
+        return self.list_names(key)
+
+    def present(self, wanted: Iterable[str], *, map_fn: Any = None, jobs: int = 20) -> set[str]:
+        """Which of `wanted` the remote has (see `apresent`). `map_fn` is ignored."""
+        return self.run(self.apresent, set(wanted), jobs)
+
+    async def apresent(self, wanted: Iterable[str], jobs: int = 20) -> set[str]:
+        """Which of `wanted` the remote has: HEADs for a handful, else one LIST per prefix.
+
+        The prefix LISTs run `jobs` at a time. When the first prefix listed is
+        empty the remote is probably young, so one delimited LIST of `files/`
+        names the prefixes that exist at all and the absent ones are skipped.
+        """
+        wanted = set(wanted)
+        if not wanted:
+            return set()
+        if len(wanted) <= HEAD_MAX:
+
+            async def head(o: str) -> str | None:
+                key = self.object_key(o)
+                ok = await aretrying(self, lambda: self.aexists(key), key)
+                return o if ok else None
+
+            return {o for o in await amap(jobs, head, sorted(wanted)) if o}
+        by_prefix: dict[str, set[str]] = {}
+        for o in wanted:
+            by_prefix.setdefault(o[:2], set()).add(o)
+
+        async def one(prefix: str) -> set[str]:
+            key = f"{self.root}/files/{prefix}"
+            names = await aretrying(self, lambda: self.alist_names(key), f"listing {key}")
+            return {prefix + n for n in names} & by_prefix[prefix]
+
+        prefixes = sorted(by_prefix)
+        out = await one(prefixes[0])
+        rest = prefixes[1:]
+        if not out and len(rest) > HEAD_MAX:
+            top = f"{self.root}/files"
+            exist = set(await aretrying(self, lambda: self.alist_dirs(top), f"listing {top}"))
+            rest = [p for p in rest if p in exist]
+        for s in await amap(jobs, one, rest):
+            out |= s
+        return out
+
+    # --- running coroutines ---------------------------------------------------
+    def run(self, fn: Callable[..., Awaitable[T]], *args: Any, jobs: int = 20) -> T:
+        """Run the coroutine function `fn(*args)` to completion from sync code."""
+        return run_new_loop(fn, args, jobs)
+
+    # --- the async interface (default: the sync methods on worker threads) ---
+    async def aexists(self, key: str) -> bool:
+        return await asyncio.to_thread(self.exists, key)
+
+    async def alist_names(self, key: str) -> list[str]:
+        return await asyncio.to_thread(self.list_names, key)
+
+    async def alist_dirs(self, key: str) -> list[str]:
+        return await asyncio.to_thread(self.list_dirs, key)
+
+    async def aput_file(self, local: Path, key: str) -> bool:
+        return await asyncio.to_thread(self.put_file, local, key)
+
+    async def aput_bytes(self, key: str, data: bytes) -> bool:
+        return await asyncio.to_thread(self.put_bytes, key, data)
+
+    async def aget_bytes(self, key: str) -> bytes:
+        return await asyncio.to_thread(self.get_bytes, key)
+
+    async def aget_file(self, key: str, local: Path, size: int | None = None) -> None:
+        await asyncio.to_thread(self.get_file, key, local)
+
+    # --- writing: create, never replace --------------------------------------
+    def put_file(self, local: Path, key: str) -> bool:
+        """Upload `local` to `key` unless `key` exists; True if this call wrote it."""
+        if self.fs.exists(key):
+            return False
+        self.fs.put_file(str(local), key)
+        return True
+
+    def put_bytes(self, key: str, data: bytes) -> bool:
+        if self.fs.exists(key):
+            return False
+        self.fs.pipe_file(key, data)
+        return True
+
+    # --- reading ------------------------------------------------------------
+    def get_bytes(self, key: str) -> bytes:
+        return self.fs.cat_file(key)
+
+    def get_file(self, key: str, local: Path) -> None:
+        """Download a large object into `local` (ranged and parallel where possible)."""
+        self.fs.get_file(key, str(local))

@@ -1,0 +1,81 @@
+"""`LocalRemote`: a folder (file:// or a plain path) as a remote.
+
+It publishes the way the cache does: a temp file in the target folder,
+fsynced, made read-only, then `os.link`ed to its final name, which fails
+rather than replace an existing key (contract line 2). Readers skip temp files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pivot_store import atomic
+from pivot_store.errors import RemoteError
+from pivot_store.remote.base import Remote
+
+
+class LocalRemote(Remote):
+    """A folder (file:// or a path): publishes like the cache, by temp + os.link."""
+
+    kind = "local"
+
+    def _p(self, key: str) -> Path:
+        return Path(key)
+
+    def _check(self, *, create: bool, must_exist: bool) -> bool:
+        root = Path(self.root)
+        if create:
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise RemoteError(
+                    f"remote {self.name!r} ({self.url}): cannot create {root}: {e.strerror}",
+                    "fix the path or its permissions",
+                ) from None
+            return True
+        exists = root.is_dir()
+        if must_exist and not exists:
+            raise RemoteError(
+                f"remote {self.name!r} ({self.url}): {root} does not exist",
+                "fix the URL with `pivot remote add`, or push to it first",
+            )
+        return exists
+
+    def exists(self, key: str) -> bool:
+        return os.path.exists(key)
+
+    def list_names(self, key: str) -> list[str]:
+        try:
+            return [n for n in os.listdir(key) if not atomic.is_temp(n)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def _publish(self, key: str, write: Any) -> bool:
+        final = self._p(key)
+        if final.exists():
+            return False
+        with atomic.temp_file(final.parent) as (tmp, f):
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+            os.chmod(tmp, 0o444)
+        return atomic.publish_new(tmp, final) if tmp.exists() else False
+
+    def put_file(self, local: Path, key: str) -> bool:
+        def write(f: Any) -> None:
+            with open(local, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 20)
+
+        return self._publish(key, write)
+
+    def put_bytes(self, key: str, data: bytes) -> bool:
+        return self._publish(key, lambda f: f.write(data))
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._p(key).read_bytes()
+
+    def get_file(self, key: str, local: Path) -> None:
+        shutil.copyfile(key, local)

@@ -1,0 +1,223 @@
+"""`S3Remote`: S3 through s3fs's coroutines, one request per operation.
+
+Existence is one `head_object`, listing one `list_objects_v2` per page, and
+every write a conditional create (`IfNoneMatch="*"`, multipart with
+`mode="create"`), so nothing on the bucket is ever replaced (contract line 2).
+Large objects go up in parts and come down in ranged GETs, `RANGE_JOBS` at a
+time.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pivot_store.aio import amap
+from pivot_store.errors import CorruptObject, RemoteError
+from pivot_store.remote.base import Remote
+from pivot_store.remote.errors import aretrying, classify, error_code, retrying
+
+#: Part and range size: objects of two parts or more go multipart / in ranged GETs.
+#: (Measured against moto, 256 MiB: 16 MiB x 8 in flight GETs in 2.7 s, 8 MiB x 16
+#: or x 8 in 4.9 s; puts are the same either way.)
+MULTIPART_CHUNK = 16 * 2**20
+#: Parts or ranged GETs in flight for one large object (on top of `jobs` objects).
+RANGE_JOBS = 8
+T = TypeVar("T")
+
+
+class S3Remote(Remote):
+    """S3 through s3fs's coroutines, one request per operation, conditional creates.
+
+    Everything runs on s3fs's own event loop (one thread, one connection
+    pool): transfer code hands it whole batches through `run`, so there is
+    no thread hop per object.
+    """
+
+    kind = "s3"
+
+    def _bk(self, key: str) -> tuple[str, str]:
+        bucket, _, path = key.partition("/")
+        return bucket, path
+
+    def run(self, fn: Callable[..., Awaitable[T]], *args: Any, jobs: int = 20) -> T:
+        from fsspec.asyn import sync
+
+        return sync(self.fs.loop, fn, *args)
+
+    def _check(self, *, create: bool, must_exist: bool) -> bool:
+        """One `head_bucket` whatever the level: a bucket that exists needs no creating."""
+        bucket, _ = self._bk(self.root)
+        try:
+            retrying(self, lambda: self.fs.call_s3("head_bucket", Bucket=bucket), bucket)
+        except Exception as e:
+            code, status = error_code(e)
+            if code in ("404", "NoSuchBucket") or status == 404:
+                raise RemoteError(
+                    f"remote {self.name!r} ({self.url}): bucket {bucket!r} does not exist",
+                    "create the bucket or fix the URL with `pivot remote add`",
+                ) from None
+            if code in ("403", "AccessDenied") or status == 403:
+                raise RemoteError(
+                    f"remote {self.name!r} ({self.url}): access to bucket {bucket!r} denied",
+                    "check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                    "`profile`) and their permissions",
+                ) from None
+            if isinstance(e, RemoteError):
+                raise
+            err = classify(e, self, f"bucket {bucket}")
+            raise err from None
+        return True
+
+    # --- sync face (one request each) ------------------------------------------
+    def exists(self, key: str) -> bool:
+        return self.run(self.aexists, key)
+
+    def list_names(self, key: str) -> list[str]:
+        return self.run(self.alist_names, key)
+
+    def list_dirs(self, key: str) -> list[str]:
+        return self.run(self.alist_dirs, key)
+
+    def put_file(self, local: Path, key: str) -> bool:
+        return self.run(self.aput_file, local, key)
+
+    def put_bytes(self, key: str, data: bytes) -> bool:
+        return self.run(self.aput_bytes, key, data)
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.run(self.aget_bytes, key)
+
+    def get_file(self, key: str, local: Path) -> None:
+        self.run(self.aget_file, key, local)
+
+    # --- async face ----------------------------------------------------------
+    async def aexists(self, key: str) -> bool:
+        bucket, path = self._bk(key)
+        try:
+            await self.fs._call_s3("head_object", Bucket=bucket, Key=path)
+            return True
+        except FileNotFoundError:
+            return False
+
+    async def _alist(self, key: str, delimiter: bool) -> list[str]:
+        bucket, path = self._bk(key.rstrip("/") + "/")
+        names: list[str] = []
+        token: str | None = None
+        while True:
+            kw: dict[str, Any] = {"Bucket": bucket, "Prefix": path}
+            if delimiter:
+                kw["Delimiter"] = "/"
+            if token:
+                kw["ContinuationToken"] = token
+            out = await self.fs._call_s3("list_objects_v2", **kw)
+            if delimiter:
+                names += [
+                    p["Prefix"][len(path) :].rstrip("/") for p in out.get("CommonPrefixes", [])
+                ]
+            else:
+                names += [o["Key"][len(path) :] for o in out.get("Contents", [])]
+            token = out.get("NextContinuationToken")
+            if not out.get("IsTruncated") or not token:
+                return names
+
+    async def alist_names(self, key: str) -> list[str]:
+        return [n for n in await self._alist(key, False) if "/" not in n]
+
+    async def alist_dirs(self, key: str) -> list[str]:
+        return await self._alist(key, True)
+
+    async def aput_file(self, local: Path, key: str) -> bool:
+        try:
+            await self.fs._put_file(
+                str(local), key, mode="create", chunksize=MULTIPART_CHUNK,
+                max_concurrency=RANGE_JOBS, ContentType="application/octet-stream",
+            )  # fmt: skip
+        except FileExistsError:
+            return False  # If-None-Match refused it: already there (maybe our retried PUT)
+        return True
+
+    async def aput_bytes(self, key: str, data: bytes) -> bool:
+        bucket, path = self._bk(key)
+        try:
+            await self.fs._call_s3(
+                "put_object", Bucket=bucket, Key=path, Body=data, IfNoneMatch="*"
+            )
+        except FileExistsError:
+            return False
+        return True
+
+    async def _aget(self, bucket: str, path: str, **kw: Any) -> tuple[bytes, dict[str, Any]]:
+        resp = await self.fs._call_s3("get_object", Bucket=bucket, Key=path, **kw)
+        body = resp["Body"]
+        try:
+            return await body.read(), resp
+        finally:
+            body.close()
+
+    async def aget_bytes(self, key: str) -> bytes:
+        """One GET (s3fs's `cat_file` adds a HEAD to decide on ranged reads)."""
+        bucket, path = self._bk(key)
+        return (await self._aget(bucket, path))[0]
+
+    async def aget_file(self, key: str, local: Path, size: int | None = None) -> None:
+        """Ranged GETs, `RANGE_JOBS` at a time, streamed in place into `local`.
+
+        With `size` known the object is cut into at most `RANGE_JOBS` ranges
+        (at least MULTIPART_CHUNK each) fetched at once; each response must
+        report that total size (else CorruptObject) and deliver its whole
+        range (else a transient error, and that range is fetched again).
+        Memory stays at one 1 MiB buffer per range, whatever the range size.
+        """
+        bucket, path = self._bk(key)
+        chunk = MULTIPART_CHUNK
+        if size:
+            per = -(-size // RANGE_JOBS)
+            chunk = max(chunk, -(-per // 2**20) * 2**20)
+        fd = os.open(local, os.O_WRONLY | os.O_CREAT, 0o600)
+
+        def corrupt(what: str) -> CorruptObject:
+            return CorruptObject(
+                f"{key} on remote {self.name!r} {what}",
+                "the remote copy is corrupt or was tampered with; nothing was kept",
+            )
+
+        async def get_range(start: int) -> int:
+            rng = f"bytes={start}-{start + chunk - 1}"
+            try:
+                resp = await self.fs._call_s3("get_object", Bucket=bucket, Key=path, Range=rng)
+            except Exception as e:
+                if error_code(e)[0] == "InvalidRange":
+                    raise corrupt("is shorter than expected") from None
+                raise
+            body = resp["Body"]
+            off = start
+            try:
+                while data := await body.read(2**20):
+                    os.pwrite(fd, data, off)
+                    off += len(data)
+            finally:
+                body.close()
+            total_s = str(resp.get("ContentRange", "")).rpartition("/")[2]
+            total = int(total_s) if total_s.isdigit() else off
+            if size is not None and total != size:
+                raise corrupt(f"is {total} bytes, expected {size}")
+            if off - start != min(chunk, total - start):
+                raise OSError(errno.EIO, f"short read of {key} [{rng}]")
+            return total
+
+        async def part(start: int) -> int:
+            return await aretrying(self, lambda: get_range(start), f"{key} @{start}")
+
+        try:
+            if size is None:
+                size = await part(0)
+                await amap(RANGE_JOBS, part, range(chunk, size, chunk))
+            else:
+                await amap(RANGE_JOBS, part, range(0, max(size, 1), chunk))
+            os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
