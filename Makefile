@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/python -m example_project.demo
 
 test: $(STAMP)
-	bash scripts/ensure_chromium.sh
+	bash scripts/ensure_test_parts.sh
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 ui: $(STAMP)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.parts import require
+
 pytestmark = [pytest.mark.ui, pytest.mark.slow, pytest.mark.xdist_group("ui")]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,8 +74,11 @@ def _wait(predicate, timeout: float, what: str):
 
 @pytest.fixture(scope="module")
 def dagster_ui(tmp_path_factory: pytest.TempPathFactory):
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (make test installs it as root)")
+    require(
+        os.path.exists(CHROMIUM),
+        "chromium",
+        f"{CHROMIUM} is not installed (make test apt-installs Debian's chromium as root)",
+    )
     tmp = tmp_path_factory.mktemp("ui")
     home, project = tmp / "dagster_home", tmp / "project"
     home.mkdir()

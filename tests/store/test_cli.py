@@ -57,8 +57,9 @@ def test_not_a_project(project: Path, cli) -> None:
 
 
 def test_init_writes_gitignore_so_git_never_stages_cache(project: Path, cli) -> None:
-    if shutil.which("git") is None:
-        pytest.skip("git is not installed")
+    from tests.fixtures.parts import require
+
+    require(shutil.which("git") is not None, "git", "not on PATH (make test apt-installs it)")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
     subprocess.run([*git, "init", "-q"], cwd=project, check=True)
     assert cli("init")[0] == 0

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,15 @@ from tests.store.conftest import ROOT
 
 pytestmark = [pytest.mark.slow]
 KILLS = {"add_large": 16, "add_small": 14, "checkout": 14, "lock": 16}
+#: How long the total waits for kill tests still running on another xdist worker.
+TOTAL_WAIT = 300.0
+
+
+@pytest.fixture(scope="session")
+def kill_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One file per test session, shared by all xdist workers: a line per SIGKILL."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "crash-kills.log"
 
 
 class Zygote:
@@ -84,7 +94,9 @@ def _seed(repo: Repo) -> None:
     assert main(["add", "big.bin", "many"]) == 0
 
 
-def _kill_loop(zygote: Zygote, repo: Repo, op: str, kills: int, max_delay: float) -> dict:
+def _kill_loop(
+    zygote: Zygote, repo: Repo, op: str, kills: int, max_delay: float, log: Path
+) -> dict:
     rng = random.Random(op)
     figures = {"kills": 0, "temps_left": 0, "objects_checked": 0, "locks_checked": 0}
     for i in range(kills):
@@ -94,6 +106,8 @@ def _kill_loop(zygote: Zygote, repo: Repo, op: str, kills: int, max_delay: float
         status = zygote.ask(f"wait {pid}")
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
         figures["kills"] += 1
+        with open(log, "a") as f:  # the victim died of this very SIGKILL
+            f.write(f"{op} {pid}\n")
         # Temp files a kill left behind: evidence it landed mid-write.
         figures["temps_left"] += sum(1 for p in repo.root.rglob(".tmp-*") if p.is_file())
         checked, locks = _check_store(repo)
@@ -126,11 +140,13 @@ def _kill_loop(zygote: Zygote, repo: Repo, op: str, kills: int, max_delay: float
         ("lock", "hardlink", 0.1),  # locks of 1..400 outputs, fsync'd
     ],
 )
-def test_sigkill_at_random_points(zygote, repo: Repo, op: str, mode: str, max_delay) -> None:
+def test_sigkill_at_random_points(
+    zygote, repo: Repo, op: str, mode: str, max_delay, kill_log: Path
+) -> None:
     repo.save_config(Config(checkout_mode=mode, fsync=op == "lock"))
     _seed(repo)
     t0 = time.monotonic()
-    figures = _kill_loop(zygote, repo, op, KILLS[op], max_delay)
+    figures = _kill_loop(zygote, repo, op, KILLS[op], max_delay, kill_log)
     checked, locks = _check_store(repo)
     print(
         f"\n[crash] {op} ({mode}): {figures['kills']} SIGKILLs in"
@@ -143,8 +159,36 @@ def test_sigkill_at_random_points(zygote, repo: Repo, op: str, mode: str, max_de
     assert figures["kills"] == KILLS[op]
 
 
-def test_kill_total_is_at_least_fifty() -> None:
-    assert sum(KILLS.values()) >= 50
+def _kills(log: Path) -> dict[str, set[int]]:
+    found: dict[str, set[int]] = {}
+    for line in log.read_text().splitlines() if log.exists() else []:
+        op, pid = line.split()
+        found.setdefault(op, set()).add(int(pid))
+    return found
+
+
+def test_kill_total_is_at_least_fifty(request: pytest.FixtureRequest, kill_log: Path) -> None:
+    """The kill tests of this session SIGKILLed at least 50 distinct victims.
+
+    Counted from what each kill recorded, on whichever xdist worker it ran: this
+    test waits (up to TOTAL_WAIT) for the ones another worker has not finished.
+    """
+    ops = {
+        item.callspec.params["op"]
+        for item in request.session.items
+        if item.originalname == "test_sigkill_at_random_points"
+    }
+    assert ops == KILLS.keys(), f"only {sorted(ops)} of {sorted(KILLS)} run (run the module)"
+    deadline = time.monotonic() + TOTAL_WAIT
+    while time.monotonic() < deadline:
+        kills = _kills(kill_log)
+        if all(len(kills.get(op, ())) >= KILLS[op] for op in ops):
+            break
+        time.sleep(0.5)
+    counts = {op: len(pids) for op, pids in sorted(kills.items())}
+    print(f"\n[crash] SIGKILLs recorded this session: {counts}, {sum(counts.values())} in all")
+    assert counts.keys() == KILLS.keys(), counts
+    assert sum(counts.values()) >= 50, counts
 
 
 def test_a_file_replaced_while_it_is_hashed_is_not_published_under_the_old_hash(

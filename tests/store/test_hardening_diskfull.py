@@ -19,6 +19,7 @@ import pytest
 from pivot_store.config import Config
 from pivot_store.integrity import verify
 from pivot_store.repo import Repo
+from tests.fixtures.parts import missing, require
 from tests.store.conftest import ROOT, assert_one_error_line, pivot_subprocess
 
 FIX = "free space, or move the cache"
@@ -28,13 +29,13 @@ FIX = "free space, or move the cache"
 def small_fs(tmp_path: Path):
     mnt = tmp_path / "small"
     mnt.mkdir()
-    if shutil.which("mount") is None or os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+    can_mount = shutil.which("mount") is not None and os.geteuid() == 0
+    require(can_mount, "root + tmpfs", "mounting a tmpfs needs root and mount(8)")
     r = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True
     )
     if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+        missing("root + tmpfs", f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
     try:
         yield mnt
     finally:
@@ -62,14 +63,23 @@ def test_add_bigger_than_a_full_cache_disk(repo: Repo, small_fs: Path) -> None:
     (repo.pivot_dir / "cache").symlink_to(small_fs / "cache")
     big = repo.root / "big.bin"
     big.write_bytes(random.Random(1).randbytes(12 << 20))
+    big.chmod(0o664)  # not the default umask's mode: restored, not reset to 0644
+    before = big.stat()
     r = pivot_subprocess("add", "big.bin", cwd=repo.root)
     assert_one_error_line(r.returncode, r.stderr, "big.bin", "no space left", FIX)
     assert _no_temps(small_fs, repo.pivot_dir) == []
     free = shutil.disk_usage(small_fs).free
     assert free > 7 << 20, free  # the partial copy was removed
     checked = _final_state_ok(repo, "big.bin")
-    assert os.access(big, os.W_OK) or os.geteuid() == 0
-    assert big.stat().st_mode & 0o200  # the failed add left the file writable
+    # The failed add left the user's file as it was: same inode and mode (not the
+    # cache's 0444), not linked into the cache. (os.access is always True for root.)
+    after = big.stat()
+    assert (after.st_ino, after.st_mode, after.st_nlink) == (
+        before.st_ino,
+        before.st_mode,
+        1,
+    ), (oct(before.st_mode), oct(after.st_mode), after.st_nlink)
+    assert after.st_mode & 0o200
     (repo.root / "small.txt").write_bytes(b"fits\n" * 1000)
     r2 = pivot_subprocess("add", "small.txt", cwd=repo.root)
     assert r2.returncode == 0, r2.stderr

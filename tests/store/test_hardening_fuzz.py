@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import posixpath
+import unittest
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,9 @@ from pivot_store.manifest import Entry, Manifest
 FUZZ = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+#: Cases a search must have run (of FUZZ's 300) for its test to pass.
+MIN_CASES = 150
+#: Outcomes of the cases one `_fuzz` call ran, by class.
 COUNTS: dict[str, int] = {}
 
 HOSTILE_PATHS = [
@@ -85,6 +89,27 @@ def _count(name: str) -> None:
     COUNTS[name] = COUNTS.get(name, 0) + 1
 
 
+def _fuzz(run, *fixtures, allowed: set[str], seen: set[str]) -> dict[str, int]:
+    """Run a hypothesis search, then prove it ran: figures that only real cases make.
+
+    Every case ends in one counted outcome (an unexpected exception fails the
+    search itself); at least MIN_CASES cases ran, every outcome is one
+    of `allowed`, and each class in `seen` happened (a fuzzer whose inputs never
+    reach the reader's refusal, or never get past it, checks nothing).
+    """
+    COUNTS.clear()
+    try:
+        run(*fixtures)
+    except (pytest.skip.Exception, unittest.SkipTest) as e:  # told to run no cases
+        pytest.fail(f"{run.__name__} ran no cases: {e}")
+    counts = dict(sorted(COUNTS.items()))
+    print(f"\n[fuzz] {run.__name__}: {sum(counts.values())} cases, {counts}")
+    assert sum(counts.values()) >= MIN_CASES, counts
+    assert counts.keys() <= allowed, counts
+    assert seen <= counts.keys(), counts
+    return counts
+
+
 def _assert_safe_manifest(m: Manifest) -> None:
     for e in m.entries:
         assert isinstance(e.path, str) and e.path
@@ -104,14 +129,26 @@ def _manifest_bytes_or_error(data: bytes) -> None:
     _count("manifest accepted")
 
 
+MANIFEST_OUTCOMES = {"manifest refused", "manifest accepted"}
+
+
 @FUZZ
 @given(manifest_docs)
-def test_manifest_reader_over_random_docs(doc) -> None:
+def _random_manifest_docs(doc) -> None:
     try:
         data = json.dumps(doc).encode()
     except (ValueError, TypeError):
+        _count("not JSON")
         return
     _manifest_bytes_or_error(data)
+
+
+def test_manifest_reader_over_random_docs() -> None:
+    _fuzz(
+        _random_manifest_docs,
+        allowed=MANIFEST_OUTCOMES | {"not JSON"},
+        seen={"manifest refused"},
+    )
 
 
 VALID_MANIFEST = Manifest(
@@ -125,7 +162,7 @@ VALID_MANIFEST = Manifest(
 
 @FUZZ
 @given(st.data())
-def test_manifest_reader_over_mutated_valid_manifests(data) -> None:
+def _mutated_manifests(data) -> None:
     raw = bytearray(VALID_MANIFEST)
     for _ in range(data.draw(st.integers(1, 4))):
         kind = data.draw(st.sampled_from(["flip", "delete", "insert", "splice"]))
@@ -139,6 +176,10 @@ def test_manifest_reader_over_mutated_valid_manifests(data) -> None:
         else:
             raw[i:i] = data.draw(st.sampled_from([b'"../x"', b'"/etc"', b"[[[[", b'"a\\u0000"']))
     _manifest_bytes_or_error(bytes(raw))
+
+
+def test_manifest_reader_over_mutated_valid_manifests() -> None:
+    _fuzz(_mutated_manifests, allowed=MANIFEST_OUTCOMES, seen={"manifest refused"})
 
 
 @pytest.mark.parametrize(
@@ -222,7 +263,7 @@ def _mutate(data, draw, depth=0):
 
 @FUZZ
 @given(st.data())
-def test_parse_lock_over_mutated_locks_raises_only_lock_error(data) -> None:
+def _mutated_lock_docs(data) -> None:
     doc = _valid_lock().to_data()
     for _ in range(data.draw(st.integers(1, 3))):
         doc = _mutate(doc, data.draw)
@@ -238,9 +279,14 @@ def test_parse_lock_over_mutated_locks_raises_only_lock_error(data) -> None:
             assert not posixpath.isabs(out.path) and ".." not in out.path.split("/")
 
 
+def test_parse_lock_over_mutated_locks_raises_only_lock_error() -> None:
+    outcomes = {"lock refused", "lock accepted"}
+    _fuzz(_mutated_lock_docs, allowed=outcomes, seen=outcomes)
+
+
 @FUZZ
 @given(st.data())
-def test_read_lock_over_mutated_bytes(tmp_path_factory, data) -> None:
+def _mutated_lock_bytes(tmp_path_factory, data) -> None:
     raw = bytearray(_valid_lock().to_yaml())
     for _ in range(data.draw(st.integers(1, 4))):
         i = data.draw(st.integers(0, len(raw) - 1))
@@ -262,6 +308,13 @@ def test_read_lock_over_mutated_bytes(tmp_path_factory, data) -> None:
     except LockError as e:
         assert str(path) in str(e)
         _count("lock bytes refused")
+        return
+    _count("lock bytes accepted")
+
+
+def test_read_lock_over_mutated_bytes(tmp_path_factory) -> None:
+    outcomes = {"lock bytes refused", "lock bytes accepted"}
+    _fuzz(_mutated_lock_bytes, tmp_path_factory, allowed=outcomes, seen={"lock bytes refused"})
 
 
 @pytest.mark.parametrize(
@@ -314,7 +367,7 @@ def _config_text() -> bytes:
 
 @FUZZ
 @given(st.data())
-def test_config_load_over_mutated_yaml(tmp_path_factory, data) -> None:
+def _mutated_configs(tmp_path_factory, data) -> None:
     path = tmp_path_factory.mktemp("cfg") / "config.yaml"
     save_config(path, _config_text())
     if data.draw(st.booleans()):
@@ -332,7 +385,8 @@ def test_config_load_over_mutated_yaml(tmp_path_factory, data) -> None:
         try:
             path.write_text(yaml.safe_dump(doc))
         except yaml.YAMLError:
-            return  # a value YAML cannot write (a frozenset): no file to read
+            _count("not YAML")  # a value YAML cannot write (a frozenset): no file to read
+            return
     try:
         load_config(path)
     except ConfigError as e:
@@ -340,6 +394,11 @@ def test_config_load_over_mutated_yaml(tmp_path_factory, data) -> None:
         _count("config refused")
         return
     _count("config accepted")
+
+
+def test_config_load_over_mutated_yaml(tmp_path_factory) -> None:
+    outcomes = {"config refused", "config accepted"}
+    _fuzz(_mutated_configs, tmp_path_factory, allowed=outcomes | {"not YAML"}, seen=outcomes)
 
 
 def test_truncated_config_is_refused_or_a_valid_prefix(tmp_path: Path) -> None:
@@ -368,7 +427,3 @@ def test_unreadable_config_is_a_config_error(tmp_path: Path, kind: str) -> None:
         path.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ConfigError, match=r"config\.yaml"):
         load_config(path)
-
-
-def test_zz_print_fuzz_figures() -> None:
-    print(f"\n[fuzz] outcomes in this process: {dict(sorted(COUNTS.items()))}")

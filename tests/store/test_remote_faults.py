@@ -12,11 +12,12 @@ request, or on every PUT) fails at once with one clear line.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import json
 import os
+import socket
+import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -207,13 +208,82 @@ def test_cli_push_denied_is_one_line(
 
 
 def test_timeouts_are_configured(s3_remote_config: dict[str, Any]) -> None:
-    """Defaults bound a stall; `read_timeout`/`connect_timeout` options override them."""
+    """Defaults bound a stall; the options override them, on the real botocore client."""
     r = open_remote(remote=RemoteConfig(**s3_remote_config), name="o")
-    assert r.fs.config_kwargs["read_timeout"] <= 60 and r.fs.config_kwargs["connect_timeout"] <= 30
-    r2 = open_remote(remote=RemoteConfig(**s3_remote_config, read_timeout=2), name="o")
-    assert r2.fs.config_kwargs["read_timeout"] == 2.0
-    assert json.dumps(r2.fs.config_kwargs, default=str)
-    assert uuid  # keep the import for bucket names in helpers
+    r.check()  # a real request to moto: the client exists now
+    config = r.fs.s3.meta.config
+    assert config.read_timeout <= 60 and config.connect_timeout <= 30, config
+    cfg = RemoteConfig(**s3_remote_config, read_timeout=2, connect_timeout=3)
+    r2 = open_remote(remote=cfg, name="o")
+    r2.check()
+    assert (r2.fs.s3.meta.config.read_timeout, r2.fs.s3.meta.config.connect_timeout) == (2, 3)
+
+
+@contextlib.contextmanager
+def _stalling_endpoint(stage: str):
+    """A loopback endpoint that stalls at `stage`: "read" accepts and never answers;
+    "connect" never completes a handshake (its accept queue is full, so Linux drops
+    the SYN)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    if stage == "read":
+        srv.listen(8)
+
+        def accept() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    held.append(srv.accept()[0])
+
+        threading.Thread(target=accept, daemon=True).start()
+    else:
+        srv.listen(0)
+        for _ in range(2):  # fill the queue; nobody ever accepts
+            c = socket.socket()
+            c.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                c.connect(srv.getsockname())
+            held.append(c)
+        time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{srv.getsockname()[1]}"
+    finally:
+        for c in [srv, *held]:
+            c.close()
+
+
+@pytest.mark.parametrize("stage", ["read", "connect"])
+def test_a_stalled_connection_times_out_within_the_configured_timeout(stage: str) -> None:
+    """One request (no retries) to an endpoint that stalls: it fails with a timeout
+    after the configured 1 s, not the default (10 s connect, 30 s read)."""
+    from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+
+    with _stalling_endpoint(stage) as url:
+        cfg = RemoteConfig(
+            url="s3://stalled/store",
+            **remote_options(url),
+            **{f"{stage}_timeout": 1},
+            config_kwargs={"retries": {"total_max_attempts": 1}},  # botocore: one try
+        )
+        r = open_remote(remote=cfg, name="stalled")
+        r.fs.retries = 1  # s3fs: one try (pivot's own retries are not used here)
+        outcome: list[Any] = []
+
+        def one_request() -> None:
+            t0 = time.monotonic()
+            try:
+                r.fs.call_s3("head_object", Bucket="stalled", Key="store/x")
+            except Exception as e:
+                outcome.append((time.monotonic() - t0, e))
+
+        t = threading.Thread(target=one_request, daemon=True)
+        t.start()
+        t.join(timeout=8)
+        assert outcome, f"no {stage} timeout within 8 s: the configured 1 s was not applied"
+    elapsed, err = outcome[0]
+    expected = ReadTimeoutError if stage == "read" else ConnectTimeoutError
+    assert isinstance(err, expected), repr(err)
+    assert 0.9 <= elapsed < 4, elapsed
 
 
 @pytest.mark.parametrize("mode", ["truncate", "stall"])

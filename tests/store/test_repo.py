@@ -164,8 +164,9 @@ def test_status_sees_in_place_edits_of_a_hardlinked_file(repo: Repo) -> None:
     f = repo.root / "f.bin"
     f.write_bytes(b"x" * 100_000)
     repo.track(f)
-    if os.geteuid() != 0:
-        pytest.skip("a non-root user cannot write the read-only hardlink")
+    from tests.fixtures.parts import require
+
+    require(os.geteuid() == 0, "root", "a non-root user cannot write the read-only hardlink")
     with open(f, "r+b") as fh:
         fh.write(b"y")
     assert repo.status()[0].status == "modified"
