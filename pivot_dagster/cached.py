@@ -69,11 +69,7 @@ def cached(fn: Callable[..., Any] | None = None, *, code_version: str | None = N
                 return MaterializeResult(
                     value=CacheHit(found.lock, parts),
                     data_version=DataVersion(h),
-<<<<<<< ours
                     metadata=handoff.parts_metadata(parts),
-=======
-                    metadata={PARTS_KEY: MetadataValue.json(parts.to_data())},
->>>>>>> theirs
                 )
         upstream = plan.upstream if plan is not None else None
         args = tuple(_resolve(a, upstream) for a in args)
@@ -81,11 +77,7 @@ def cached(fn: Callable[..., Any] | None = None, *, code_version: str | None = N
         value = fn(*args, **kwargs)
         if plan is None:
             return value
-<<<<<<< ours
         meta = handoff.parts_metadata(plan.parts)
-=======
-        meta = {PARTS_KEY: MetadataValue.json(plan[2].to_data())}
->>>>>>> theirs
         if isinstance(value, MaterializeResult):
             return value._replace(metadata={**(value.metadata or {}), **meta})
         return MaterializeResult(value=value, metadata=meta)

@@ -213,32 +213,6 @@ def _or_none(read: Callable[[], Any]) -> Any:
         return None
 
 
-<<<<<<< ours
-=======
-def _raw(value: Any) -> Any:
-    return getattr(value, "value", value)
-
-
-def _parts_from_metadata(meta: Any) -> FingerprintParts | None:
-    raw = _raw(meta.get(PARTS_KEY)) if meta else None
-    if raw is None:
-        return None
-    return FingerprintParts.from_data(json.loads(raw) if isinstance(raw, str) else raw)
-
-
-def _metadata(repo: Repo, lock: Lock, out: OutputRecord, hit: bool, given: Any) -> dict[str, Any]:
-    meta: dict[str, Any] = {
-        "pivot/hash": out.hash,
-        "pivot/size": out.size,
-        "pivot/path": MetadataValue.path(str(results.object_path(repo, out))),
-        "pivot/format": out.format or "",
-        "pivot/fingerprint": lock.fingerprint,
-        "pivot/cache_hit": hit,
-    }
-    return {k: v for k, v in meta.items() if k not in given}
-
-
->>>>>>> theirs
 def _set_data_version(context: OutputContext, content_hash: str) -> None:
     """Make the content hash the materialization's data version (internal Dagster path, guarded)."""
     if not context.has_asset_key:

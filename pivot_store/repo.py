@@ -193,15 +193,9 @@ class Repo:
 
     def iter_run_locks(self) -> Iterator[Lock]:
         """Locks kept in the local run-cache (`.pivot/runs/`), for gc and lookups."""
-<<<<<<< ours
         from pivot_store.runcache import iter_all_local
 
         yield from iter_all_local(self.runs_dir)
-=======
-        if self.runs_dir.is_dir():
-            for p in sorted(self.runs_dir.rglob("*" + keys.LOCK_SUFFIX)):
-                yield read_lock(p)
->>>>>>> theirs
 
     # --- objects of outputs ---------------------------------------------------
     def add_path(self, path: Path, *, move: bool = False) -> OutputRecord:
