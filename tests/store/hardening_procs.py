@@ -56,14 +56,18 @@ def mixed(project: Path, worker: int, seconds: float) -> dict:
     ops = {"add": 0, "checkout": 0, "gc": 0}
     errors: list[str] = []
     end = time.monotonic() + seconds
+    # Each worker's first op adds its own target, so every file and folder is
+    # added at least once however slow a loaded machine makes the rest.
+    forced = [(FILES + DIRS)[worker % (len(FILES) + len(DIRS))]]
     while time.monotonic() < end:
-        op = rng.choices(["add", "checkout", "gc"], [5, 3, 2])[0]
+        op = "add" if forced else rng.choices(["add", "checkout", "gc"], [5, 3, 2])[0]
         if op == "add":
-            if rng.random() < 0.6:
-                target = rng.choice(FILES)
+            first = forced.pop() if forced else None
+            if first in FILES or (first is None and rng.random() < 0.6):
+                target = first or rng.choice(FILES)
                 put(project, target, content(target, rng.randrange(4)))
             else:
-                target = rng.choice(DIRS)
+                target = first or rng.choice(DIRS)
                 for name in rng.sample(DIR_FILES, 2):
                     rel = f"{target}/{name}"
                     if rng.random() < 0.2:
