@@ -468,18 +468,3 @@ def compare(
             if not objects.exists(oid):
                 st.missing_locally.append((lock, oid))
     return st
-
-
-def remote_status(
-    repo: Any, names: list[str] | None = None, remote_name: str | None = None
-) -> dict[str, Any]:
-    """`pivot status --remote` for a Repo: JSON-ready lists of what is missing where."""
-    from pivot_store.remote import open_remote
-
-    remote = open_remote(repo.config, remote_name)
-    st = compare(repo.objects, remote, list(repo.iter_locks(names)))
-    return {
-        "remote": st.remote,
-        "missing_on_remote": [{"lock": lk, "oid": o} for lk, o in st.missing_on_remote],
-        "missing_locally": [{"lock": lk, "oid": o} for lk, o in st.missing_locally],
-    }
