@@ -1,9 +1,9 @@
 """The `pivot` command: `main()`, the one place errors become lines and exit codes.
 
 Commands live in one module per group, each with `register(app)`; `build()`
-makes the typer app and calls them (the modules listed in `COMMANDS`, then the
-plugins of the `pivot.commands` entry-point group, such as pivot_dagster's
-`pivot run`: see `plugins`). No command module imports this one.
+makes the typer app and calls them (the built-in modules, then the plugins of
+the `pivot.commands` entry-point group, such as pivot_dagster's `pivot run`:
+see `plugins`). No command module imports this one.
 
 typer and the command modules cost ~70 ms to import, and typer coerces
 parameters through pydantic (~100 ms more), so the commands run most often
@@ -17,14 +17,10 @@ through typer.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import Any
 
 from pivot_store.cli.options import CHECKOUT_MODE, JSON, NAMES, PATHS, VERBOSE, Arg, Opt
-
-# Built-in command groups, in `pivot --help` order.
-COMMANDS = ("store_cmds", "transfer_cmds", "remote_cmds")
 
 # command -> (body in `commands`, its positional arguments, {option: keyword of the body})
 FAST: dict[str, tuple[str, Arg, dict[Opt, str]]] = {
@@ -34,7 +30,7 @@ FAST: dict[str, tuple[str, Arg, dict[Opt, str]]] = {
 }
 
 _app: Any = None
-_builtin: set[str] = set()  # names of the commands and groups in COMMANDS
+_builtin: set[str] = set()  # names of the built-in commands and groups
 
 
 def build(command: str | None = None) -> Any:
@@ -55,8 +51,10 @@ def build(command: str | None = None) -> Any:
         def _root(verbose: bool = VERBOSE.typer()) -> None:
             """`main` reads --verbose from the arguments itself; declared for --help."""
 
-        for name in COMMANDS:
-            importlib.import_module(f"pivot_store.cli.{name}").register(app)
+        from pivot_store.cli import remote_cmds, store_cmds, transfer_cmds
+
+        for module in (store_cmds, transfer_cmds, remote_cmds):  # `pivot --help` order
+            module.register(app)
         _builtin.update(c.name or c.callback.__name__ for c in app.registered_commands)
         _builtin.update(g.name for g in app.registered_groups)
         _app = app
