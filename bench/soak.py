@@ -310,10 +310,12 @@ class Worker:
         return f"pull_b({how})"
 
     def op_gc(self) -> str:
-        from pivot_store.gc import collect
+        from pivot_store.cli.commands import collect_garbage
 
         which = self.rng.choice(["A", "B"])
-        res = collect(self._repo(Path(self.cfg["a" if which == "A" else "b"])), grace_hours=0)
+        res = collect_garbage(
+            self._repo(Path(self.cfg["a" if which == "A" else "b"])), grace_hours=0
+        )
         self.counts["gc removed"] += len(res.removed)
         return f"gc --grace 0 ({which})"
 

@@ -20,6 +20,7 @@ import shutil
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal, get_args
 
 from pivot_store import atomic, keys
 from pivot_store.errors import CheckoutError, DiskFull
@@ -27,6 +28,10 @@ from pivot_store.manifest import Manifest
 from pivot_store.objects import ObjectStore
 
 log = logging.getLogger("pivot")
+# The one spelling of the checkout modes: config validation, the CLI's
+# `--checkout-mode` and `Checkout` all read it from here.
+CheckoutMode = Literal["hardlink", "symlink", "copy", "reflink"]
+CHECKOUT_MODES: tuple[str, ...] = get_args(CheckoutMode)
 FICLONE = 0x40049409
 _FALLBACK_ERRNOS = {
     errno.EXDEV,
@@ -43,9 +48,10 @@ class Checkout:
     """One checkout operation; remembers whether it already warned about fallback."""
 
     def __init__(self, objects: ObjectStore, mode: str = "hardlink", *, writable: bool = False):
-        if mode not in ("hardlink", "symlink", "copy", "reflink"):
+        if mode not in CHECKOUT_MODES:
+            *first, last = CHECKOUT_MODES
             raise CheckoutError(
-                f"unknown checkout mode {mode!r}", "use hardlink, symlink, copy or reflink"
+                f"unknown checkout mode {mode!r}", f"use {', '.join(first)} or {last}"
             )
         self.objects = objects
         self.mode = "copy" if writable else mode

@@ -14,16 +14,14 @@ checkout_mode: hardlink
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pivot_store import atomic
+from pivot_store.checkout import CheckoutMode
 from pivot_store.errors import ConfigError
-
-CheckoutMode = Literal["hardlink", "symlink", "copy", "reflink"]
-CHECKOUT_MODES: tuple[str, ...] = ("hardlink", "symlink", "copy", "reflink")
 
 
 class RemoteConfig(BaseModel):

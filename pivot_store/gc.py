@@ -1,10 +1,13 @@
-"""gc: remove objects no lock references, once they are older than a grace period.
+"""gc: remove objects nothing uses, once they are older than a grace period.
 
-Reachability comes from every lock in `.pivot/stages/` and the local run-cache
-(`.pivot/runs/`), folders included through their manifests. gc holds the
-repo's exclusive lock, so an object a concurrent writer just added (under the
-shared lock, before its lock file exists) is never collected, grace or not.
-A malformed lock stops gc: it cannot know what that lock needs.
+gc knows an object store, not a project: the caller says what is used
+(`referenced` over every lock in `.pivot/stages/` and the local run-cache,
+folders included through their manifests), the way dvc-data's `gc(odb, used)`
+does. The caller holds the repo's exclusive lock (`Repo.writing(exclusive=True)`)
+from computing `used` to the end of `collect`, so an object a concurrent writer
+just added (under the shared lock, before its lock file exists) is never
+collected, grace or not. A malformed lock stops gc while `used` is computed,
+before anything is removed: gc cannot know what that lock needs.
 """
 
 from __future__ import annotations
@@ -12,11 +15,17 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pivot_store import atomic
 from pivot_store import oid as oids
-from pivot_store.repo import Repo
+from pivot_store.manifest import read_manifest
+
+if TYPE_CHECKING:
+    from pivot_store.lockfile import Lock
+    from pivot_store.objects import ObjectStore
 
 LIVE_TEMP_SECONDS = 3600
 
@@ -29,48 +38,50 @@ class GcResult:
     temps_removed: int = 0
 
 
-def referenced(repo: Repo) -> set[str]:
-    """Every object a lock (workspace or run-cache) needs, manifests' files included."""
+def referenced(objects: ObjectStore, locks: Iterable[Lock]) -> set[str]:
+    """Every object the locks need, the files of their folders' manifests included."""
     refs: set[str] = set()
-    for lock in (*repo.iter_locks(), *repo.iter_run_locks()):
+    for lock in locks:
         for out in lock.outputs:
             refs.add(out.hash)
-            if oids.is_dir(out.hash) and repo.objects.exists(out.hash):
-                refs.update(e.hash for e in repo.manifest(out.hash).files())  # type: ignore[misc]
+            if oids.is_dir(out.hash) and objects.exists(out.hash):
+                refs.update(e.hash for e in read_manifest(objects, out.hash).files())  # type: ignore[misc]
     return refs
 
 
-def collect(repo: Repo, *, grace_hours: float = 24.0, dry_run: bool = False) -> GcResult:
+def collect(
+    objects: ObjectStore, used: set[str], *, grace_hours: float = 24.0, dry_run: bool = False
+) -> GcResult:
+    """Remove every object not in `used` that entered the cache before the grace
+    period, and writers' stale temp files; the caller holds the exclusive lock."""
     result = GcResult()
     cutoff = time.time() - grace_hours * 3600
-    with repo.writing(exclusive=True):
-        refs = referenced(repo)
-        for oid in repo.objects.iter_oids():
-            if oid in refs:
-                result.kept += 1
-                continue
-            path = repo.objects.path(oid)
-            try:
-                st = path.stat()
-            except FileNotFoundError:
-                continue
-            # ctime too: an object linked in from a workspace file (`add_file(move=True)`)
-            # keeps that file's old mtime, but linking it set ctime to when it arrived.
-            if max(st.st_mtime, st.st_ctime) > cutoff:
-                result.kept += 1
-                continue
-            result.removed.append(oid)
-            result.freed += st.st_size
-            if not dry_run:
-                repo.objects.remove(oid)
-        result.temps_removed = _remove_temps(repo, cutoff, dry_run)
+    for oid in objects.iter_oids():
+        if oid in used:
+            result.kept += 1
+            continue
+        path = objects.path(oid)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        # ctime too: an object linked in from a workspace file (`add_file(move=True)`)
+        # keeps that file's old mtime, but linking it set ctime to when it arrived.
+        if max(st.st_mtime, st.st_ctime) > cutoff:
+            result.kept += 1
+            continue
+        result.removed.append(oid)
+        result.freed += st.st_size
+        if not dry_run:
+            objects.remove(oid)
+    result.temps_removed = _remove_temps(objects, cutoff, dry_run)
     return result
 
 
-def _remove_temps(repo: Repo, cutoff: float, dry_run: bool) -> int:
+def _remove_temps(objects: ObjectStore, cutoff: float, dry_run: bool) -> int:
     """Temp files left by killed writers; only those older than the grace period."""
     count = 0
-    tmp_dir = repo.objects.tmp_dir
+    tmp_dir = objects.tmp_dir
     if not tmp_dir.is_dir():
         return 0
     live_cutoff = min(cutoff, time.time() - LIVE_TEMP_SECONDS)

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Iterable
-from typing import Any
 
 from pivot_store import atomic, runcache
 from pivot_store import oid as oids
@@ -58,7 +57,6 @@ __all__ = [
     "download",
     "fetch",
     "push",
-    "remote_status",
 ]
 
 
@@ -378,19 +376,3 @@ def _children_missing(objects: ObjectStore, dirs: dict[str, Item], ready: list[s
             if e.hash in out:
                 out[e.hash].locks |= item.locks  # type: ignore[index]
     return [out[o] for o in sorted(out)]
-
-
-# --- status (see status.py) ---------------------------------------------------
-def remote_status(
-    repo: Any, names: list[str] | None = None, remote_name: str | None = None
-) -> dict[str, Any]:
-    """`pivot status --remote` for a Repo: JSON-ready lists of what is missing where."""
-    from pivot_store.remote import open_remote
-
-    remote = open_remote(repo.config, remote_name)
-    st = compare(repo.objects, remote, list(repo.iter_locks(names)))
-    return {
-        "remote": st.remote,
-        "missing_on_remote": [{"lock": lk, "oid": o} for lk, o in st.missing_on_remote],
-        "missing_locally": [{"lock": lk, "oid": o} for lk, o in st.missing_locally],
-    }

@@ -1,166 +1,121 @@
-"""The `pivot` command: one typer app, one `main()` that turns errors into lines.
+"""The `pivot` command: `main()`, the one place errors become lines and exit codes.
 
-Command groups live in their own modules and register on `app` when imported;
-heavy libraries (lmdb, fsspec, s3fs, dagster) are imported inside the commands
-so `pivot --help` stays fast.
+Commands live in one module per group, each with `register(app)`; `build()`
+makes the typer app and calls them (the built-in modules, then the plugins of
+the `pivot.commands` entry-point group, such as pivot_dagster's `pivot run`:
+see `plugins`). No command module imports this one.
 
-The typer app is built on first use (`app` is a lazy module attribute): typer
-and the command modules cost ~70 ms to import, and typer coerces parameters
-through pydantic (~100 ms more). The two commands run most often with the
-simplest arguments, `pivot status [NAME...] [--json]` and `pivot checkout
-[NAME...] [--checkout-mode MODE]` (and `pivot add PATH...`), are recognised by
-`_fast` and run the same code (`*_command`) without typer; anything else, a
-typo, `--help` or any other option, goes through typer as before.
+typer and the command modules cost ~70 ms to import, and typer coerces
+parameters through pydantic (~100 ms more), so the commands run most often
+with the simplest arguments, `pivot status [NAME...] [--json]`, `pivot checkout
+[NAME...] [--checkout-mode MODE]` and `pivot add PATH...`, are recognised by
+`_fast` from the `FAST` table and run the same bodies (`commands`) without
+typer. Their options come from `options`, the table typer's declarations are
+built from too. Anything else, a typo, `--help` or any other option, goes
+through typer.
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
-STATE = {"verbose": False}
-MODES = ("hardlink", "symlink", "copy", "reflink")
+from pivot_store.cli.options import CHECKOUT_MODE, JSON, NAMES, PATHS, VERBOSE, Arg, Opt
+
+# command -> (body in `commands`, its positional arguments, {option: keyword of the body})
+FAST: dict[str, tuple[str, Arg, dict[Opt, str]]] = {
+    "status": ("status", NAMES, {JSON: "as_json"}),
+    "checkout": ("checkout", NAMES, {CHECKOUT_MODE: "mode"}),
+    "add": ("add", PATHS, {}),
+}
+
+_app: Any = None
+_builtin: set[str] = set()  # names of the built-in commands and groups
 
 
-def _build() -> Any:
-    g = globals()
-    if "app" in g:
-        return g["app"]
-    import typer
+def build(command: str | None = None) -> Any:
+    """The typer app with every command; the plugin called `command` is loaded."""
+    global _app
+    if _app is None:
+        import typer
 
-    app = typer.Typer(
-        name="pivot",
-        help="Content-addressed store for Dagster asset outputs.",
-        no_args_is_help=True,
-        add_completion=False,
-        pretty_exceptions_enable=False,
-    )
-    remote_app = typer.Typer(help="Manage remotes in .pivot/config.yaml.", no_args_is_help=True)
-    app.add_typer(remote_app, name="remote")
+        app = typer.Typer(
+            name="pivot",
+            help="Content-addressed store for Dagster asset outputs.",
+            no_args_is_help=True,
+            add_completion=False,
+            pretty_exceptions_enable=False,
+        )
 
-    @app.callback()
-    def _root(
-        verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks on errors."),
-    ) -> None:
-        STATE["verbose"] = verbose
+        @app.callback()
+        def _root(verbose: bool = VERBOSE.typer()) -> None:
+            """`main` reads --verbose from the arguments itself; declared for --help."""
 
-    # Before the command modules import them from here.
-    g["app"], g["remote_app"] = app, remote_app
-    # Imported for their side effect: each module adds its commands to `app`.
-    from pivot_store.cli import (  # noqa: F401
-        remote_cmds,
-        run_cmd,
-        store_cmds,
-        transfer_cmds,
-    )
+        from pivot_store.cli import remote_cmds, store_cmds, transfer_cmds
 
-    return app
+        for module in (store_cmds, transfer_cmds, remote_cmds):  # `pivot --help` order
+            module.register(app)
+        _builtin.update(c.name or c.callback.__name__ for c in app.registered_commands)
+        _builtin.update(g.name for g in app.registered_groups)
+        _app = app
+    if command not in _builtin:  # `pivot --help`, `pivot run`, a typo: plugins may answer
+        from pivot_store.cli import plugins
 
-
-def __getattr__(name: str) -> Any:
-    if name in ("app", "remote_app"):
-        _build()
-        return globals()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# --- the commands' bodies, shared by typer and the fast path ------------------
-def status_command(
-    names: list[str] | None,
-    as_json: bool,
-    remote: bool = False,
-    remote_name: str | None = None,
-) -> int:
-    """`pivot status`: per lock ok / modified / missing ...; 1 unless all are ok."""
-    from pivot_store.cli.output import emit_json, say, table
-    from pivot_store.repo import Repo
-
-    repo = Repo.find()
-    rows = repo.status(names or None)
-    data: dict = {"locks": [r.__dict__ for r in rows]}
-    if remote:
-        from pivot_store.transfer import remote_status
-
-        data["remote"] = remote_status(repo, names or None, remote_name)
-    if as_json:
-        emit_json(data)
-    else:
-        if not rows:
-            say("no locks yet: track something with `pivot add PATH`")
-        else:
-            table(
-                "status",
-                ["lock", "path", "status"],
-                [[r.name, r.path or "-", r.status] for r in rows],
-            )
-        if remote:
-            for key, items in data["remote"].items():
-                if isinstance(items, list):
-                    say(f"{key}: {len(items)}")
-    return 1 if any(r.status != "ok" for r in rows) else 0
-
-
-def add_command(paths: list[Path]) -> int:
-    from pivot_store.cli.output import human_size, say
-    from pivot_store.repo import Repo
-
-    repo = Repo.find()
-    for p in paths:
-        lock = repo.track(p)
-        out = lock.outputs[0]
-        say(f"added {out.path} ({out.kind}, {human_size(out.size)}) -> {out.hash}")
-    return 0
-
-
-def checkout_command(names: list[str] | None, mode: str | None) -> int:
-    from pivot_store.cli.output import say
-    from pivot_store.repo import Repo
-
-    placed = Repo.find().checkout(names or None, mode)
-    say(f"checked out {len(placed)} output(s)")
-    return 0
+        plugins.add(_app, command, _builtin)
+    return _app
 
 
 def _fast(args: list[str]) -> int | None:
-    """Run plain `status`/`checkout`/`add` without building typer; None: let typer handle it."""
+    """Run plain `status`/`checkout`/`add` without typer; None: let typer handle it."""
     rest = list(args)
-    if rest and rest[0] in ("-v", "--verbose"):
+    if rest and rest[0] in VERBOSE.flags:
         rest.pop(0)
-    if not rest or rest[0] not in ("status", "checkout", "add"):
+    if not rest or rest[0] not in FAST:
         return None
-    cmd, rest = rest[0], rest[1:]
-    if cmd == "add" and (not rest or any(t.startswith("-") or not t for t in rest)):
-        return None  # typer: usage error, --help, or a path that looks like an option
-    names: list[str] = []
-    as_json = False
-    mode: str | None = None
+    body, positional, options = FAST[rest[0]]
+    parsed = _parse(rest[1:], options)
+    if parsed is None or (positional.required and not parsed[0]):
+        return None  # typer: usage error, --help, or anything unusual
+    values, kwargs = parsed
+    from pivot_store.cli import commands
+
+    return getattr(commands, body)(values or None, **kwargs)
+
+
+def _parse(tokens: list[str], options: dict[Opt, str]) -> tuple[list[str], dict[str, Any]] | None:
+    """Positionals and the body's keywords, or None for anything typer should see."""
+    by_flag = {flag: (opt, key) for opt, key in options.items() for flag in opt.flags}
+    values: list[str] = []
+    kwargs: dict[str, Any] = {}
     i = 0
-    while i < len(rest):
-        tok = rest[i]
-        if cmd == "status" and tok == "--json" and not as_json:
-            as_json = True
-        elif cmd == "checkout" and mode is None and tok.startswith("--checkout-mode"):
-            if tok == "--checkout-mode" and i + 1 < len(rest):
-                i += 1
-                mode = rest[i]
-            elif tok.startswith("--checkout-mode="):
-                mode = tok.partition("=")[2]
-            else:
+    while i < len(tokens):
+        tok = tokens[i]
+        flag, eq, value = tok.partition("=")
+        hit = by_flag.get(flag)
+        if hit is None:
+            if tok.startswith("-") or not tok:
                 return None
-            if mode not in MODES:
-                return None  # typer says what is wrong (exit 2)
-        elif tok.startswith("-") or not tok:
-            return None
+            values.append(tok)
         else:
-            names.append(tok)
+            opt, key = hit
+            if key in kwargs or (opt.is_flag and eq):
+                return None
+            if opt.is_flag:
+                value = True
+            elif not eq:
+                i += 1
+                if i == len(tokens):
+                    return None
+                value = tokens[i]
+            if not opt.is_flag and not opt.accepts(value):
+                return None  # typer says what is wrong (exit 2)
+            kwargs[key] = value
         i += 1
-    STATE["verbose"] = args[0] in ("-v", "--verbose")
-    if cmd == "add":
-        return add_command([Path(t) for t in names])
-    if cmd == "status":
-        return status_command(names or None, as_json)
-    return checkout_command(names or None, mode)
+    return values, kwargs
+
+
+def _command_name(args: list[str]) -> str | None:
+    return next((a for a in args if not a.startswith("-")), None)
 
 
 def _is_abort(e: BaseException) -> bool:
@@ -192,12 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     from pivot_store.errors import PivotError
 
     args = sys.argv[1:] if argv is None else list(argv)
-    verbose = "--verbose" in args or "-v" in args
+    verbose = any(a in VERBOSE.flags for a in args)
     try:
         rv = _fast(args)
         if rv is None:
             # Not standalone: errors come back here; `typer.Exit(n)` comes back as `n`.
-            rv = _build()(args=args, prog_name="pivot", standalone_mode=False)
+            app = build(_command_name(args))
+            rv = app(args=args, prog_name="pivot", standalone_mode=False)
     except PivotError as e:
         if verbose:
             raise
@@ -224,8 +180,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # `python -m pivot_store.cli.app`: the commands registered themselves on the
-    # imported module's `app`, not on this `__main__` copy, so run that one.
-    from pivot_store.cli.app import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from pivot_store.cli.app import remote_app
 from pivot_store.cli.output import console
 
 
@@ -21,7 +20,6 @@ def _known(config, name: str) -> None:
         raise ConfigError(f"unknown remote {name!r}", f"add it with `pivot remote add {name} URL`")
 
 
-@remote_app.command("add")
 def add(
     name: str,
     url: str,
@@ -42,7 +40,6 @@ def add(
     console().print(f"added remote {name} -> {url}" + (" (default)" if default else ""))
 
 
-@remote_app.command("list")
 def list_() -> None:
     """List remotes; the default is marked with *."""
     cfg = _repo().config
@@ -52,7 +49,6 @@ def list_() -> None:
         console().print(f"{mark} {name}\t{r.url}\t{opts}".rstrip())
 
 
-@remote_app.command("remove")
 def remove(name: str) -> None:
     """Remove a remote from the config (nothing on the remote is touched)."""
     from pivot_store.config import Config
@@ -67,7 +63,6 @@ def remove(name: str) -> None:
     console().print(f"removed remote {name}")
 
 
-@remote_app.command("default")
 def default(name: str) -> None:
     """Set the default remote."""
     from pivot_store.config import Config
@@ -80,7 +75,6 @@ def default(name: str) -> None:
     console().print(f"default remote is now {name}")
 
 
-@remote_app.command("modify")
 def modify(name: str, key: str, value: str) -> None:
     """Set one option of a remote (url, endpoint_url, region, profile, jobs, ...)."""
     import yaml
@@ -97,6 +91,15 @@ def modify(name: str, key: str, value: str) -> None:
     data["remotes"][name][key] = parsed
     repo.save_config(_validated(Config, data))
     console().print(f"set {name}.{key} = {value}")
+
+
+def register(app: typer.Typer) -> None:
+    remote_app = typer.Typer(help="Manage remotes in .pivot/config.yaml.", no_args_is_help=True)
+    for name, command in (
+        ("add", add), ("list", list_), ("remove", remove), ("default", default), ("modify", modify)
+    ):  # fmt: skip
+        remote_app.command(name)(command)
+    app.add_typer(remote_app, name="remote")
 
 
 def _validated(cls, data: dict):

@@ -13,21 +13,8 @@ from typing import Any
 
 import typer
 
-from pivot_store.cli.app import app
+from pivot_store.cli.options import CHECKOUT_MODE, DRY_RUN, JOBS, JSON, NAMES, REMOTE
 from pivot_store.cli.output import console, emit_json, human_size
-
-MODES = "hardlink|symlink|copy|reflink"
-NAMES = typer.Argument(None, help="Lock names (default: every lock).")
-REMOTE = typer.Option(None, "-r", "--remote", help="Remote name (default: default_remote).")
-JOBS = typer.Option(None, "-j", "--jobs", min=1, max=256, help="Parallel transfers [20].")
-DRY = typer.Option(False, "--dry-run", help="List what would move; move nothing.")
-JSON = typer.Option(False, "--json", help="Print a JSON summary.")
-
-
-def _mode_option(value: str | None) -> str | None:
-    if value is not None and value not in MODES.split("|"):
-        raise typer.BadParameter(f"{value!r} is not one of {MODES}")
-    return value
 
 
 class _Bar:
@@ -106,13 +93,12 @@ def _open(repo: Any, remote: str | None, jobs: int | None) -> tuple[Any, int]:
     return open_remote(remote=cfg, name=name, jobs=jobs), jobs
 
 
-@app.command()
 def push(
-    names: list[str] = NAMES,
-    remote: str = REMOTE,
-    jobs: int = JOBS,
-    dry_run: bool = DRY,
-    as_json: bool = JSON,
+    names: list[str] = NAMES.typer(),
+    remote: str = REMOTE.typer(),
+    jobs: int = JOBS.typer(),
+    dry_run: bool = DRY_RUN.typer(),
+    as_json: bool = JSON.typer(),
     verify_remote: bool = typer.Option(
         False,
         "--verify-remote",
@@ -179,26 +165,29 @@ def _pull(names: list[str], remote: str | None, jobs: int | None, dry_run: bool,
     res.raise_for_failures()
 
 
-@app.command()
 def pull(
-    names: list[str] = NAMES,
-    remote: str = REMOTE,
-    jobs: int = JOBS,
-    dry_run: bool = DRY,
-    as_json: bool = JSON,
-    checkout_mode: str = typer.Option(None, "--checkout-mode", callback=_mode_option, help=MODES),
+    names: list[str] = NAMES.typer(),
+    remote: str = REMOTE.typer(),
+    jobs: int = JOBS.typer(),
+    dry_run: bool = DRY_RUN.typer(),
+    as_json: bool = JSON.typer(),
+    checkout_mode: str = CHECKOUT_MODE.typer(),
 ) -> None:
     """Download what the locks name and the cache lacks, then check the outputs out."""
     _pull(names, remote, jobs, dry_run, as_json, True, checkout_mode)
 
 
-@app.command()
 def fetch(
-    names: list[str] = NAMES,
-    remote: str = REMOTE,
-    jobs: int = JOBS,
-    dry_run: bool = DRY,
-    as_json: bool = JSON,
+    names: list[str] = NAMES.typer(),
+    remote: str = REMOTE.typer(),
+    jobs: int = JOBS.typer(),
+    dry_run: bool = DRY_RUN.typer(),
+    as_json: bool = JSON.typer(),
 ) -> None:
     """`pivot pull` without the checkout: fill the cache only."""
     _pull(names, remote, jobs, dry_run, as_json, False, None)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (push, pull, fetch):
+        app.command()(command)

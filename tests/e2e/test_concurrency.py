@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pivot_store.gc import collect
+from pivot_store.cli.commands import collect_garbage
 from pivot_store.integrity import verify
 from pivot_store.lockfile import read_lock
 from pivot_store.repo import Repo
@@ -53,7 +53,7 @@ def test_four_multiprocess_runs_share_one_store(tmp_path: Path) -> None:
     t0 = time.monotonic()
     gc_runs = removed = 0
     while any(p.poll() is None for p in procs) and time.monotonic() - t0 < 170:
-        res = collect(Repo(project), grace_hours=0)
+        res = collect_garbage(Repo(project), grace_hours=0)
         gc_runs += 1
         removed += len(res.removed)
         time.sleep(0.2)

@@ -122,13 +122,13 @@ def race_writer(project: Path, worker: int, seconds: float, hold: bool) -> dict:
 
 
 def race_gc(project: Path, seconds: float) -> dict:
-    from pivot_store.gc import collect
+    from pivot_store.cli.commands import collect_garbage
     from pivot_store.repo import Repo
 
     runs = removed = 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        res = collect(Repo(project), grace_hours=0)
+        res = collect_garbage(Repo(project), grace_hours=0)
         runs += 1
         removed += len(res.removed)
     return {"gc_runs": runs, "removed": removed}

@@ -245,3 +245,112 @@ def test_fast_commands_leave_anything_unusual_to_typer(project: Path, cli) -> No
     code, out, _ = cli("checkout", "f.txt", "--checkout-mode=copy")
     assert code == 0 and out == "checked out 1 output(s)\n"
     assert os.stat(project / "f.txt").st_nlink == 1  # a copy, not a link to the cache
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports, at module level or inside functions."""
+    import ast
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+    return found
+
+
+def test_command_modules_never_import_the_app() -> None:
+    """`app.build()` calls each module's `register(app)`; no module imports app back."""
+    for path in (ROOT / "pivot_store" / "cli").glob("*.py"):
+        if path.name != "app.py":
+            assert "pivot_store.cli.app" not in _imports(path), path.name
+
+
+def test_fast_table_matches_the_typer_commands() -> None:
+    """Each fast-path option is an option of the typer command of that name, with the
+    same values allowed: the two readers of `options` cannot drift apart."""
+    import typer.main
+
+    from pivot_store.cli import app
+
+    group = typer.main.get_command(app.build())
+    for name, (_, _, options) in app.FAST.items():
+        params = {p.name: p for p in group.commands[name].params}
+        for opt in options:
+            found = [p for p in params.values() if set(opt.flags) <= set(p.opts)]
+            assert len(found) == 1, (name, opt.flags)
+            assert found[0].is_flag == opt.is_flag and found[0].default == opt.default
+
+
+def _with_plugins(project: Path, entry_points: str, body: str) -> subprocess.CompletedProcess:
+    code = (
+        "import sys\n"
+        "from pivot_store.cli import app, plugins\n"
+        f"plugins.discover = lambda: [plugins.Plugin(n, v, 'fake') for n, v in {entry_points}]\n"
+        f"{body}\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=project, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_a_broken_plugin_is_one_warning_and_breaks_nothing_else(project: Path) -> None:
+    r = _with_plugins(
+        project,
+        "[('broken', 'no_such_module_for_pivot:register')]",
+        "print(app.main(['init', '.']), app.main(['broken']), app.main(['gc', '--json']))",
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "0 2 0"  # unknown command: typer's usage error
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: pivot plugin 'broken' (no_such_module_for_pivot:register) not loaded: "
+        "ModuleNotFoundError: No module named 'no_such_module_for_pivot'"
+    ]
+    assert "Traceback" not in r.stderr
+
+
+def test_plugins_are_listed_without_being_imported_and_cannot_shadow(project: Path) -> None:
+    r = _with_plugins(
+        project,
+        "[('later', 'no_such_module_for_pivot:register'), ('status', 'os:getcwd')]",
+        "app.main(['--help'])\nprint(sorted(m for m in sys.modules if 'no_such' in m))",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "later" in r.stdout and "From fake" in r.stdout
+    assert r.stdout.splitlines()[-1] == "[]"
+    assert r.stderr.strip() == (
+        "warning: pivot plugin 'status' (os:getcwd) not loaded: a built-in command has that name"
+    )
+
+
+def test_plugin_discovery_matches_importlib_metadata() -> None:
+    from importlib.metadata import entry_points
+
+    from pivot_store.cli import plugins
+
+    expected = sorted((ep.name, ep.value) for ep in entry_points(group=plugins.GROUP))
+    assert sorted((p.name, p.value) for p in plugins.discover()) == expected
+    assert ("run", "pivot_dagster.cli:register") in expected
+
+
+def test_no_pivot_store_module_imports_dagster() -> None:
+    """Every pivot_store module, imported in a fresh interpreter, leaves dagster out:
+    `pivot run` lives in pivot_dagster and reaches the CLI as a plugin."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import pivot_store\n"
+        "for m in pkgutil.walk_packages(pivot_store.__path__, 'pivot_store.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'pivot_dagster')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    for path in (ROOT / "pivot_store").rglob("*.py"):  # not even inside a function
+        heavy = {m for m in _imports(path) if m.split(".")[0] in ("dagster", "pivot_dagster")}
+        assert not heavy, (path, heavy)

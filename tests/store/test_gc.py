@@ -1,4 +1,8 @@
-"""gc: referenced objects are never removed; unreferenced ones go after the grace period."""
+"""gc: referenced objects are never removed; unreferenced ones go after the grace period.
+
+`collect_garbage` is gc of a project (what `pivot gc` runs); `collect` itself
+knows only an object store and the set of oids in use.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pivot_store import atomic
+from pivot_store.cli.commands import collect_garbage
 from pivot_store.errors import LockError
 from pivot_store.gc import collect, referenced
 from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord, write_lock
@@ -40,8 +45,8 @@ def _setup(repo: Repo) -> dict[str, str]:
 
 def test_gc_keeps_referenced_and_recent(repo: Repo) -> None:
     oids = _setup(repo)
-    assert collect(repo).removed == []  # default grace (24 h): everything here is recent
-    res = collect(repo, grace_hours=SECOND)
+    assert collect_garbage(repo).removed == []  # default grace (24 h): everything here is recent
+    res = collect_garbage(repo, grace_hours=SECOND)
     assert res.removed == [oids["old"]]
     assert not repo.objects.exists(oids["old"])
     for key in ("dir", "file", "in_dir", "recent"):
@@ -51,15 +56,15 @@ def test_gc_keeps_referenced_and_recent(repo: Repo) -> None:
 
 def test_gc_grace_zero_removes_all_unreferenced(repo: Repo) -> None:
     oids = _setup(repo)
-    res = collect(repo, grace_hours=0)
+    res = collect_garbage(repo, grace_hours=0)
     assert sorted(res.removed) == sorted([oids["old"], oids["recent"]])
     assert set(repo.objects.iter_oids()) == {oids["dir"], oids["file"], oids["in_dir"]}
 
 
 def test_gc_without_any_reference_removes_everything_old(repo: Repo) -> None:
     oids = [repo.objects.add_bytes(b"%d" % i).oid for i in range(5)]
-    assert referenced(repo) == set()
-    assert sorted(collect(repo, grace_hours=0).removed) == sorted(oids)
+    assert referenced(repo.objects, repo.iter_locks()) == set()
+    assert sorted(collect_garbage(repo, grace_hours=0).removed) == sorted(oids)
     assert list(repo.objects.iter_oids()) == []
 
 
@@ -85,7 +90,7 @@ def test_run_cache_locks_keep_their_objects(repo: Repo) -> None:
         "asset/x", FingerprintParts(code_version="1"), [OutputRecord(hash=kept, size=16)]
     )
     write_lock(repo.runs_dir / "asset" / "x" / f"{lock.fingerprint}.lock", lock)
-    assert collect(repo, grace_hours=0).removed == [gone]
+    assert collect_garbage(repo, grace_hours=0).removed == [gone]
     assert repo.objects.exists(kept)
 
 
@@ -93,7 +98,7 @@ def test_gc_refuses_when_a_lock_is_malformed(project: Path, repo: Repo, cli) -> 
     oids = _setup(repo)
     repo.lock_path("f.txt").write_text("outputs: [\n")
     with pytest.raises(LockError, match=r"f\.txt\.lock"):
-        collect(repo, grace_hours=0)
+        collect_garbage(repo, grace_hours=0)
     code, _, err = cli("gc", "--grace", "0")
     assert_one_error_line(code, err, "f.txt.lock")
     assert all(repo.objects.exists(o) for o in oids.values())
@@ -107,7 +112,7 @@ def test_gc_removes_old_temps_only(repo: Repo) -> None:
     os.utime(old, (t, t))
     new = atomic.temp_name(repo.objects.tmp_dir)
     new.write_bytes(b"writer in progress")
-    assert collect(repo).temps_removed == 1
+    assert collect_garbage(repo).temps_removed == 1
     assert not old.exists() and new.exists()
 
 
@@ -119,6 +124,16 @@ def test_an_object_moved_in_from_an_old_file_gets_its_grace(repo: Repo) -> None:
     week = time.time() - 7 * 24 * 3600
     os.utime(f, (week, week))
     oid = repo.objects.add_file(f, move=True).oid
-    assert collect(repo).removed == []
+    assert collect_garbage(repo).removed == []
     assert repo.objects.exists(oid)
-    assert collect(repo, grace_hours=0).removed == [oid]
+    assert collect_garbage(repo, grace_hours=0).removed == [oid]
+
+
+def test_collect_keeps_what_the_caller_uses(repo: Repo) -> None:
+    oids = _setup(repo)
+    used = referenced(repo.objects, repo.iter_locks())
+    assert used == {oids["dir"], oids["file"], oids["in_dir"]}
+    res = collect(repo.objects, used | {oids["old"]}, grace_hours=0)
+    assert res.removed == [oids["recent"]] and res.kept == 4
+    assert res.freed == len(b"recent garbage")
+    assert repo.objects.exists(oids["old"]) and not repo.objects.exists(oids["recent"])

@@ -20,8 +20,8 @@ import pytest
 
 from pivot_store import objects as objects_mod
 from pivot_store.cli.app import main
+from pivot_store.cli.commands import collect_garbage
 from pivot_store.config import Config
-from pivot_store.gc import collect
 from pivot_store.integrity import verify
 from pivot_store.lockfile import read_lock
 from pivot_store.repo import Repo
@@ -125,7 +125,8 @@ def _kill_loop(
         else:
             assert main(["gc", "--grace", "0"]) == 0
         if i % 4 == 3:
-            collect(Repo(repo.root), grace_hours=0)  # keep the store small; clears dead temps
+            # keep the store small; clears dead temps
+            collect_garbage(Repo(repo.root), grace_hours=0)
     errors = repo.root.parent / "victim_errors.log"
     assert not errors.exists(), errors.read_text()
     return figures

@@ -1,4 +1,5 @@
-"""`pivot run`: materialize in-process, table of ran / cache hit / failed."""
+"""`pivot run` (pivot_dagster.cli, a CLI plugin): materialize in-process, table of
+ran / cache hit / failed."""
 
 from __future__ import annotations
 
@@ -57,3 +58,12 @@ def test_missing_definitions_is_one_line(tmp_path: Path) -> None:
     proc = _pivot(tmp_path, "run")
     assert proc.returncode == 1
     assert "error: no -m MODULE given and no workspace.yaml here" in proc.stderr
+
+
+def test_run_is_a_plugin_listed_by_help_and_loaded_on_demand(tmp_path: Path) -> None:
+    top = _pivot(tmp_path, "--help")
+    assert top.returncode == 0 and "run" in top.stdout, top.stderr
+    own = _pivot(tmp_path, "run", "--help")
+    assert own.returncode == 0, own.stderr
+    assert "--module" in own.stdout and "--workspace" in own.stdout
+    assert "warning" not in own.stderr

@@ -1,8 +1,8 @@
 """`pivot run`: materialize Dagster assets in-process and print ran / cache hit / failed.
 
-Dagster and pivot_dagster are imported inside the command, so `pivot --help`
-and the store commands never pay for them (pivot_store never imports dagster
-at module level).
+A plugin of the `pivot` CLI: pyproject.toml's `pivot.commands` entry point names
+`register`, which pivot_store's CLI calls only when `pivot run` is asked for,
+so `pivot --help` and the store commands never import dagster.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 
 import typer
 
-from pivot_store.cli.app import app
 from pivot_store.errors import PivotError
 
 
@@ -23,7 +22,10 @@ class DefinitionsNotFound(PivotError):
     """No Dagster Definitions could be loaded from the module or workspace."""
 
 
-@app.command()
+def register(app: typer.Typer) -> None:
+    app.command()(run)
+
+
 def run(
     assets: list[str] = typer.Argument(None, help="Asset keys to materialize (a/b); all if none."),
     module: str | None = typer.Option(None, "-m", "--module", help="Module holding `defs`."),

@@ -1,0 +1,140 @@
+"""The local store commands' bodies, without typer.
+
+`app._fast` (plain `status`/`checkout`/`add`, no typer) and the typer commands
+in `store_cmds` call these same functions, so each command has one body. Each
+returns the exit code. Everything heavier than the output helpers is imported
+inside, so a no-op `pivot status` loads only what it uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import chain
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pivot_store.cli.output import emit_json, human_size, say
+
+if TYPE_CHECKING:
+    from pivot_store.gc import GcResult
+    from pivot_store.repo import Repo
+
+
+def init(path: Path) -> int:
+    from pivot_store.repo import Repo
+
+    repo = Repo.init(path)
+    say(f"Initialized pivot project in {repo.pivot_dir}")
+    return 0
+
+
+def add(paths: Sequence[str | Path]) -> int:
+    from pivot_store.repo import Repo
+
+    repo = Repo.find()
+    for p in paths:
+        lock = repo.track(Path(p))
+        out = lock.outputs[0]
+        say(f"added {out.path} ({out.kind}, {human_size(out.size)}) -> {out.hash}")
+    return 0
+
+
+def status(
+    names: list[str] | None,
+    as_json: bool = False,
+    remote: bool = False,
+    remote_name: str | None = None,
+) -> int:
+    """Per lock ok / modified / missing ...; 1 unless all are ok."""
+    from pivot_store.cli.output import table
+    from pivot_store.repo import Repo
+
+    repo = Repo.find()
+    rows = repo.status(names or None)
+    data: dict = {"locks": [r.__dict__ for r in rows]}
+    if remote:
+        data["remote"] = remote_status(repo, names or None, remote_name)
+    if as_json:
+        emit_json(data)
+    else:
+        if not rows:
+            say("no locks yet: track something with `pivot add PATH`")
+        else:
+            table(
+                "status",
+                ["lock", "path", "status"],
+                [[r.name, r.path or "-", r.status] for r in rows],
+            )
+        if remote:
+            for key, items in data["remote"].items():
+                if isinstance(items, list):
+                    say(f"{key}: {len(items)}")
+    return 1 if any(r.status != "ok" for r in rows) else 0
+
+
+def remote_status(repo: Repo, names: list[str] | None, remote_name: str | None) -> dict[str, Any]:
+    """`status --remote`: JSON-ready lists of what is missing where (reads only)."""
+    from pivot_store.remote import open_remote
+    from pivot_store.transfer import compare
+
+    remote = open_remote(repo.config, remote_name)
+    st = compare(repo.objects, remote, list(repo.iter_locks(names)))
+    return {
+        "remote": st.remote,
+        "missing_on_remote": [{"lock": lk, "oid": o} for lk, o in st.missing_on_remote],
+        "missing_locally": [{"lock": lk, "oid": o} for lk, o in st.missing_locally],
+    }
+
+
+def checkout(names: list[str] | None, mode: str | None = None) -> int:
+    from pivot_store.repo import Repo
+
+    placed = Repo.find().checkout(names or None, mode)
+    say(f"checked out {len(placed)} output(s)")
+    return 0
+
+
+def verify(as_json: bool, repair: bool, jobs: int) -> int:
+    """Rehash every object; 1 when any is corrupt."""
+    from pivot_store.integrity import verify as run_verify
+    from pivot_store.repo import Repo
+
+    res = run_verify(Repo.find().objects, repair=repair, jobs=jobs)
+    if as_json:
+        emit_json({"checked": res.checked, "corrupt": res.corrupt, "repaired": res.repaired})
+    else:
+        for oid in res.corrupt:
+            fix = "deleted; pull it again" if oid in res.repaired else "run `pivot verify --repair`"
+            say(f"corrupt: {oid} ({fix})")
+        say(f"checked {res.checked} object(s), {len(res.corrupt)} corrupt")
+    return 1 if res.corrupt else 0
+
+
+def collect_garbage(repo: Repo, *, grace_hours: float = 24.0, dry_run: bool = False) -> GcResult:
+    """gc of a project: what its locks and its local run-cache use is kept.
+
+    The exclusive hold spans computing `used` and collecting, so a writer
+    (which holds the shared lock from its first object to the lock naming it)
+    never loses an object in between.
+    """
+    from pivot_store.gc import collect, referenced
+
+    with repo.writing(exclusive=True):
+        used = referenced(repo.objects, chain(repo.iter_locks(), repo.iter_run_locks()))
+        return collect(repo.objects, used, grace_hours=grace_hours, dry_run=dry_run)
+
+
+def gc(dry_run: bool, grace: float, as_json: bool) -> int:
+    from pivot_store.repo import Repo
+
+    res = collect_garbage(Repo.find(), grace_hours=grace, dry_run=dry_run)
+    if as_json:
+        emit_json(
+            {"removed": res.removed, "kept": res.kept, "freed": res.freed, "dry_run": dry_run}
+        )
+        return 0
+    verb = "would remove" if dry_run else "removed"
+    for oid in res.removed:
+        say(f"{verb} {oid}")
+    say(f"{verb} {len(res.removed)} object(s), {human_size(res.freed)}; kept {res.kept}")
+    return 0
