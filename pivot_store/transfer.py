@@ -110,6 +110,7 @@ def push(
     run_cache: bool = True,
     progress: Progress | None = None,
     verify_remote: bool = False,
+    verify_every: float | None = None,
 ) -> Result:
     """Upload what the locks name and the remote lacks, then their run-cache entries.
 
@@ -123,13 +124,15 @@ def push(
     A push that everything in `KnownIndex` (what this cache confirmed on
     this remote before) already covers makes no request at all.
     `verify_remote=True` ignores both shortcuts, checks every object, and
-    rewrites the index from what it found.
+    rewrites the index from what it found (and stamps the time it did);
+    `verify_every` (seconds) turns it on when the last such push is older.
     """
     progress = progress or NullProgress()
     result = Result(remote.name, "push", dry_run=dry_run)
     files, dirs, missing, incomplete, children = _push_plan(objects, locks)
     every = {**files, **dirs}
-    index = KnownIndex(objects.root, remote.url)
+    index = KnownIndex(objects.root, remote.identity)
+    verify_remote = verify_remote or (not dry_run and index.verify_due(verify_every))
     # Each lock's entry name, computed once for the whole push.
     rels = [runcache.entry_rel(lock) for lock in locks] if run_cache else []
     if not dry_run and not verify_remote and not missing:
@@ -151,6 +154,8 @@ def push(
         confirmed |= set(result.entries) | set(result.entries_present)
         confirmed -= set(result.failed)
         index.add(confirmed, replace=verify_remote)
+        if verify_remote:
+            index.mark_verified()
     return result
 
 
@@ -293,25 +298,32 @@ def fetch(
     the same locks straight back makes no request: every object downloaded,
     the files of every manifest downloaded (push uploads a manifest only after
     its files), and `entries`, the run-cache entry names (`runcache.entry_rel`)
-    the caller has read from this remote (a run-cache hit's entry).
+    the caller has read from this remote (a run-cache hit's entry). An object
+    the index claims but the remote no longer has drops the whole index: what
+    else was deleted behind pivot's back is unknown, so the next push checks.
     """
     progress = progress or NullProgress()
     result = Result(remote.name, "pull", dry_run=dry_run)
     remote.check()
     seen: set[str] = set(entries)
+    gone: set[str] = set()
     result = remote.run(
-        _afetch, objects, remote, locks, result, jobs, dry_run, progress, seen, jobs=jobs
+        _afetch, objects, remote, locks, result, jobs, dry_run, progress, seen, gone, jobs=jobs
     )
     if not dry_run:
-        KnownIndex(objects.root, remote.url).add(seen - set(result.failed))
+        index = KnownIndex(objects.root, remote.identity)
+        if gone & index.load():
+            index.drop()
+        index.add(seen - set(result.failed))
     return result
 
 
 async def _afetch(
     objects: ObjectStore, remote: Remote, locks: list[Lock], result: Result, jobs: int,
-    dry_run: bool, progress: Progress, seen: set[str],
+    dry_run: bool, progress: Progress, seen: set[str], gone: set[str],
 ) -> Result:  # fmt: skip
-    """`fetch` on the event loop; adds to `seen` what it proved is on the remote."""
+    """`fetch` on the event loop; adds to `seen` what it proved is on the remote,
+    to `gone` what it proved is not."""
 
     async def get(item: Item) -> None:
         try:
@@ -319,6 +331,8 @@ async def _afetch(
         except RemoteError:
             raise
         except Exception as e:
+            if isinstance(e, FileNotFoundError):
+                gone.add(item.oid)
             result.failed[item.oid] = _reason(e)
             progress.done(item.oid, item.size or 0, "failed")
             return

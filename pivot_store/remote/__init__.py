@@ -59,6 +59,7 @@ __all__ = [
     "classify",
     "error_code",
     "from_url",
+    "identity",
     "open_remote",
     "retrying",
     "run_new_loop",
@@ -129,7 +130,8 @@ def from_url(url: str, options: dict[str, Any] | None = None, *, name: str = "re
     options = dict(options or {})
     protocol, _, rest = url.partition("://") if "://" in url else ("file", "", url)
     if protocol in ("file", "local"):
-        return LocalRemote(name, url, None, os.path.abspath(rest or "/"))
+        root = os.path.abspath(rest or "/")
+        return LocalRemote(name, url, None, root, identity=f"file://{root}")
 
     def make_fs() -> Any:
         import fsspec
@@ -153,6 +155,27 @@ def from_url(url: str, options: dict[str, Any] | None = None, *, name: str = "re
         # Made on first use: a push that the known-on-remote index settles
         # never imports s3fs at all.
         options = _s3_options(options, jobs)
-        return S3Remote(name, url, None, rest.rstrip("/"), make_fs)
+        ident = identity(url, options)
+        return S3Remote(name, url, None, rest.rstrip("/"), make_fs, identity=ident)
     fs = make_fs()
-    return Remote(name, url, fs, type(fs)._strip_protocol(url))
+    return Remote(name, url, fs, type(fs)._strip_protocol(url), identity=identity(url, options))
+
+
+#: The storage options that change which store a URL names (never secrets).
+IDENTITY_OPTIONS = (
+    "endpoint_url", "region", "region_name", "profile",  # S3 and S3-compatible stores
+    "project", "account_name", "account_host",  # GCS, Azure
+)  # fmt: skip
+
+
+def identity(url: str, options: dict[str, Any]) -> str:
+    """`url` plus the identity options that are set, one `name=value` each, sorted.
+
+    Two remotes with one `s3://bucket/prefix` on different endpoints, regions
+    or profiles are different stores, so `KnownIndex` keeps one index each.
+    Keys, secrets and tokens are not part of it (and the index file is named
+    by a hash of it anyway).
+    """
+    found = {**(options.get("client_kwargs") or {}), **options}
+    parts = [f"{k}={found[k]}" for k in IDENTITY_OPTIONS if found.get(k)]
+    return " ".join([url.rstrip("/"), *sorted(parts)])

@@ -30,6 +30,20 @@ T = TypeVar("T")
 # Check levels, each implying the ones below it (see `Remote.check`).
 _REACHABLE, _EXISTS, _READY = 1, 2, 3
 
+#: How the generic backend creates a key without replacing one, by protocol.
+#: "conditional": the store refuses a write onto an existing key (gcsfs
+#: `mode="create"` sends `ifGenerationMatch=0`; adlfs `mode="create"` is
+#: `overwrite=False`, which the Azure SDK sends as `If-None-Match: *`).
+#: "locked": fsspec's memory store is one dict per process and its own
+#: `mode="create"` is check-then-put, so the check and the put run under one
+#: process-wide lock. Any other protocol: check-then-put, a race window.
+CREATE_MODES = {
+    "gs": "conditional", "gcs": "conditional",
+    "az": "conditional", "abfs": "conditional", "abfss": "conditional",
+    "memory": "locked",
+}  # fmt: skip
+_MEMORY_LOCK = threading.Lock()
+
 
 class Remote:
     """The generic backend: any fsspec filesystem (memory://, gs://, az://, ...)."""
@@ -37,13 +51,19 @@ class Remote:
     kind = "fsspec"
 
     def __init__(
-        self, name: str, url: str, fs: Any, root: str, make_fs: Callable[[], Any] | None = None
-    ) -> None:
+        self, name: str, url: str, fs: Any, root: str, make_fs: Callable[[], Any] | None = None,
+        *, identity: str | None = None,
+    ) -> None:  # fmt: skip
         self.name = name
         self.url = url
         self._fs = fs
         self._make_fs = make_fs
         self.root = root.rstrip("/")
+        #: Who this remote is, for `KnownIndex`: the URL plus the options that
+        #: change which store it names (endpoint, region, profile; `from_url`).
+        self.identity = identity or url
+        #: How a key is created without replacing one (`CREATE_MODES`).
+        self.create = CREATE_MODES.get(url.partition("://")[0], "check")
         self._checked = 0
         self._check_lock = threading.Lock()
 
@@ -177,16 +197,31 @@ class Remote:
     # --- writing: create, never replace --------------------------------------
     def put_file(self, local: Path, key: str) -> bool:
         """Upload `local` to `key` unless `key` exists; True if this call wrote it."""
-        if self.fs.exists(key):
-            return False
-        self.fs.put_file(str(local), key)
-        return True
+        return self._create(key, lambda **kw: self.fs.put_file(str(local), key, **kw))
 
     def put_bytes(self, key: str, data: bytes) -> bool:
-        if self.fs.exists(key):
-            return False
-        self.fs.pipe_file(key, data)
-        return True
+        return self._create(key, lambda **kw: self.fs.pipe_file(key, data, **kw))
+
+    def _create(self, key: str, write: Callable[..., Any]) -> bool:
+        """Create `key` with `write(**kw)` unless it exists; True if this call wrote it.
+
+        How depends on `self.create` (see `CREATE_MODES`): the store's own
+        conditional write (`mode="create"`, FileExistsError when the key is
+        there), a check-then-put under the process-wide memory lock, or, for
+        a filesystem with neither, a plain check-then-put: two creators at
+        the same moment can both write (docs/remotes.md names these).
+        """
+        if self.create == "conditional":
+            try:
+                write(mode="create")
+            except FileExistsError:
+                return False
+            return True
+        with _MEMORY_LOCK if self.create == "locked" else contextlib.nullcontext():
+            if self.fs.exists(key):
+                return False
+            write()
+            return True
 
     # --- reading ------------------------------------------------------------
     def get_bytes(self, key: str) -> bytes:

@@ -41,6 +41,11 @@ _TRANSIENT_CODES = {
     "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling",
     "ThrottlingException", "RequestTimeTooSkewed", "OperationAborted", "RequestLimitExceeded",
     "500", "502", "503", "504",
+    # 409: another conditional write of the same key is in flight (AWS: retry it).
+    # s3fs raises it as OSError(EIO) with the ClientError as cause; `error_code`
+    # walks the chain. The retry's If-None-Match then sees the winner's object
+    # (412 -> FileExistsError: "already present") or creates it.
+    "ConditionalRequestConflict",
 }  # fmt: skip
 
 

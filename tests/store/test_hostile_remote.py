@@ -77,10 +77,6 @@ def _drop_local_object(repo: Repo, data: bytes) -> None:
 
 
 # --- item 7: the known-on-remote index ------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 7: the known index is keyed by URL alone, not by endpoint",
-)
 def test_known_index_is_per_endpoint_not_per_url(
     project: Path, s3_server: S3Server, other_s3_server: S3Server
 ) -> None:
@@ -105,10 +101,6 @@ def test_known_index_is_per_endpoint_not_per_url(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 7: a fetch meeting a missing object does not drop the known index",
-)
 def test_known_index_is_dropped_when_a_fetch_meets_a_missing_object(
     project: Path, raw: RawRemote
 ) -> None:
@@ -138,10 +130,6 @@ def test_known_index_is_dropped_when_a_fetch_meets_a_missing_object(
 
 
 # --- item 8: 409 ConditionalRequestConflict -------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 8: S3 409 ConditionalRequestConflict is classified permanent",
-)
 def test_conditional_request_conflict_is_retried(
     project: Path, s3_server: S3Server, s3_bucket: str
 ) -> None:
@@ -169,10 +157,6 @@ def test_conditional_request_conflict_is_retried(
 
 
 # --- item 10: the generic fsspec backends create by check-then-put ---------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 10: the generic fsspec backend creates by check-then-put (races)",
-)
 @pytest.mark.parametrize("how", ["put_bytes", "put_file"])
 def test_generic_backend_create_is_exclusive(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, how: str

@@ -166,22 +166,13 @@ def _race_to_create(remote: Remote, key: str, what: str, payloads: list[bytes], 
     return results
 
 
-def test_concurrent_creators_of_one_key_one_wins(
-    remote: Remote, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+def test_concurrent_creators_of_one_key_one_wins(remote: Remote, tmp_path: Path) -> None:
     """Contract line 2 under a race: two writers create the same key at the same moment.
 
     Exactly one wins (True), the other is told "already present" (False), neither
     errors, and the remote holds the winner's complete bytes, for a single PUT, a
     bytes PUT and a multipart upload.
     """
-    if remote.kind == "fsspec":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="issue 12 item 10: check-then-put races on generic fsspec backends",
-            )
-        )
     rng = random.Random(12)
     problems = []
     for what, size in CREATES:
