@@ -235,11 +235,15 @@ class Engine:
         return self.repo.objects.path(out.hash)
 
     # --- the remote ------------------------------------------------------------
-    def push(self, locks: list[Lock], *, run_cache: bool = True) -> transfer.Result:
+    def push(
+        self, locks: list[Lock], *, run_cache: bool = True, verify_every: float | None = None
+    ) -> transfer.Result:
         """Objects, then run-cache entries, of `locks`; per-object errors kept in the result."""
         rem = self._open(self.remote)
         with self.repo.writing():
-            return transfer.push(self.repo.objects, rem, locks, run_cache=run_cache)
+            return transfer.push(
+                self.repo.objects, rem, locks, run_cache=run_cache, verify_every=verify_every
+            )
 
     def publish_latest(self, lock: Lock) -> bool:
         """Name `lock` its name's newest result on the remote (objects pushed first)."""

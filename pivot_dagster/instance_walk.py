@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any, NamedTuple
 
 from dagster import AssetKey, AssetMaterialization, AssetRecordsFilter
@@ -54,9 +55,17 @@ def push_new_materializations(
     remote: str,
     cursor: dict[str, int] | None = None,
     asset_keys_: Iterable[AssetKey] | None = None,
+    verify_remote_every: timedelta | None = None,
 ) -> PushOutcome:
-    """Push what pivot stored for every materialization after `cursor`; see the module doc."""
+    """Push what pivot stored for every materialization after `cursor`; see the module doc.
+
+    `verify_remote_every`: a push made when the remote's known index was last
+    verified longer ago than this (or never) checks the remote itself
+    (`push(verify_remote=True)`), so objects deleted behind pivot's back are
+    sent again; None never does.
+    """
     engine = Engine(repo, remote=remote)
+    every = verify_remote_every.total_seconds() if verify_remote_every is not None else None
     cursor = dict(cursor or {})
     keys_ = list(asset_keys_) if asset_keys_ is not None else list(instance.get_asset_keys())
     todo: list[tuple[str, int, Lock | None, bool]] = []  # (key, storage id, lock, cacheable)
@@ -81,7 +90,7 @@ def push_new_materializations(
         if not locks:
             continue
         try:
-            res = engine.push(locks, run_cache=cacheable)
+            res = engine.push(locks, run_cache=cacheable, verify_every=every)
         except PivotError as e:  # the remote cannot be used at all
             failed.update({lk.name: str(e) for lk in locks})
             continue

@@ -11,6 +11,7 @@ so it needs no cursor and never re-reports what this deployment already has.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from dagster import (
@@ -69,10 +70,16 @@ def pivot_push_sensor(
     asset_selection: AssetSelection | None = None,
     name: str = "pivot_push_sensor",
     default_status: DefaultSensorStatus = DefaultSensorStatus.STOPPED,
+    verify_remote_every: timedelta | None = timedelta(hours=24),
 ) -> SensorDefinition:
     """A sensor pushing new PivotIOManager materializations (objects + run-cache entries).
 
     `remote` overrides the IO manager's remote (else its default remote).
+    `verify_remote_every`: the first push after this long since the last
+    verification of the remote's known index checks the remote itself
+    (`pivot push --verify-remote`), so objects deleted from the remote behind
+    pivot's back are sent again; the time is kept beside the index, in the
+    cache. None turns it off.
     """
 
     @sensor(
@@ -91,7 +98,7 @@ def pivot_push_sensor(
                 context.log.warning(f"pivot: no remote for {io.project_dir}; nothing pushed")
                 continue
             out = instance_walk.push_new_materializations(
-                context.instance, io.get_repo(), target, cursor, keys
+                context.instance, io.get_repo(), target, cursor, keys, verify_remote_every
             )
             cursor.update(out.cursor)
             pushed += out.pushed

@@ -9,6 +9,7 @@ defaults), nothing re-reported, and `push_on_write`.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +194,26 @@ def test_push_on_write_needs_no_sensor(
     b = _project(tmp_path / "b", s3_remote_config)
     with instance_for_test() as inst_b:
         assert len(pull_matching(_defs(b), b, "s3", instance=inst_b)) == 4
+
+
+def test_push_sensor_reverifies_the_remote_on_its_interval(a: Repo, dagster_instance: Any) -> None:
+    """Issue 12 item 7: objects deleted from the remote behind pivot's back are sent again
+    by the first push after `verify_remote_every` (default 24 h), not trusted forever."""
+    from pivot_store.remote_index import KnownIndex
+
+    _materialize(a, dagster_instance)
+    defs = _defs(a)
+    assert "pushed 4 result(s)" in push(build_sensor_context(
+        instance=dagster_instance, definitions=defs)).skip_reason.skip_message  # fmt: skip
+    remote = open_remote(a.config, "s3")
+    key = remote.object_key(a.read_lock("merged").outputs[0].hash)
+    remote.fs.rm_file(key)  # out of band
+    index = KnownIndex(a.objects.root, remote.identity)
+    assert index.verified_at() is not None  # the first push found no stamp, so it verified
+    # Within the interval the index is trusted (a sensor without a cursor re-pushes all).
+    push(build_sensor_context(instance=dagster_instance, definitions=defs))
+    assert not remote.exists(key)
+    index.mark_verified(time.time() - 25 * 3600)
+    push(build_sensor_context(instance=dagster_instance, definitions=defs))
+    assert remote.exists(key)
+    assert time.time() - (index.verified_at() or 0) < 600

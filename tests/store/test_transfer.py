@@ -25,6 +25,7 @@ from pivot_store.manifest import build as build_manifest
 from pivot_store.manifest import read_manifest
 from pivot_store.objects import ObjectStore
 from pivot_store.remote import MULTIPART_CHUNK, Remote, open_remote
+from pivot_store.remote_index import KnownIndex
 from pivot_store.state import NullState
 
 
@@ -353,3 +354,32 @@ def test_remote_manifest_vouches_for_its_files(s3_remote_config, tmp_path: Path)
         p.unlink()
     noop = transfer.push(objects, remote, locks)
     assert noop.ok and noop.transferred == [] and len(noop.present) == 41
+
+
+def test_push_verifies_the_remote_when_the_last_check_is_too_old(tmp_path: Path) -> None:
+    """Issue 12 item 7: `verify_every` (the push sensor's `verify_remote_every`)."""
+    cfg = RemoteConfig(url=f"file://{tmp_path}/remote")
+    objects = make_store(tmp_path / "a")
+    lock = file_lock(objects, "t", b"table" * 100)
+    remote = open_remote(remote=cfg, name="o")
+    assert transfer.push(objects, remote, [lock], verify_every=3600).ok  # never verified: checks
+    key = Path(remote.object_key(lock.outputs[0].hash))
+    key.unlink()  # deleted behind pivot's back
+    assert transfer.push(objects, remote, [lock], verify_every=3600).transferred == []
+    assert not key.exists()  # within the interval the index is trusted
+    again = transfer.push(objects, remote, [lock], verify_every=0)
+    assert again.transferred == [lock.outputs[0].hash] and key.exists()
+
+
+def test_fetch_keeps_the_index_when_a_missing_object_was_never_claimed(
+    remote: Remote, populated, tmp_path: Path
+) -> None:
+    """Only a miss the index claimed drops it; an object never pushed is just missing."""
+    objects, locks = populated
+    assert transfer.push(objects, remote, locks[:1]).ok
+    index = KnownIndex(objects.root, remote.identity)
+    before = index.load()
+    other = make_store(tmp_path / "b")
+    never = file_lock(other, "never", b"never pushed")
+    assert transfer.fetch(objects, remote, [never]).failed
+    assert index.load() == before
