@@ -58,9 +58,14 @@ class KnownIndex:
             atomic.write_replace(self.path, data, fsync=False)
 
     def drop(self) -> None:
-        """Forget everything: the remote lost something this index claimed."""
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        """Forget everything: the remote lost something this index claimed.
+
+        The verification stamp goes too, so the push sensor's next push checks
+        every object (`verify_remote`), not only what no manifest vouches for.
+        """
+        for path in (self.path, self.stamp):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def verified_at(self) -> float | None:
         """When a push last checked the remote itself (`mark_verified`), if ever."""

@@ -5,7 +5,9 @@ Transfer code never asks what it is talking to: it names keys with
 async face (`aget_bytes`, `aput_bytes`, ...), driving whole batches with
 `run`. This class is also the backend for any fsspec filesystem without a
 better one (memory, gcs, az), whose async face runs the sync methods on worker
-threads. Every write creates, never replaces (contract line 2).
+threads. Every write creates, never replaces (contract line 2): by the store's
+own conditional write where it has one (`CREATE_MODES`), else by a check then a
+put (docs/remotes.md names the backends where two creators can race).
 """
 
 from __future__ import annotations

@@ -282,3 +282,43 @@ def test_gcs_and_azure_create_conditionally(url: str, tmp_path: Path) -> None:
 def test_create_modes_by_protocol() -> None:
     assert remote_mod.from_url("memory://x").create == "locked"
     assert Remote("o", "ftp://h/p", object(), "/p").create == "check"  # a race window: docs
+
+
+def test_a_create_that_loses_a_409_race_is_already_present(
+    s3_server: Any, s3_bucket: str, tmp_path: Path
+) -> None:
+    """Issue 12 item 8: told 409 while another creator wins, the retry finds its object.
+
+    The proxy answers the first conditional PUT of each key with 409
+    ConditionalRequestConflict and, at that moment, the other creator's PUT
+    lands on the bucket directly; pivot's retry must report "already present"
+    (False), not an error, and leave the winner's bytes.
+    """
+    from urllib.parse import urlsplit
+
+    from tests.fixtures.conflict_proxy import ConflictProxy
+    from tests.fixtures.s3 import remote_options
+
+    client = s3_server.client()
+
+    class Racing(ConflictProxy):
+        def _conflict(self, method: str, path: str, headers: dict[str, str]) -> bool:
+            hit = super()._conflict(method, path, headers)
+            if hit:
+                key = urlsplit(path).path.lstrip("/").removeprefix(f"{s3_bucket}/")
+                client.put_object(Bucket=s3_bucket, Key=key, Body=b"winner")
+            return hit
+
+    proxy = Racing(s3_server.port, conflicts=1).start()
+    try:
+        r = remote_mod.from_url(f"s3://{s3_bucket}/race", remote_options(proxy.url))
+        src = tmp_path / "src"
+        src.write_bytes(b"loser")
+        key, obj = r.key("runs/a.json"), r.key("files/ab/cdef")
+        # As every writer calls them (transfer, runcache): through the retry loop.
+        assert remote_mod.retrying(r, lambda: r.put_bytes(key, b"loser"), key) is False
+        assert remote_mod.retrying(r, lambda: r.put_file(src, obj), obj) is False
+    finally:
+        proxy.stop()
+    assert len(proxy.answered) == 2
+    assert r.get_bytes(key) == b"winner" and r.get_bytes(obj) == b"winner"

@@ -32,9 +32,11 @@ def test_a_url_only_index_of_the_first_version_is_ignored(tmp_path: Path) -> Non
 def test_drop_forgets_everything(tmp_path: Path) -> None:
     index = KnownIndex(_cache(tmp_path), "memory://x")
     index.add(["a", "b"])
+    index.mark_verified()
     index.drop()
     index.drop()  # dropping nothing is fine
     assert index.load() == set()
+    assert index.verified_at() is None  # the sensor's next push verifies everything
 
 
 def test_verification_is_due_after_the_interval(tmp_path: Path) -> None:
