@@ -99,10 +99,6 @@ def _failure_text(result: Any) -> str:
 
 
 # --- item 4: remote-first drops the signed digests --------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 4: remote-first upstream loads objects unchecked by the signed digests",
-)
 @pytest.mark.parametrize("route", ["latest-pointer", "shared-instance"])
 def test_remote_first_refuses_an_object_replaced_under_its_xxh64(
     tmp_path: Path, raw: RawRemote, route: str
@@ -161,10 +157,6 @@ def _sign(doc: dict[str, Any], key: str) -> dict[str, Any]:
     return {**body, "signature": mac}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 5: latest pointers are ordered by their unsigned name stamp",
-)
 @pytest.mark.parametrize("attack", ["old-under-future-name", "name-disagrees", "clock-ahead"])
 def test_latest_pointer_order_comes_from_signed_content(
     tmp_path: Path, raw: RawRemote, attack: str
@@ -219,10 +211,6 @@ def _verifies(data: bytes, key: str) -> bool:
     return isinstance(sig, str) and hmac.compare_digest(sig, _sign(doc, key)["signature"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 9: entry names ignore the signer, so a rotated key never heals",
-)
 def test_key_rotation_writes_new_entries_beside_the_old(
     tmp_path: Path, raw: RawRemote, monkeypatch: pytest.MonkeyPatch
 ) -> None:
