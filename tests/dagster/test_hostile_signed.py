@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 import xxhash
-from dagster import DagsterEventType, DagsterInstance, asset, materialize
+from dagster import DagsterEventType, DagsterInstance, Definitions, asset, materialize
 
-from pivot_dagster import PivotIOManager, cached, resolve_upstream
+from pivot_dagster import PivotIOManager, cached, pull_matching, resolve_upstream
 from pivot_store import canonical_json
 from pivot_store.config import Config, RemoteConfig
 from pivot_store.repo import Repo
@@ -139,6 +139,36 @@ def test_remote_first_refuses_an_object_replaced_under_its_xxh64(
     if not result.success:  # refused: the error names the object (or the missing upstream)
         text = _failure_text(result)
         assert oid in text or "upstream 'blob'" in text, text
+
+
+@pytest.mark.parametrize("route", ["run-cache-hit", "pull-sensor"])
+def test_run_cache_and_pull_refuse_an_object_replaced_under_its_xxh64(
+    tmp_path: Path, raw: RawRemote, route: str
+) -> None:
+    """The other signed paths: a `cached` hit and the pull sensor's walk check the digests too.
+
+    The forged object is removed from the cache: the hit recomputes, the pull reports nothing.
+    """
+    forged = second_preimage(GOOD, EVIL_STRIPE)
+    up = _deployment(tmp_path / "up", raw)
+    io = PivotIOManager(project_dir=str(up.root), push_on_write=True)
+    with DagsterInstance.ephemeral() as inst:
+        assert materialize([blob], resources={"io_manager": io}, instance=inst).success
+    raw.put(object_rel(GOOD), forged)
+
+    down = _deployment(tmp_path / "down", raw)
+    io = PivotIOManager(project_dir=str(down.root))
+    with DagsterInstance.ephemeral() as inst:
+        if route == "run-cache-hit":
+            result = materialize([blob, reader], resources={"io_manager": io}, instance=inst)
+            assert hits(inst, result.run_id)["blob"] is False  # refused, so computed
+            assert CALLS == ["blob", "blob"] and SEEN == [GOOD]
+            assert down.objects.path(xxhash.xxh64(GOOD).hexdigest()).read_bytes() == GOOD
+        else:
+            defs = Definitions(assets=[blob], resources={"io_manager": io})
+            assert pull_matching(defs, down, "origin", instance=inst) == []
+            assert not down.objects.exists(xxhash.xxh64(GOOD).hexdigest())
+            assert down.read_lock("blob") is None
 
 
 # --- item 5: latest/ pointers --------------------------------------------------------
