@@ -10,7 +10,7 @@ empty `.pivot/`, so the local store is only a cache and the remote is the record
 
 - after an output is stored (or restored on a hit), its objects and run-cache
   entry are pushed before the step ends, then a "latest" pointer for its lock
-  name is published (`runcache.publish_latest`: a new immutable file per
+  name is published (`pointers.publish_latest`: a new immutable file per
   result, newest by created_at wins, nothing overwritten);
 - an upstream lock missing locally is resolved, in order, from (1) this Dagster
   instance's latest materialization of that asset partition (its `pivot/hash`
