@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 from pivot_dagster import formats
 from pivot_dagster.formats.base import FormatHandler
-from pivot_store import keys, runcache, transfer
+from pivot_store import keys, pointers, runcache, transfer
 from pivot_store.errors import CorruptObject, ObjectMissing, PivotError, TrackError
 from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
 from pivot_store.remote import open_remote
@@ -247,10 +247,29 @@ class Engine:
 
     def publish_latest(self, lock: Lock) -> bool:
         """Name `lock` its name's newest result on the remote (objects pushed first)."""
-        return runcache.publish_latest(self._open(self.remote), lock, self.repo.objects)
+        return pointers.publish_latest(self._open(self.remote), lock, self.repo.objects)
 
     def latest_lock(self, name: str) -> Lock | None:
-        return runcache.latest_lock(self._open(self.remote), name)
+        entry = self.latest_entry(name)
+        return entry.lock if entry is not None else None
+
+    def latest_entry(self, name: str) -> runcache.RunEntry | None:
+        """The remote's newest valid pointer for `name`, its signed digests kept."""
+        return pointers.latest_entry(self._open(self.remote), name)
+
+    def fetch_signed(self, entry: runcache.RunEntry) -> None:
+        """A signed entry's objects made local and checked against its signed SHA-256.
+
+        Without digests (no key, an unsigned entry) nothing is done: the objects
+        come when loaded, xxh64-checked. An object that fails is removed from the
+        cache and CorruptObject names it; a failed fetch raises TransferError.
+        """
+        if entry.digests is None:
+            return
+        rem = self._open(self.remote)
+        with self.repo.writing():
+            transfer.fetch(self.repo.objects, rem, [entry.lock]).raise_for_failures()
+            self._check_signed(entry, rem.name)
 
     def remote_entries(self, name: str, fp: str) -> list[runcache.RunEntry]:
         """The remote run-cache entries for (name, fingerprint), newest first."""
@@ -277,20 +296,25 @@ class Engine:
                 continue
             with self.repo.writing():
                 result = transfer.fetch(self.repo.objects, rem, [entry.lock])
-                if result.ok and self._signed_objects_match(entry, rem.name):
-                    return entry.lock
+                if not result.ok:
+                    continue
+                try:
+                    self._check_signed(entry, rem.name)
+                except CorruptObject as e:
+                    log.warning("pivot: refusing run-cache entry %s: %s", entry.entry_id, e)
+                    continue
+                return entry.lock
         return None
 
-    def _signed_objects_match(self, entry: runcache.RunEntry, remote: str) -> bool:
-        """With signing on, each fetched object must match the entry's signed SHA-256."""
+    def _check_signed(self, entry: runcache.RunEntry, remote: str) -> None:
+        """With signing on, each fetched object must match the entry's signed SHA-256;
+        one that does not is removed from the cache (CorruptObject names it)."""
         try:
             runcache.verify_objects(entry, self.repo.objects, f"{remote}:{entry.entry_id}")
         except CorruptObject as e:
-            log.warning("pivot: refusing run-cache entry %s: %s", entry.entry_id, e)
             for oid in getattr(e, "oids", []):
                 self.repo.objects.remove(oid)
-            return False
-        return True
+            raise
 
     def _open(self, name: str | None) -> Any:
         if name is None:

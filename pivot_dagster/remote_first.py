@@ -10,7 +10,7 @@ empty `.pivot/`, so the local store is only a cache and the remote is the record
 
 - after an output is stored (or restored on a hit), its objects and run-cache
   entry are pushed before the step ends, then a "latest" pointer for its lock
-  name is published (`runcache.publish_latest`: a new immutable file per
+  name is published (`pointers.publish_latest`: a new immutable file per
   result, newest by created_at wins, nothing overwritten);
 - an upstream lock missing locally is resolved, in order, from (1) this Dagster
   instance's latest materialization of that asset partition (its `pivot/hash`
@@ -18,7 +18,13 @@ empty `.pivot/`, so the local store is only a cache and the remote is the record
   authority inside one deployment, whose steps share the instance; then (2) the
   remote's latest pointer, for steps whose instance knows nothing (a fresh
   `DAGSTER_HOME` per step, or another deployment's results). The lock found is
-  written locally; its objects are pulled only when the input is loaded.
+  written locally; without a signing key its objects are pulled only when the
+  input is loaded. With a key, the entry or pointer found keeps its signed
+  SHA-256 digests, and its objects are fetched and checked against them before
+  the lock is written (`Engine.fetch_signed`): an object replaced under its
+  xxh64 name is removed and the step fails naming it. (A signed pickle, with
+  `trust_remote_pickle` off, is left to the load, which refuses it; its lock
+  is not written, so a step that trusts pickles resolves and checks it anew.)
 """
 
 from __future__ import annotations
@@ -32,11 +38,12 @@ from pivot_dagster.engine import Engine
 from pivot_store.errors import PivotError, TransferError
 from pivot_store.lockfile import Lock
 from pivot_store.repo import Repo
+from pivot_store.runcache import RunEntry
 
 log = logging.getLogger("pivot")
 
 
-def _from_instance(engine: Engine, name: str, instance: Any) -> Lock | None:
+def _from_instance(engine: Engine, name: str, instance: Any) -> RunEntry | None:
     from dagster import AssetKey, AssetRecordsFilter
 
     try:
@@ -56,16 +63,24 @@ def _from_instance(engine: Engine, name: str, instance: Any) -> Lock | None:
     fp, h = found
     for entry in engine.remote_entries(name, fp):
         if entry.lock.outputs and entry.lock.outputs[0].hash == h:
-            return entry.lock
+            return entry
     return None
 
 
 def _resolve(engine: Engine, name: str, instance: Any) -> Lock | None:
-    lock = _from_instance(engine, name, instance) if instance is not None else None
-    if lock is None:
-        lock = engine.latest_lock(name)
-    if lock is not None:
-        engine.repo.write_lock(lock)
+    entry = _from_instance(engine, name, instance) if instance is not None else None
+    if entry is None:
+        entry = engine.latest_entry(name)
+    if entry is None:
+        return None
+    lock = entry.lock
+    # Signed: objects checked now, before the lock is written (a later load in
+    # another process has no digests). Unsigned: fetched, xxh64-checked, on load.
+    pickled = any(o.format in (None, "pickle") for o in lock.outputs)
+    if entry.digests is not None and pickled and not engine.trust_remote_pickle:
+        return lock  # the load refuses it; not written, so a trusting step checks it
+    engine.fetch_signed(entry)
+    engine.repo.write_lock(lock)
     return lock
 
 

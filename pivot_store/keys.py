@@ -161,7 +161,23 @@ def pointer_name(created_at: datetime, entry_id: str) -> str:
     return f"{stamp}-{entry_id}{POINTER_SUFFIX}"
 
 
+def parse_pointer(file_name: str) -> tuple[datetime, str] | None:
+    """(the UTC time, the entry id) a pointer's file name claims, or None for anything else.
+
+    The claim is only a hint for ordering the reads: a reader must check it
+    against the pointer's (signed) content, see `runcache.latest_entry`.
+    """
+    m = _POINTER.fullmatch(file_name)
+    if m is None:
+        return None
+    try:
+        stamp = datetime.strptime(m.group(1), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:  # 20241399T... matches the pattern but is no time
+        return None
+    return stamp, m.group(2)
+
+
 def parse_pointer_name(file_name: str) -> str | None:
     """The entry id a pointer's file name claims, or None for anything else."""
-    m = _POINTER.fullmatch(file_name)
-    return m.group(2) if m else None
+    found = parse_pointer(file_name)
+    return found[1] if found else None

@@ -1,7 +1,8 @@
 """Run-cache entries on a remote: fingerprint -> the results computed for it.
 
 ```
-<remote>/runs/<name>/<fingerprint>/<entry-id>.json
+<remote>/runs/<name>/<fingerprint>/<entry-id>.json           unsigned
+<remote>/runs/<name>/<fingerprint>/<entry-id>-<key-id>.json  signed (format 2)
 ```
 
 An entry is a lock record plus the time it was published. Its file name is
@@ -10,10 +11,14 @@ pushed twice lands on the same name and is skipped, while a second, different
 result for one fingerprint (a non-deterministic asset, a different library
 version) gets its own name beside the first: entries are never overwritten
 (contract line 2). Readers check that the name matches the record, so an entry
-cannot claim a result it does not hold.
+cannot claim a result it does not hold. A signed entry's name also carries the
+signer's `signing.key_id`, so after a key rotation the new key's entries are
+written beside the old ones and lookups skip the old key's without reading
+them; names without a key id (format 1, or unsigned) are still read.
 
 Publishing order is the writer's job (transfer.push: objects, then manifests,
-then the entry); this module only names, writes and reads entries.
+then the entry); this module only names, writes and reads entries (and the
+local run-cache); `pointers` holds the `latest/` pointers, copies of entries.
 """
 
 from __future__ import annotations
@@ -38,7 +43,10 @@ from pivot_store.remote import Remote, aretrying, retrying
 log = logging.getLogger("pivot")
 ENTRY_VERSION = 1
 _HEX16 = re.compile(r"[0-9a-f]{16}")
+# `<entry id>.json` (unsigned, or format 1) or `<entry id>-<key id>.json` (signed, format 2)
+_ENTRY_NAME = re.compile(r"([0-9a-f]{16})(?:-([0-9a-f]{8}))?\.json")
 SUFFIX = ".json"
+STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"  # created_at
 
 
 @dataclass(frozen=True)
@@ -65,8 +73,20 @@ def entry_id(lock: Lock) -> str:
 
 
 def entry_rel(lock: Lock) -> str:
-    """`runs/<name>/<fingerprint>/<entry-id>.json`, relative to the remote root."""
-    return f"{keys.run_prefix(lock.name, lock.fingerprint)}/{entry_id(lock)}{SUFFIX}"
+    """`runs/<name>/<fingerprint>/<entry-id>[-<key-id>].json`, relative to the remote root.
+
+    The key id is the configured signing key's (`signing.key_id`): a signed
+    entry is named by its signer too, so a rotated key writes beside the old.
+    """
+    kid = signing.key_id()
+    stem = entry_id(lock) + (f"-{kid}" if kid else "")
+    return f"{keys.run_prefix(lock.name, lock.fingerprint)}/{stem}{SUFFIX}"
+
+
+def parse_entry_name(file_name: str) -> tuple[str, str | None] | None:
+    """(entry id, signer's key id or None) of an entry file name; None for anything else."""
+    m = _ENTRY_NAME.fullmatch(file_name)
+    return (m.group(1), m.group(2)) if m else None
 
 
 def entry_bytes(
@@ -79,7 +99,7 @@ def entry_bytes(
     when = (created_at or datetime.now(UTC)).astimezone(UTC)
     doc = {
         "schema_version": ENTRY_VERSION,
-        "created_at": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "created_at": when.strftime(STAMP),
         "lock": lock.to_data(),
     }
     key = signing.signing_key()
@@ -115,8 +135,20 @@ def verify_objects(entry: RunEntry, objects: ObjectStore, source: str = "") -> N
     signing.check_objects(paths, entry.digests, where)
 
 
+def created_time(entry: RunEntry) -> datetime | None:
+    """An entry's `created_at` as a UTC time, or None when it is not one."""
+    try:
+        return datetime.strptime(entry.created_at, STAMP).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 def parse_entry(data: bytes, source: str, expected_id: str | None = None) -> RunEntry:
-    """Validate an entry; LockError names the source when anything is off."""
+    """Validate an entry; LockError names the source when anything is off.
+
+    `expected_id` is the entry id its name claims (a file stem with a key id,
+    `<id>-<key id>`, is accepted too).
+    """
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError):
@@ -138,7 +170,7 @@ def parse_entry(data: bytes, source: str, expected_id: str | None = None) -> Run
         digests = signing.verify(doc, key, source)
     lock = parse_lock(doc.get("lock"), source)
     eid = entry_id(lock)
-    if expected_id is not None and eid != expected_id:
+    if expected_id is not None and eid != expected_id.split("-", 1)[0]:
         raise LockError(
             f"run-cache entry {source} holds a record that hashes to {eid}",
             "the entry was edited or corrupted; delete it from the remote",
@@ -188,24 +220,27 @@ def lookup(remote: Remote, name: str, fingerprint: str) -> list[RunEntry]:
     """
     prefix = remote.key(keys.run_prefix(name, fingerprint))
     names = retrying(remote, lambda: remote.list_names(prefix), f"run-cache {prefix}")
-    found = []
-    for n in names:
-        stem = n[: -len(SUFFIX)]
-        if not n.endswith(SUFFIX) or not _HEX16.fullmatch(stem):
+    mine = signing.key_id()
+    found: dict[str, RunEntry] = {}
+    for n in sorted(names):
+        parsed = parse_entry_name(n)
+        if parsed is None:
             continue
+        eid, kid = parsed
+        if mine is not None and kid is not None and kid != mine:
+            continue  # signed by another key (before a rotation): it would be refused
         key = f"{prefix}/{n}"
         try:
             data = retrying(remote, lambda key=key: remote.get_bytes(key), f"run-cache {key}")
-            entry = parse_entry(data, f"{remote.name}:{key}", expected_id=stem)
+            entry = parse_entry(data, f"{remote.name}:{key}", expected_id=eid)
         except (LockError, FileNotFoundError) as e:
             log.warning("pivot: skipping run-cache entry %s: %s", key, e)
             continue
         if entry.name != name or entry.fingerprint != fingerprint:
             log.warning("pivot: skipping run-cache entry %s: it is for another result", key)
             continue
-        found.append(entry)
-    found.sort(key=lambda e: (e.created_at, e.entry_id), reverse=True)
-    return found
+        found.setdefault(eid, entry)  # one result under two names (format 1 and 2)
+    return sorted(found.values(), key=lambda e: (e.created_at, e.entry_id), reverse=True)
 
 
 def fingerprints(remote: Remote, name: str) -> list[str]:
@@ -262,49 +297,3 @@ def iter_all_local(runs_dir: Path) -> Iterator[Lock]:
     if runs_dir.is_dir():
         for path in sorted(runs_dir.rglob("*" + keys.LOCK_SUFFIX)):
             yield read_lock(path)
-
-
-# --- latest pointers (remote-first): <remote>/latest/<name>/<stamp>-<entry id>.json ---
-# A step on an empty machine must learn which result of an upstream is current
-# without that upstream's local lock. Each stored result also writes a pointer (a
-# copy of its run-cache entry); pointers are new immutable files, never
-# overwritten (contract line 2); the newest by name (= created_at) wins, so a
-# reader needs one LIST and one GET.
-
-
-def publish_latest(
-    remote: Remote,
-    lock: Lock,
-    objects: ObjectStore | None = None,
-    created_at: datetime | None = None,
-) -> bool:
-    """Name `lock` the newest result of its name (its objects must be pushed first).
-
-    Skipped when the newest pointer already names the same entry; True if written.
-    `objects` are needed only to sign the pointer (see `entry_bytes`).
-    """
-    eid = entry_id(lock)
-    newest = latest_lock(remote, lock.name)
-    if newest is not None and entry_id(newest) == eid:
-        return False
-    when = created_at or datetime.now(UTC)
-    key = remote.key(f"{keys.latest_prefix(lock.name)}/{keys.pointer_name(when, eid)}")
-    data = entry_bytes(lock, when, objects)
-    return retrying(remote, lambda: remote.put_bytes(key, data), f"latest pointer {key}")
-
-
-def latest_lock(remote: Remote, name: str) -> Lock | None:
-    """The lock named by the newest valid pointer for `name`, or None (never a half-valid one)."""
-    prefix = remote.key(keys.latest_prefix(name))
-    names = retrying(remote, lambda: remote.list_names(prefix), f"latest pointers {prefix}")
-    claimed = [(n, eid) for n in names if (eid := keys.parse_pointer_name(n)) is not None]
-    for n, eid in sorted(claimed, reverse=True):
-        key = f"{prefix}/{n}"
-        try:
-            data = retrying(remote, lambda key=key: remote.get_bytes(key), key)
-            entry = parse_entry(data, f"{remote.name}:{key}", expected_id=eid)
-        except (LockError, FileNotFoundError):
-            continue
-        if entry.name == name:
-            return entry.lock
-    return None

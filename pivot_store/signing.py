@@ -24,6 +24,7 @@ from typing import Any
 from pivot_store.errors import CorruptObject, LockError
 from pivot_store.hashing import CHUNK, canonical_json
 
+KEY_ID_LEN = 8
 SIGNATURE = "signature"
 DIGESTS = "sha256"
 ENV_KEY = "PIVOT_SIGNING_KEY"
@@ -44,6 +45,19 @@ def signing_key() -> bytes | None:
     else:
         key = os.environ.get(ENV_KEY, "").encode()
     return key or None
+
+
+def key_id(key: bytes | None = None) -> str | None:
+    """A short, non-secret name for the configured key (None when signing is off).
+
+    HMAC(key, "pivot key id")[:8]: it names the signer in entry file names, so
+    entries signed by a new key land beside the old ones (key rotation), and
+    reveals nothing usable about the key.
+    """
+    key = key if key is not None else signing_key()
+    if key is None:
+        return None
+    return hmac.new(key, b"pivot key id", hashlib.sha256).hexdigest()[:KEY_ID_LEN]
 
 
 def sha256_file(path: Path) -> str:

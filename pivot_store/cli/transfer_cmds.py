@@ -7,6 +7,7 @@ turns failures into the exit code.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from typing import Any
@@ -15,6 +16,11 @@ import typer
 
 from pivot_store.cli.options import CHECKOUT_MODE, DRY_RUN, JOBS, JSON, NAMES, REMOTE
 from pivot_store.cli.output import console, emit_json, human_size
+
+_UNSIGNED_LOCKS = (
+    "note: these locks come from git and carry no signature; their objects were checked "
+    "by xxh64 only, not by PIVOT_SIGNING_KEY (see docs/security.md)"
+)
 
 
 class _Bar:
@@ -132,6 +138,7 @@ def _pull(names: list[str], remote: str | None, jobs: int | None, dry_run: bool,
     from pivot_store import transfer
     from pivot_store.errors import PivotError
     from pivot_store.repo import Repo
+    from pivot_store.signing import ENV_KEY, ENV_KEY_FILE
 
     repo = Repo.find()
     locks = list(repo.iter_locks(names or None))
@@ -159,6 +166,8 @@ def _pull(names: list[str], remote: str | None, jobs: int | None, dry_run: bool,
     else:
         extra = f"; checked out {placed} output(s)" if checkout else ""
         console().print(_summary(res, "pulled" if checkout else "fetched", extra))
+    if not dry_run and (os.environ.get(ENV_KEY) or os.environ.get(ENV_KEY_FILE)):
+        print(_UNSIGNED_LOCKS, file=sys.stderr)
     if res.failed:
         for failure in sorted(res.failed.items())[3:]:
             print(f"failed: {failure[0]}: {failure[1]}", file=sys.stderr)

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 import xxhash
-from dagster import DagsterEventType, DagsterInstance, asset, materialize
+from dagster import DagsterEventType, DagsterInstance, Definitions, asset, materialize
 
-from pivot_dagster import PivotIOManager, cached, resolve_upstream
+from pivot_dagster import PivotIOManager, cached, pull_matching, resolve_upstream
 from pivot_store import canonical_json
 from pivot_store.config import Config, RemoteConfig
 from pivot_store.repo import Repo
@@ -99,10 +99,6 @@ def _failure_text(result: Any) -> str:
 
 
 # --- item 4: remote-first drops the signed digests --------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 4: remote-first upstream loads objects unchecked by the signed digests",
-)
 @pytest.mark.parametrize("route", ["latest-pointer", "shared-instance"])
 def test_remote_first_refuses_an_object_replaced_under_its_xxh64(
     tmp_path: Path, raw: RawRemote, route: str
@@ -145,6 +141,36 @@ def test_remote_first_refuses_an_object_replaced_under_its_xxh64(
         assert oid in text or "upstream 'blob'" in text, text
 
 
+@pytest.mark.parametrize("route", ["run-cache-hit", "pull-sensor"])
+def test_run_cache_and_pull_refuse_an_object_replaced_under_its_xxh64(
+    tmp_path: Path, raw: RawRemote, route: str
+) -> None:
+    """The other signed paths: a `cached` hit and the pull sensor's walk check the digests too.
+
+    The forged object is removed from the cache: the hit recomputes, the pull reports nothing.
+    """
+    forged = second_preimage(GOOD, EVIL_STRIPE)
+    up = _deployment(tmp_path / "up", raw)
+    io = PivotIOManager(project_dir=str(up.root), push_on_write=True)
+    with DagsterInstance.ephemeral() as inst:
+        assert materialize([blob], resources={"io_manager": io}, instance=inst).success
+    raw.put(object_rel(GOOD), forged)
+
+    down = _deployment(tmp_path / "down", raw)
+    io = PivotIOManager(project_dir=str(down.root))
+    with DagsterInstance.ephemeral() as inst:
+        if route == "run-cache-hit":
+            result = materialize([blob, reader], resources={"io_manager": io}, instance=inst)
+            assert hits(inst, result.run_id)["blob"] is False  # refused, so computed
+            assert CALLS == ["blob", "blob"] and SEEN == [GOOD]
+            assert down.objects.path(xxhash.xxh64(GOOD).hexdigest()).read_bytes() == GOOD
+        else:
+            defs = Definitions(assets=[blob], resources={"io_manager": io})
+            assert pull_matching(defs, down, "origin", instance=inst) == []
+            assert not down.objects.exists(xxhash.xxh64(GOOD).hexdigest())
+            assert down.read_lock("blob") is None
+
+
 # --- item 5: latest/ pointers --------------------------------------------------------
 def _stamp(when: datetime) -> str:
     return f"{when:%Y%m%dT%H%M%S.%fZ}"
@@ -161,10 +187,6 @@ def _sign(doc: dict[str, Any], key: str) -> dict[str, Any]:
     return {**body, "signature": mac}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 5: latest pointers are ordered by their unsigned name stamp",
-)
 @pytest.mark.parametrize("attack", ["old-under-future-name", "name-disagrees", "clock-ahead"])
 def test_latest_pointer_order_comes_from_signed_content(
     tmp_path: Path, raw: RawRemote, attack: str
@@ -219,10 +241,6 @@ def _verifies(data: bytes, key: str) -> bool:
     return isinstance(sig, str) and hmac.compare_digest(sig, _sign(doc, key)["signature"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 9: entry names ignore the signer, so a rotated key never heals",
-)
 def test_key_rotation_writes_new_entries_beside_the_old(
     tmp_path: Path, raw: RawRemote, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -221,3 +221,24 @@ def test_pull_killed_midway_leaves_no_partial_objects(
     assert main(["pull"]) == 0
     same_tree(project / "images", other / "images")
     assert len(cache_files(other)) == 402
+
+
+def test_pull_with_a_signing_key_says_git_locks_are_unsigned(
+    project: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Issue 12 item 4: committed locks carry no signature; `pivot pull` says so, once."""
+    make_project(project, nfiles=2)
+    set_remote(project, "origin", {"url": f"file://{tmp_path}/remote"})
+    assert main(["push"]) == 0
+    other = clone(project, tmp_path / "clone")
+    monkeypatch.chdir(other)
+    monkeypatch.delenv("PIVOT_SIGNING_KEY_FILE", raising=False)
+    monkeypatch.delenv("PIVOT_SIGNING_KEY", raising=False)
+    capsys.readouterr()
+    assert main(["fetch", "table.csv"]) == 0
+    assert "no signature" not in capsys.readouterr().err
+    monkeypatch.setenv("PIVOT_SIGNING_KEY", "team-secret")
+    assert main(["pull", "--json"]) == 0
+    out, err = capsys.readouterr()
+    json.loads(out)  # stdout stays JSON
+    assert err.count("carry no signature") == 1 and "team-secret" not in err

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pivot_store import runcache, transfer
+from pivot_store import runcache, signing, transfer
 from pivot_store.errors import LockError
 from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
 from pivot_store.objects import ObjectStore
@@ -126,34 +126,58 @@ def test_iter_local_skips_a_record_for_another_fingerprint(tmp_path: Path) -> No
     assert list(runcache.iter_all_local(tmp_path / "no-runs")) == []
 
 
-# --- latest pointers ------------------------------------------------------------------
-def test_latest_pointer_newest_wins_and_is_never_rewritten(remote: Remote, tmp_path: Path) -> None:
+# --- signed entries: named by their signer (issue 12 item 9) ---------------------
+def test_signed_entries_are_named_by_key_and_written_beside(
+    remote: Remote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rotated key writes beside the old entry; each key's lookup finds only its own."""
     objects = ObjectStore(tmp_path / "cache")
-    first, second = result(objects, b"one", "x"), result(objects, b"two", "x")
-    t0 = datetime(2024, 1, 1, tzinfo=UTC)
-    assert runcache.latest_lock(remote, "x") is None
-    assert runcache.publish_latest(remote, first, objects, t0)
-    assert not runcache.publish_latest(remote, first, objects, t0 + timedelta(1))  # newest already
-    assert runcache.publish_latest(remote, second, objects, t0 + timedelta(seconds=1))
-    assert runcache.latest_lock(remote, "x") == second
-    names = remote.list_names(remote.key("latest/x"))
-    assert len(names) == 2  # beside, not over
-    # The format on the remote: `<UTC stamp>-<entry id>.json` holding the run-cache entry.
-    key = f"latest/x/20240101T000000.000000Z-{runcache.entry_id(first)}.json"
-    assert remote.get_bytes(remote.key(key)) == runcache.entry_bytes(first, t0)
+    lock = result(objects, b"deterministic")
+    monkeypatch.delenv("PIVOT_SIGNING_KEY_FILE", raising=False)
+    monkeypatch.delenv("PIVOT_SIGNING_KEY", raising=False)
+    assert runcache.write_entry(remote, lock, objects=objects)  # unsigned: `<id>.json`
+    plain = runcache.entry_rel(lock)
+    assert plain.endswith(f"/{runcache.entry_id(lock)}.json")
+    rels = {}
+    for key in ("k1", "k2"):
+        monkeypatch.setenv("PIVOT_SIGNING_KEY", key)
+        rels[key] = runcache.entry_rel(lock)
+        assert rels[key] == plain.removesuffix(".json") + f"-{signing.key_id()}.json"
+        assert not runcache.entry_exists(remote, lock)  # the other key's is not "present"
+        assert runcache.write_entry(remote, lock, objects=objects)
+        (found,) = runcache.lookup(remote, lock.name, lock.fingerprint)
+        assert found.lock == lock and found.digests is not None
+    assert rels["k1"] != rels["k2"]
+    names = remote.list_names(remote.key(plain.rsplit("/", 1)[0]))
+    assert len(names) == 3  # unsigned, k1, k2: beside each other
+    monkeypatch.delenv("PIVOT_SIGNING_KEY")
+    # Without a key every name is read, one result once.
+    assert [e.lock for e in runcache.lookup(remote, lock.name, lock.fingerprint)] == [lock]
 
 
-def test_latest_lock_skips_invalid_pointers(remote: Remote, tmp_path: Path) -> None:
+def test_format_1_signed_entry_is_still_read(
+    remote: Remote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry signed before key ids (`<id>.json`) is found under the same key."""
     objects = ObjectStore(tmp_path / "cache")
-    good, other = result(objects, b"good", "x"), result(objects, b"other", "y")
-    runcache.publish_latest(remote, good, objects, datetime(2024, 1, 1, tzinfo=UTC))
-    newer = "latest/x/20250101T000000.000000Z-"
-    # Newer by name but: an id that does not match the record, garbage, another name's record.
-    remote.put_bytes(remote.key(newer + "0000000000000000.json"), runcache.entry_bytes(good))
-    remote.put_bytes(remote.key(newer + f"{runcache.entry_id(good)}.json"), b"{")
-    remote.put_bytes(
-        remote.key(f"latest/x/20260101T000000.000000Z-{runcache.entry_id(other)}.json"),
-        runcache.entry_bytes(other),
-    )
-    remote.put_bytes(remote.key("latest/x/zzz.json"), runcache.entry_bytes(other))
-    assert runcache.latest_lock(remote, "x") == good
+    lock = result(objects, b"old format")
+    monkeypatch.setenv("PIVOT_SIGNING_KEY", "k1")
+    old_rel = runcache.entry_rel(lock).rsplit("-", 1)[0] + ".json"
+    remote.put_bytes(remote.key(old_rel), runcache.entry_bytes(lock, objects=objects))
+    (found,) = runcache.lookup(remote, lock.name, lock.fingerprint)
+    assert found.lock == lock and found.digests is not None
+    stem = runcache.entry_rel(lock).rsplit("/", 1)[1].removesuffix(".json")
+    data = runcache.entry_bytes(lock, objects=objects)
+    assert runcache.parse_entry(data, "x", expected_id=stem).lock == lock
+
+
+@pytest.mark.parametrize(
+    "name", ["0123456789abcdef.json", "0123456789abcdef-0a1b2c3d.json", "x.json", "0123-zz.json"]
+)
+def test_parse_entry_name(name: str) -> None:
+    parsed = runcache.parse_entry_name(name)
+    if name.startswith("0123456789abcdef"):
+        kid = name.removesuffix(".json").partition("-")[2] or None
+        assert parsed == ("0123456789abcdef", kid)
+    else:
+        assert parsed is None
