@@ -20,11 +20,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from pivot_dagster import formats
+from pivot_dagster.formats import expect
 from pivot_dagster.formats.base import FormatHandler
 from pivot_store import keys, runcache, transfer
 from pivot_store.errors import (
@@ -195,18 +195,11 @@ class Engine:
 
     def refusal(self, lock: Lock, expected: formats.Expected | None = None) -> str | None:
         """Why a lock read from a remote cannot be this asset's result here, or None."""
-        own = self.repo.read_lock(lock.name)
-        for out in lock.outputs:
-            exp = expected or formats.Expected()
-            mine = _same_output(own, out.name)
-            if mine is not None and mine.path is not None:
-                exp = replace(exp, path=mine.path)
-            why = formats.refusal(out, exp)
-            if why is not None:
-                return f"output {out.name!r}: {why}"
-            if out.format == "pickle" and not self.trust_remote_pickle:
-                return "a pickle from a remote (trust_remote_pickle is off)"
-        return None
+        why = expect.lock_refusal(lock, expected, self.repo.read_lock(lock.name))
+        pickled = any(o.format == "pickle" for o in lock.outputs)
+        if why is None and pickled and not self.trust_remote_pickle:
+            why = "a pickle from a remote (trust_remote_pickle is off)"
+        return why
 
     # --- restoring and loading -----------------------------------------------------
     def ensure_present(self, out: OutputRecord, owner: str) -> bool:
@@ -233,7 +226,7 @@ class Engine:
             if out.path is not None:
                 # Checks a Path output out again; of a folder's other files only those
                 # its lock here listed before are removed.
-                self.load(out, owner=owner, previous=_same_output(before, out.name))
+                self.load(out, owner=owner, previous=expect.same_output(before, out.name))
         return outs
 
     def load_upstream(
@@ -368,15 +361,6 @@ class Engine:
                 "no remote is configured", "set `remote` on PivotIOManager or default_remote"
             )
         return _remote(self.repo, name)
-
-
-def _same_output(lock: Lock | None, name: str) -> OutputRecord | None:
-    """`lock`'s output `name` (a one-output lock: its output), or None."""
-    if lock is None:
-        return None
-    if len(lock.outputs) == 1:
-        return lock.outputs[0]
-    return next((o for o in lock.outputs if o.name == name), None)
 
 
 def _as_path_record(rec: OutputRecord, name: str, rel: str) -> OutputRecord:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePath
 from typing import Any
 
@@ -28,7 +28,7 @@ from pivot_dagster.formats.registry import BY_NAME
 from pivot_dagster.handoff import FORMAT_KEY, value_of
 from pivot_store import keys
 from pivot_store.errors import UnsafeName
-from pivot_store.lockfile import OutputRecord
+from pivot_store.lockfile import Lock, OutputRecord
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,29 @@ def refusal(out: OutputRecord, expected: Expected | None = None) -> str | None:
     return None
 
 
+def lock_refusal(lock: Lock, expected: Expected | None, own: Lock | None) -> str | None:
+    """Why `lock` (read from elsewhere) cannot be this asset's result; `own`: its lock here,
+    whose Path outputs fix where the asset's own paths are."""
+    for out in lock.outputs:
+        exp = expected or Expected()
+        mine = same_output(own, out.name)
+        if mine is not None and mine.path is not None:
+            exp = replace(exp, path=mine.path)
+        why = refusal(out, exp)
+        if why is not None:
+            return f"output {out.name!r}: {why}"
+    return None
+
+
+def same_output(lock: Lock | None, name: str) -> OutputRecord | None:
+    """`lock`'s output `name` (a one-output lock: its output), or None."""
+    if lock is None:
+        return None
+    if len(lock.outputs) == 1:
+        return lock.outputs[0]
+    return next((o for o in lock.outputs if o.name == name), None)
+
+
 def returns_path(fn: Any) -> bool | None:
     """Whether `fn` (an asset body, `cached`-wrapped or not) is annotated to return a Path."""
     fn = inspect.unwrap(fn)
@@ -76,6 +99,11 @@ def returns_path(fn: Any) -> bool | None:
         ret = typing.get_type_hints(fn).get("return", inspect.Signature.empty)
     except Exception:
         ret = inspect.signature(fn).return_annotation
+    return is_path_type(ret)
+
+
+def is_path_type(ret: Any) -> bool | None:
+    """Whether an annotation (`MaterializeResult[T]` seen through) is a Path; None: says nothing."""
     origin = typing.get_origin(ret) or ret
     if getattr(origin, "__name__", None) == "MaterializeResult":
         args = typing.get_args(ret)

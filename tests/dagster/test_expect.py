@@ -81,3 +81,52 @@ def test_for_asset_sees_through_cached_and_reads_the_forced_format() -> None:
     assert expect.for_asset(folder, folder.key) == Expected(returns_path=True)
     by_io = expect.for_asset(folder, folder.key, {"folder": "path"})
     assert by_io == Expected(forced="path", returns_path=True)
+
+
+# --- remote-first upstreams: a planted latest pointer is held to the same rules ----------
+SEEN: list[Any] = []
+
+
+@asset
+def up_json() -> dict:
+    return {"never": "run"}
+
+
+@asset
+def reads_up_json(up_json: Any) -> int:
+    SEEN.append(up_json)
+    return 1
+
+
+@pytest.mark.parametrize("kind", ["no-format", "path-for-a-dict"])
+def test_remote_first_upstream_in_a_format_it_cannot_make_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    from dagster import instance_for_test, materialize
+
+    from pivot_dagster import PivotIOManager
+    from pivot_store.config import Config, RemoteConfig
+    from pivot_store.repo import Repo
+    from tests.fixtures import attacker
+
+    monkeypatch.delenv("PIVOT_SIGNING_KEY", raising=False)
+    shared = attacker.folder_remote(tmp_path / "remote")
+    root = tmp_path / "victim"
+    root.mkdir()
+    Repo.open(root).save_config(
+        Config(remotes={"origin": RemoteConfig(**shared.config)}, default_remote="origin")
+    )
+    data = attacker.canonical_json({"planted": True})
+    oid = shared.put_object(data)
+    if kind == "no-format":
+        out = attacker.output(oid, len(data))
+    else:
+        out = attacker.output(oid, len(data), fmt="path", path="data/other.json")
+    shared.plant_latest(attacker.lock_record("up_json", attacker.parts("run-x"), [out]))
+    SEEN.clear()
+    io = PivotIOManager(project_dir=str(root), remote="origin", remote_first=True)
+    with instance_for_test() as inst:
+        res = materialize([up_json, reads_up_json], resources={"io_manager": io}, instance=inst,
+                          selection=[reads_up_json], raise_on_error=False)  # fmt: skip
+    assert not res.success and SEEN == []
+    assert not (root / "data" / "other.json").exists()
