@@ -98,9 +98,17 @@ def reads_up_json(up_json: Any) -> int:
     return 1
 
 
+@asset(code_version="1")
+@cached
+def reads_up_json_cached(up_json: dict) -> int:
+    SEEN.append(up_json)
+    return 1
+
+
+@pytest.mark.parametrize("reader", [reads_up_json, reads_up_json_cached], ids=["plain", "cached"])
 @pytest.mark.parametrize("kind", ["no-format", "path-for-a-dict"])
 def test_remote_first_upstream_in_a_format_it_cannot_make_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, reader: Any
 ) -> None:
     from dagster import instance_for_test, materialize
 
@@ -126,7 +134,7 @@ def test_remote_first_upstream_in_a_format_it_cannot_make_is_refused(
     SEEN.clear()
     io = PivotIOManager(project_dir=str(root), remote="origin", remote_first=True)
     with instance_for_test() as inst:
-        res = materialize([up_json, reads_up_json], resources={"io_manager": io}, instance=inst,
-                          selection=[reads_up_json], raise_on_error=False)  # fmt: skip
+        res = materialize([up_json, reader], resources={"io_manager": io}, instance=inst,
+                          selection=[reader], raise_on_error=False)  # fmt: skip
     assert not res.success and SEEN == []
     assert not (root / "data" / "other.json").exists()
