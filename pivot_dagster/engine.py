@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 from pivot_dagster import formats
 from pivot_dagster.formats import expect
 from pivot_dagster.formats.base import FormatHandler
+from pivot_dagster.formats.path import check_remote_checkout
 from pivot_store import keys, runcache, transfer
 from pivot_store.errors import (
     CorruptObject,
@@ -281,10 +282,7 @@ class Engine:
             return None
         keys.remote_checkout_name(out.path)
         dest = keys.workspace_path(self.repo.root, out.path)
-        objects = self.repo.objects
-        if out.kind == "dir" and any(objects.from_remote(o) for o in self.repo.output_oids(out)):
-            for entry in self.repo.manifest(out.hash).entries:
-                keys.remote_checkout_name(f"{out.path}/{entry.path}")
+        check_remote_checkout(self.repo, out, dest)
         if self.repo.output_status(out) != "ok":
             self.repo.checkout_output(out, dest, self.checkout_mode, previous=previous)
         return dest

@@ -178,3 +178,22 @@ def test_restore_of_a_folder_removes_only_what_its_lock_listed(tmp_path: Path) -
     engine.save_hit("x", v1, v1.parts)  # back to v1: new.txt was listed by v2, mine.txt not
     assert sorted(p.name for p in folder.iterdir()) == ["mine.txt", "old.txt"]
     assert v2.outputs[0].hash != v1.outputs[0].hash
+
+
+def test_a_remote_file_never_replaces_a_folder_here(tmp_path: Path) -> None:
+    """A Path output from a remote is a file where this project has a folder: refused,
+    not `rmtree`d (the checkout would replace the folder and everything in it)."""
+    from pivot_store.errors import UnsafeName
+
+    a = Engine(_repo(tmp_path / "a", tmp_path / "remote"), remote="origin")
+    (a.repo.root / "src").write_text("a file")
+    parts = FingerprintParts(code_version="1")
+    handler = formats.by_name("path")
+    lock = a.save_computed("x", parts, a.repo.root / "src", handler, "result", run_cache=True)
+    assert a.push([lock]).ok
+    b = Engine(_repo(tmp_path / "b", tmp_path / "remote"), remote="origin")
+    (b.repo.root / "src").mkdir()
+    (b.repo.root / "src" / "code.py").write_text("mine")
+    with pytest.raises(UnsafeName, match="folder here"):
+        b.restore(lock, "x")
+    assert (b.repo.root / "src" / "code.py").read_text() == "mine"
