@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, asset
 
-from pivot_dagster import asset_keys, fingerprint, handoff
+from pivot_dagster import asset_keys, fingerprint, formats, handoff
 from pivot_dagster.code_version import source_code_version
 from pivot_dagster.engine import Engine
 from pivot_dagster.handoff import CacheHit, Deferred, pivot_type
@@ -45,6 +45,7 @@ class _Plan(NamedTuple):
     name: str
     parts: FingerprintParts
     upstream: fingerprint.UpstreamLocks
+    expected: formats.Expected  # what the asset could produce: checks a remote hit
 
 
 def cached(fn: Callable[..., Any] | None = None, *, code_version: str | None = None) -> Any:
@@ -62,7 +63,8 @@ def cached(fn: Callable[..., Any] | None = None, *, code_version: str | None = N
         plan = _plan(ctx, derived, code_version is not None)
         if plan is not None:
             name, parts = plan.name, plan.parts
-            found = None if fingerprint.has_missing(parts) else plan.engine.find_result(name, parts)
+            missing = fingerprint.has_missing(parts)
+            found = None if missing else plan.engine.find_result(name, parts, plan.expected)
             if found is not None:
                 h = found.lock.outputs[0].hash
                 ctx.log.info(f"pivot: cache hit for {name} (fingerprint {parts.digest(name)})")
@@ -184,4 +186,5 @@ def _plan(ctx: AssetExecutionContext, derived: str | None, explicit: bool) -> _P
         fallback=io.upstream_fallback(ctx.instance),
         seen=upstream,
     )
-    return _Plan(engine, asset_keys.lock_name(key, partition), parts, upstream)
+    expected = formats.expect.for_asset(assets_def, key, io.formats)
+    return _Plan(engine, asset_keys.lock_name(key, partition), parts, upstream, expected)

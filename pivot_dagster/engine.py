@@ -24,9 +24,18 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from pivot_dagster import formats
+from pivot_dagster.formats import expect
 from pivot_dagster.formats.base import FormatHandler
+from pivot_dagster.formats.path import check_remote_checkout
 from pivot_store import keys, pointers, runcache, transfer
-from pivot_store.errors import CorruptObject, ObjectMissing, PivotError, TrackError
+from pivot_store.errors import (
+    CorruptObject,
+    LockError,
+    ObjectMissing,
+    PivotError,
+    TrackError,
+    UnsafeName,
+)
 from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
 from pivot_store.remote import open_remote
 from pivot_store.repo import Repo
@@ -97,6 +106,10 @@ class Engine:
                 "write Path outputs inside the project folder",
             ) from None
         keys.workspace_path(repo.root, rel)
+        try:
+            keys.remote_checkout_name(rel)
+        except UnsafeName as e:
+            raise TrackError(str(e), "write Path outputs outside .git/ and .pivot/") from None
         rec = repo.add_path(full, move=self.checkout_mode in ("hardlink", "symlink"))
         return _as_path_record(rec, name, rel)
 
@@ -144,20 +157,23 @@ class Engine:
     def outputs_present(self, lock: Lock) -> bool:
         return all(self.repo.objects.exists(o.hash) for o in lock.outputs)
 
-    def find_result(self, name: str, parts: FingerprintParts) -> Found | None:
+    def find_result(
+        self, name: str, parts: FingerprintParts, expected: formats.Expected | None = None
+    ) -> Found | None:
         """A stored result for this fingerprint: the lock, else the local, else the
         remote run-cache (when pulling). Only a result whose objects are all present
-        (or were just pulled) counts; remote pickles only if trusted."""
+        (or were just pulled) counts; a remote one only in a format the asset could
+        have produced (`expected`, see `formats.expect`), and pickles only if trusted."""
         fp = parts.digest(name)
         lock = self.repo.read_lock(name)
-        if lock is not None and lock.fingerprint == fp and self.outputs_present(lock):
+        if lock is not None and lock.fingerprint == fp and self._usable_here(lock):
             return Found(lock, LOCK_SOURCE)
         for cand in runcache.iter_local(self.repo.runs_dir, name, fp):
-            if self.outputs_present(cand):
+            if self._usable_here(cand):
                 return Found(cand, LOCAL_SOURCE)
         if self.pull_remote is not None:
             rem = self._open(self.pull_remote)
-            found = self._find_remote(rem, name, fp)
+            found = self._find_remote(rem, name, fp, expected)
             if found is not None:
                 return Found(found, f"{rem.name} ({rem.url})")
         return None
@@ -172,6 +188,19 @@ class Engine:
             if cand.outputs and cand.outputs[0].hash == h:
                 return cand, True
         return None, False
+
+    def _usable_here(self, lock: Lock) -> bool:
+        """A local result: its objects present, each output in a known format."""
+        known = all(o.format in formats.registry.BY_NAME for o in lock.outputs)
+        return known and self.outputs_present(lock)
+
+    def refusal(self, lock: Lock, expected: formats.Expected | None = None) -> str | None:
+        """Why a lock read from a remote cannot be this asset's result here, or None."""
+        why = expect.lock_refusal(lock, expected, self.repo.read_lock(lock.name))
+        pickled = any(o.format == "pickle" for o in lock.outputs)
+        if why is None and pickled and not self.trust_remote_pickle:
+            why = "a pickle from a remote (trust_remote_pickle is off)"
+        return why
 
     # --- restoring and loading -----------------------------------------------------
     def ensure_present(self, out: OutputRecord, owner: str) -> bool:
@@ -192,10 +221,13 @@ class Engine:
     def restore(self, lock: Lock, owner: str) -> list[OutputRecord]:
         """A stored result made usable here: objects local, Path outputs checked out."""
         outs = list(lock.outputs)
+        before = self.repo.read_lock(owner)
         for out in outs:
             self.ensure_present(out, owner)
             if out.path is not None:
-                self.load(out)  # checks a Path output out again
+                # Checks a Path output out again; of a folder's other files only those
+                # its lock here listed before are removed.
+                self.load(out, owner=owner, previous=expect.same_output(before, out.name))
         return outs
 
     def load_upstream(
@@ -208,25 +240,52 @@ class Engine:
                 "materialize that asset (with PivotIOManager) before its downstream",
             )
         out = lock.output(output) if len(lock.outputs) > 1 else lock.outputs[0]
-        fetched = self.ensure_present(out, name)
-        if fetched and out.format == "pickle" and not self.trust_remote_pickle:
-            raise UntrustedPickle(
-                f"{name!r} is a pickle fetched from remote {self.remote!r}",
-                "loading it could run code; set trust_remote_pickle=True if you trust the remote",
-            )
-        return self.load(out, python_type)
+        self.ensure_present(out, name)
+        return self.load(out, python_type, owner=name)
 
-    def load(self, out: OutputRecord, python_type: Any = None) -> Any:
-        """Read a stored output back with the handler its lock names."""
-        handler = formats.by_name(out.format or "pickle")
+    def load(
+        self,
+        out: OutputRecord,
+        python_type: Any = None,
+        *,
+        owner: str = "output",
+        previous: OutputRecord | None = None,
+    ) -> Any:
+        """Read a stored output back with the handler its lock names.
+
+        Every load checks (issue 12): a missing format is an error, never pickle; a
+        pickle whose object came from a remote (store provenance, on every load, not
+        only the one that fetched it) is refused unless `trust_remote_pickle`; a Path
+        output is checked out only at a name remote data may use (no `.git`/`.pivot`).
+        """
+        if not out.format:
+            raise LockError(
+                f"output {out.name!r} of {owner!r} has no format; pivot never reads it as pickle",
+                f"re-materialize {owner!r}",
+            )
+        handler = formats.by_name(out.format)
         if handler.kind == "path":
-            if out.path is None:
-                return None
-            dest = keys.workspace_path(self.repo.root, out.path)
-            if self.repo.output_status(out) != "ok":
-                self.repo.checkout_output(out, dest, self.checkout_mode)
-            return dest
+            return self._checkout_path(out, owner, previous)
+        untrusted = handler.name == "pickle" and not self.trust_remote_pickle
+        if untrusted and self.repo.objects.from_remote(out.hash):
+            raise UntrustedPickle(
+                f"{owner!r} is a pickle that came from a remote ({self.remote!r})",
+                "loading it could run code; re-materialize it here, or set "
+                "trust_remote_pickle=True if only trusted deployments write the remote",
+            )
         return handler.load(self.repo.objects.path(out.hash), python_type)
+
+    def _checkout_path(
+        self, out: OutputRecord, owner: str, previous: OutputRecord | None
+    ) -> Path | None:
+        if out.path is None:
+            return None
+        keys.remote_checkout_name(out.path)
+        dest = keys.workspace_path(self.repo.root, out.path)
+        check_remote_checkout(self.repo, out, dest)
+        if self.repo.output_status(out) != "ok":
+            self.repo.checkout_output(out, dest, self.checkout_mode, previous=previous)
+        return dest
 
     def object_path(self, out: OutputRecord) -> Path:
         """Where the value lies: its workspace path, or its cache object."""
@@ -288,11 +347,17 @@ class Engine:
             result = transfer.fetch(self.repo.objects, rem, [carrier])
         result.raise_for_failures()
 
-    def _find_remote(self, rem: Any, name: str, fp: str) -> Lock | None:
-        """A remote result for the fingerprint, its objects now local; pickles only if trusted."""
+    def _find_remote(
+        self, rem: Any, name: str, fp: str, expected: formats.Expected | None = None
+    ) -> Lock | None:
+        """A remote result for the fingerprint, its objects now local; only one this
+        asset could have produced (`refusal`: a refused entry is a miss, logged)."""
         for entry in runcache.lookup(rem, name, fp):
-            pickled = any(o.format == "pickle" for o in entry.lock.outputs)
-            if pickled and not self.trust_remote_pickle:
+            why = self.refusal(entry.lock, expected)
+            if why is not None:
+                log.warning(
+                    "pivot: refusing run-cache entry %s of %s: %s", entry.entry_id, name, why
+                )
                 continue
             with self.repo.writing():
                 result = transfer.fetch(self.repo.objects, rem, [entry.lock])

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 from dagster import AssetKey, AssetMaterialization, AssetRecordsFilter
 
-from pivot_dagster import asset_keys, fingerprint, handoff
+from pivot_dagster import asset_keys, fingerprint, formats, handoff
 from pivot_dagster.engine import LOCK_SOURCE, Engine
 from pivot_store import runcache
 from pivot_store.errors import PivotError
@@ -222,7 +222,7 @@ def _pull_one(
         return None
     name = asset_keys.lock_name(key, partition)
     try:
-        found = engine.find_result(name, parts)
+        found = engine.find_result(name, parts, formats.expect.for_asset(ad, key))
     except PivotError as e:
         log.warning("pivot: pull of %s from %s failed: %s", name, engine.remote, e)
         return None

@@ -176,7 +176,37 @@ class PivotIOManager(ConfigurableIOManager):
         if lock is None and self.remote_first:
             lock = self.upstream_fallback(_or_none(lambda: context.instance))(name)
         out_name = context.upstream_output.name if context.upstream_output else "result"
+        if self.remote_first and lock is not None:
+            self._check_remote_upstream(context, name, lock, out_name)
         return engine.load_upstream(name, lock, out_name, typ)
+
+    def _check_remote_upstream(
+        self, context: InputContext, name: str, lock: Lock, out_name: str
+    ) -> None:
+        """Remote-first: an upstream whose objects came from the remote (its lock from a
+        latest pointer or another step) only in a format it could have produced."""
+        engine = self.engine()
+        out = lock.output(out_name) if len(lock.outputs) > 1 else lock.outputs[0]
+        engine.ensure_present(out, name)
+        if not any(engine.repo.objects.from_remote(o) for o in engine.repo.output_oids(out)):
+            return  # made here
+        why = engine.refusal(lock, self._upstream_expected(context))
+        if why is not None:  # issue 12 item 1: the remote's word is not taken
+            raise PivotError(
+                f"remote-first: the remote's result for {name!r} is refused: {why}",
+                f"materialize {name!r} in this deployment",
+            )
+
+    def _upstream_expected(self, context: InputContext) -> formats.Expected:
+        """What the upstream output could be: its forced format and annotated type."""
+        up = context.upstream_output
+        meta = (_or_none(lambda: up.definition_metadata) if up else None) or {}
+        forced = meta.get(handoff.FORMAT_KEY)
+        if forced is None and context.has_asset_key:
+            forced = self.formats.get(context.asset_key.to_user_string())
+        typ = _or_none(lambda: up.dagster_type.typing_type) if up else None
+        returns = formats.expect.is_path_type(typ) if typ is not None else None
+        return formats.Expected(forced=handoff.value_of(forced) or None, returns_path=returns)
 
 
 # --- helpers (pure over contexts) ------------------------------------------------

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from pivot_store import atomic, keys
-from pivot_store.errors import CheckoutError, DiskFull
+from pivot_store.errors import CheckoutError, DiskFull, UnsafeName
 from pivot_store.manifest import Manifest
 from pivot_store.objects import ObjectStore
 
@@ -175,8 +175,13 @@ class Checkout:
             return False
 
     # --- a folder -----------------------------------------------------------
-    def tree(self, manifest: Manifest, dest: Path) -> None:
-        """Make folder `dest` match `manifest` exactly (extra files are removed)."""
+    def tree(self, manifest: Manifest, dest: Path, previous: Manifest | None = None) -> None:
+        """Make folder `dest` hold `manifest`'s files; of the others, remove only those
+        `previous` (the manifest this folder last held, per its lock) listed.
+
+        A file no manifest named (the user's, another tool's, or planted around a
+        hostile entry's path) is never deleted: without `previous` nothing is.
+        """
         if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
             dest.unlink()
         dest.mkdir(parents=True, exist_ok=True)
@@ -202,7 +207,8 @@ class Checkout:
                 target.mkdir(parents=True, exist_ok=True)
             else:
                 self.file(e.hash, f"{dest_s}/{e.path}", size=e.size, executable=e.exec)
-        _remove_extra(dest, wanted)
+        if previous is not None:
+            _remove_extra(dest, wanted, previous)
 
 
 def _is_dir(path: Path) -> bool:
@@ -216,23 +222,32 @@ def _reflink(src: Path, dst: Path) -> None:
         fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
 
 
-def _remove_extra(dest: Path, wanted: set[str]) -> None:
+def _remove_extra(dest: Path, wanted: set[str], previous: Manifest) -> None:
+    """Remove what `previous` listed and `wanted` does not; then its folders left empty."""
     keep_dirs = {p.rsplit("/", i)[0] for p in wanted for i in range(1, p.count("/") + 1)}
-    for folder, dirs, files in os.walk(dest, topdown=False):
-        rel_folder = os.path.relpath(folder, dest).replace(os.sep, "/")
-        prefix = "" if rel_folder == "." else rel_folder + "/"
-        for name in files:
-            if prefix + name not in wanted and not atomic.temp_in_use(name):
-                # A live process's temp (another checkout of this folder) is left
-                # alone: removing it would fail that process's rename.
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(folder, name))
-        for name in dirs:
-            rel = prefix + name
-            full = os.path.join(folder, name)
-            if rel not in wanted and rel not in keep_dirs:
-                if os.path.islink(full):
-                    os.unlink(full)
-                else:
-                    with contextlib.suppress(OSError):
-                        os.rmdir(full)
+    gone = sorted((e for e in previous.entries if e.path not in wanted), key=lambda e: e.path)
+    folders: set[str] = set()
+    for e in gone:
+        keys.validate_name(e.path)
+        parent = e.path.rpartition("/")[0]
+        folders.update(parent.rsplit("/", i)[0] for i in range(parent.count("/") + 1) if parent)
+        if e.hash is None:
+            folders.add(e.path)
+            continue
+        full = os.path.join(dest, e.path)
+        if parent:
+            try:  # a symlinked folder must not lead the removal out of `dest`
+                keys.workspace_path(dest, parent)
+            except UnsafeName:
+                continue
+        if os.path.isdir(full) and not os.path.islink(full):
+            continue  # a folder where the old file was: not the file previous listed
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            os.unlink(full)
+    # Deepest first; rmdir removes only a folder that is now empty.
+    for rel in sorted(folders - wanted - keep_dirs, key=lambda r: -r.count("/")):
+        full = os.path.join(dest, rel)
+        if os.path.islink(full):
+            continue
+        with contextlib.suppress(OSError):
+            os.rmdir(full)

@@ -181,3 +181,22 @@ def parse_pointer_name(file_name: str) -> str | None:
     """The entry id a pointer's file name claims, or None for anything else."""
     found = parse_pointer(file_name)
     return found[1] if found else None
+
+
+# --- checkouts of remote data -----------------------------------------------------
+# Folders no checkout of remote data may enter: git's (hooks run code) and the store's
+# own (config names the remotes, the cache holds the objects).
+PROTECTED_SEGMENTS = (".git", ".pivot")
+
+
+def remote_checkout_name(name: str) -> str:
+    """A workspace path remote data may be checked out to: `validate_name`, and no
+    `.git` or `.pivot` segment anywhere (issue 12 item 2)."""
+    validate_name(name)
+    for part in name.split("/"):
+        if part.lower() in PROTECTED_SEGMENTS:
+            raise UnsafeName(
+                f"name {name[:80]!r} has a {part!r} segment",
+                f"remote data is never checked out into {' or '.join(PROTECTED_SEGMENTS)}",
+            )
+    return name

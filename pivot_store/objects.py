@@ -22,6 +22,7 @@ from pivot_store import atomic
 from pivot_store import oid as oids
 from pivot_store.errors import FULL_FIX, CorruptObject, DiskFull, ObjectMissing
 from pivot_store.hashing import CHUNK, HashingWriter, hash_bytes, hash_file
+from pivot_store.provenance import Provenance
 from pivot_store.state import MIN_SIZE
 
 READ_ONLY = 0o444
@@ -53,6 +54,9 @@ class ObjectStore:
         # per object. Only a cache: a folder removed since (a hand-cleaned cache)
         # is made again when a link into it fails.
         self._dirs: set[str] = set()
+        # Which objects came from a remote (issue 12 item 3): marked by the
+        # download path, cleared when this machine writes the same bytes.
+        self.provenance = Provenance(self.root.parent)
 
     @property
     def fsync(self) -> bool:
@@ -134,6 +138,7 @@ class ObjectStore:
                 os.fsync(f.fileno())
             w.oid = w.hexdigest() + suffix  # type: ignore[attr-defined]
             w.new = self._publish(tmp, w.oid, executable)  # type: ignore[attr-defined]
+            self.provenance.clear(w.oid)  # type: ignore[attr-defined]  # produced here
 
     def add_bytes(self, data: bytes, *, suffix: str = "") -> Added:
         with self.writer(suffix=suffix) as w:
@@ -234,12 +239,15 @@ class ObjectStore:
         new = self._publish(tmp, oid, executable)
         if new:
             linked = True
+            self.provenance.clear(oid)  # a stale marker of a removed object
         else:  # already stored: by this very inode when `src` was checked out from it
             try:  # (inode only: adding what exists touched its mtime)
                 obj = os.stat(self._final(oid))
                 linked = (obj.st_dev, obj.st_ino) == (st.st_dev, st.st_ino)
             except OSError:
                 linked = False
+            if not linked:  # other bytes-equal inode: this machine produced them
+                self.provenance.clear(oid)
         if state is not None and linked and st.st_size >= MIN_SIZE:
             with contextlib.suppress(OSError):
                 state.set(src, os.stat(self._final(oid)), oid)  # linking changed ctime
@@ -257,7 +265,7 @@ class ObjectStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        return self._publish(tmp, expected, False)
+        return self._publish_remote(tmp, expected)
 
     def insert_bytes(self, data: bytes, expected: str, *, source: str = "") -> bool:
         """Publish downloaded bytes only if they hash to `expected`; True if new.
@@ -270,7 +278,18 @@ class ObjectStore:
         with atomic.temp_file(self.tmp_dir, ".pull") as (tmp, f):
             f.write(data)
             f.close()
-            return self._publish(tmp, expected, False)
+            return self._publish_remote(tmp, expected)
+
+    def _publish_remote(self, tmp: Path | str, oid: str) -> bool:
+        """Publish downloaded bytes, marked as from a remote first (a reader never sees
+        them unmarked); an object already here keeps its provenance."""
+        if not self.exists(oid):
+            self.provenance.mark(oid)  # a racing local add of it stays marked: distrust
+        return self._publish(tmp, oid, False)
+
+    def from_remote(self, oid: str) -> bool:
+        """True while `oid`'s bytes are known only from a remote (see `provenance`)."""
+        return self.provenance.is_remote(oid)
 
     # --- reading ------------------------------------------------------------
     def open(self, oid: str) -> BinaryIO:
@@ -296,6 +315,7 @@ class ObjectStore:
     def remove(self, oid: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path(oid))
+        self.provenance.clear(oid)
 
     def size(self, oid: str) -> int:
         return self.path(oid).stat().st_size

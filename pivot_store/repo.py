@@ -249,20 +249,29 @@ class Repo:
         mode: str | None = None,
         *,
         writable: bool = False,
+        previous: OutputRecord | None = None,
     ) -> Path:
-        """Place an output at `dest` (default: its workspace path)."""
+        """Place an output at `dest` (default: its workspace path). A folder keeps every
+        file except those `previous` (what its lock named before, same path) listed."""
         if dest is None:
             if out.path is None:
                 raise TrackError(f"output {out.name!r} has no workspace path", "pass dest")
             dest = keys.workspace_path(self.root, out.path)
         co = Checkout(self.objects, mode or self.config.checkout_mode, writable=writable)
         if out.kind == "dir":
-            co.tree(self.manifest(out.hash), dest)
+            co.tree(self.manifest(out.hash), dest, self._previous_manifest(out, previous))
         else:
             co.file(out.hash, dest, size=out.size)
             if out.size >= MIN_SIZE and not writable:
                 self.state.set(dest, dest.stat(), out.hash)
         return dest
+
+    def _previous_manifest(self, out: OutputRecord, previous: OutputRecord | None) -> Any:
+        if previous is None or previous.kind != "dir" or previous.path != out.path:
+            return None
+        if not self.objects.exists(previous.hash):
+            return None
+        return self.manifest(previous.hash)
 
     # --- tracking workspace paths (pivot add / status / checkout) ------------
     def track(self, path: Path) -> Lock:

@@ -34,9 +34,9 @@ def test_hit_loads_no_inputs(
     loads: list[str | None] = []
     real = Engine.load
 
-    def counting(self, out, python_type=None):
+    def counting(self, out, python_type=None, **kw):
         loads.append(out.format)
-        return real(self, out, python_type)
+        return real(self, out, python_type, **kw)
 
     monkeypatch.setattr(Engine, "load", counting)
     io = {"io_manager": PivotIOManager(project_dir=str(project))}

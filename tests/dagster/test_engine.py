@@ -119,3 +119,81 @@ def test_missing_on_remote_lists_what_a_push_would_send(tmp_path: Path) -> None:
     assert engine.missing_on_remote([lock]) == [lock.outputs[0].hash]
     assert engine.push([lock]).ok
     assert engine.missing_on_remote([lock]) == []
+
+
+def test_a_missing_format_is_never_read_as_pickle(tmp_path: Path) -> None:
+    """Issue 12 item 1: a load that cannot recompute fails clearly; no default to pickle."""
+    from pivot_store.errors import LockError
+
+    engine = Engine(_repo(tmp_path))
+    lock = _save(engine, {1, 2})  # a pickle, made here
+    out = lock.outputs[0].replace(format=None)
+    with pytest.raises(LockError, match="no format"):
+        engine.load(out)
+    assert engine.load(lock.outputs[0]) == {1, 2}  # this project's own pickle loads
+
+
+def test_a_remote_pickle_is_refused_on_every_load_until_made_here(tmp_path: Path) -> None:
+    """Issue 12 item 3: provenance, not "was it fetched just now", decides."""
+    from pivot_dagster.engine import UntrustedPickle
+
+    a = Engine(_repo(tmp_path / "a", tmp_path / "remote"), remote="origin")
+    lock = _save(a, {1, 2})
+    assert a.push([lock]).ok
+    b = Engine(_repo(tmp_path / "b", tmp_path / "remote"), remote="origin")
+    for _ in range(2):
+        with pytest.raises(UntrustedPickle):
+            b.load_upstream("x", lock, "result")
+    trusting = Engine(b.repo, remote="origin", trust_remote_pickle=True)
+    assert trusting.load_upstream("x", lock, "result") == {1, 2}
+    assert b.repo.objects.from_remote(lock.outputs[0].hash)
+    _save(b, {1, 2})  # the same bytes produced here: no longer remote
+    assert b.load_upstream("x", lock, "result") == {1, 2}
+
+
+def test_a_remote_entry_in_a_format_the_asset_cannot_make_is_a_miss(tmp_path: Path, caplog) -> None:
+    a = Engine(_repo(tmp_path / "a", tmp_path / "remote"), remote="origin")
+    lock = _save(a, {"v": 1})
+    assert a.push([lock]).ok
+    b = Engine(_repo(tmp_path / "b", tmp_path / "remote"), remote="origin")
+    assert b.find_result("x", lock.parts, formats.Expected(forced="raw")) is None
+    assert "refusing run-cache entry" in caplog.text and "'raw'" in caplog.text
+    assert b.find_result("x", lock.parts, formats.Expected(forced="json")) is not None
+
+
+def test_restore_of_a_folder_removes_only_what_its_lock_listed(tmp_path: Path) -> None:
+    """Issue 12 item 2: a hit's tree checkout keeps files the previous lock did not list."""
+    engine = Engine(_repo(tmp_path), checkout_mode="copy")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "old.txt").write_text("old")
+    parts = FingerprintParts(code_version="1")
+    handler = formats.by_name("path")
+    v1 = engine.save_computed("x", parts, folder, handler, "result", run_cache=True)
+    (folder / "old.txt").unlink()
+    (folder / "new.txt").write_text("new")
+    parts2 = FingerprintParts(code_version="2")
+    v2 = engine.save_computed("x", parts2, folder, handler, "result", run_cache=True)
+    (folder / "mine.txt").write_text("the user's")
+    engine.save_hit("x", v1, v1.parts)  # back to v1: new.txt was listed by v2, mine.txt not
+    assert sorted(p.name for p in folder.iterdir()) == ["mine.txt", "old.txt"]
+    assert v2.outputs[0].hash != v1.outputs[0].hash
+
+
+def test_a_remote_file_never_replaces_a_folder_here(tmp_path: Path) -> None:
+    """A Path output from a remote is a file where this project has a folder: refused,
+    not `rmtree`d (the checkout would replace the folder and everything in it)."""
+    from pivot_store.errors import UnsafeName
+
+    a = Engine(_repo(tmp_path / "a", tmp_path / "remote"), remote="origin")
+    (a.repo.root / "src").write_text("a file")
+    parts = FingerprintParts(code_version="1")
+    handler = formats.by_name("path")
+    lock = a.save_computed("x", parts, a.repo.root / "src", handler, "result", run_cache=True)
+    assert a.push([lock]).ok
+    b = Engine(_repo(tmp_path / "b", tmp_path / "remote"), remote="origin")
+    (b.repo.root / "src").mkdir()
+    (b.repo.root / "src" / "code.py").write_text("mine")
+    with pytest.raises(UnsafeName, match="folder here"):
+        b.restore(lock, "x")
+    assert (b.repo.root / "src" / "code.py").read_text() == "mine"

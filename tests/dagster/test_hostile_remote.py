@@ -78,7 +78,6 @@ def reads_plain_json(plain_json: Any) -> int:
     return 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 item 1: an output without format loads as pickle")
 def test_entry_without_format_is_not_unpickled(project: Path, shared: HostileRemote) -> None:
     root = _deployment(project, shared)
     marker = project / "PWNED-item1"
@@ -153,17 +152,12 @@ def _plant_path_output(shared: HostileRemote, target: str) -> dict[str, Any]:
     return record
 
 
-_ITEM2 = pytest.mark.xfail(
-    strict=True, reason="issue 12 item 2: a remote `format: path` output is checked out anywhere"
-)
-
-
 @pytest.mark.parametrize(
     "target",
     [
-        pytest.param(".git", marks=_ITEM2, id="dot-git"),
-        pytest.param(".pivot/config.yaml", marks=_ITEM2, id="dot-pivot"),
-        # Refused at 9b629a1 already (names are validated): kept so it stays refused.
+        pytest.param(".git", id="dot-git"),
+        pytest.param(".pivot/config.yaml", id="dot-pivot"),
+        # Refused at 9b629a1 already (names are validated): kept so they stay refused.
         pytest.param("../outside", id="parent"),
         pytest.param("ABSOLUTE", id="absolute"),
     ],
@@ -219,7 +213,6 @@ def reads_pickled_up(pickled_up: Any) -> int:
     return 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 item 3: a refused remote pickle loads next time")
 def test_untrusted_pickle_is_refused_on_every_load(project: Path, shared: HostileRemote) -> None:
     root = _deployment(project, shared)
     marker = project / "PWNED-item3"

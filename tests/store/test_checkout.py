@@ -166,7 +166,11 @@ def test_exec_bits_survive_links_when_one_object_serves_both(store: ObjectStore,
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_tree_checkout_removes_files_not_in_the_manifest(store, tmp_path: Path, mode: str):
+def test_tree_checkout_removes_only_what_the_previous_manifest_listed(
+    store, tmp_path: Path, mode: str
+):
+    """Issue 12 item 2: files the previous manifest did not list (the user's, another
+    tool's) survive a checkout; those it listed and the new one drops are removed."""
     src = tmp_path / "src"
     (src / "keep" / "deep").mkdir(parents=True)
     (src / "keep" / "deep" / "a.txt").write_text("a")
@@ -184,10 +188,29 @@ def test_tree_checkout_removes_files_not_in_the_manifest(store, tmp_path: Path, 
     assert (dest / "gone" / "c.txt").read_text() == "c"
     (dest / "stray.txt").write_text("not tracked")
     (dest / "keep" / "stray").mkdir()
-    co.tree(v2, dest)
+    co.tree(v2, dest, previous=v1)
     files = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*"))
-    assert files == ["empty", "keep", "keep/deep", "keep/deep/a.txt"]
+    assert files == ["empty", "keep", "keep/deep", "keep/deep/a.txt", "keep/stray", "stray.txt"]
+    assert (dest / "stray.txt").read_text() == "not tracked"
+    (dest / "stray.txt").unlink()
+    (dest / "keep" / "stray").rmdir()
     assert build_manifest(dest, None, NullState(), link_roots=(store.root,)).oid() == v2.oid()
+
+
+def test_tree_checkout_without_a_previous_manifest_deletes_nothing(store, tmp_path: Path):
+    """A folder checked out where no lock listed it before (a remote hit, a first
+    checkout): every file already there stays; only the manifest's are written."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a")
+    m = build_manifest(src, store, NullState())
+    dest = tmp_path / "dest"
+    (dest / "sub").mkdir(parents=True)
+    (dest / "mine.txt").write_text("mine")
+    (dest / "sub" / "hook").write_text("#!/bin/sh\n")
+    Checkout(store, "copy").tree(m, dest)
+    files = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*"))
+    assert files == ["a.txt", "mine.txt", "sub", "sub/hook"]
 
 
 def test_tree_checkout_never_writes_through_a_symlinked_subfolder(store, tmp_path: Path):

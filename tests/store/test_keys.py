@@ -197,3 +197,19 @@ def test_pointer_name_round_trips_and_sorts_by_time() -> None:
 )
 def test_parse_pointer_name_ignores_anything_else(bad: str) -> None:
     assert keys.parse_pointer_name(bad) is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [".git", ".git/hooks/pre-commit", "a/.git/config", ".GIT/x", ".pivot", ".pivot/config.yaml",
+     "data/.pivot/cache", "../x", "/etc/x"],
+)  # fmt: skip
+def test_remote_checkout_names_never_enter_git_or_the_store(bad: str) -> None:
+    """Issue 12 item 2: remote data is never checked out into .git or .pivot."""
+    with pytest.raises(UnsafeName):
+        keys.remote_checkout_name(bad)
+
+
+@pytest.mark.parametrize("ok", ["reports", "data/.gitignore", ".github/x", "a/.pivotal", "x.git"])
+def test_remote_checkout_names_allow_look_alikes(ok: str) -> None:
+    assert keys.remote_checkout_name(ok) == ok
