@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -37,7 +36,6 @@ from pivot_store.errors import (
     UnsafeName,
 )
 from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
-from pivot_store.remote import open_remote
 from pivot_store.repo import Repo
 
 log = logging.getLogger("pivot")
@@ -298,11 +296,10 @@ class Engine:
         self, locks: list[Lock], *, run_cache: bool = True, verify_every: float | None = None
     ) -> transfer.Result:
         """Objects, then run-cache entries, of `locks`; per-object errors kept in the result."""
-        rem = self._open(self.remote)
-        with self.repo.writing():
-            return transfer.push(
-                self.repo.objects, rem, locks, run_cache=run_cache, verify_every=verify_every
-            )
+        self._open(self.remote)  # a clear error when no remote is configured
+        return self.repo.push(
+            locks, remote=self.remote, run_cache=run_cache, verify_every=verify_every
+        )
 
     def publish_latest(self, lock: Lock) -> bool:
         """Name `lock` its name's newest result on the remote (objects pushed first)."""
@@ -327,7 +324,7 @@ class Engine:
             return
         rem = self._open(self.remote)
         with self.repo.writing():
-            transfer.fetch(self.repo.objects, rem, [entry.lock]).raise_for_failures()
+            self.repo.fetch([entry], remote=self.remote).raise_for_failures()
             self._check_signed(entry, rem.name)
 
     def remote_entries(self, name: str, fp: str) -> list[runcache.RunEntry]:
@@ -342,10 +339,8 @@ class Engine:
     def _fetch_output(self, out: OutputRecord, owner: str) -> None:
         """Fetch an output's objects (a folder's manifest, then its files); errors name each."""
         carrier = Lock.build(owner, FingerprintParts(), [out])
-        rem = self._open(self.pull_remote)
-        with self.repo.writing():
-            result = transfer.fetch(self.repo.objects, rem, [carrier])
-        result.raise_for_failures()
+        self._open(self.pull_remote)  # a clear error when no remote is configured
+        self.repo.fetch([carrier], remote=self.pull_remote).raise_for_failures()
 
     def _find_remote(
         self, rem: Any, name: str, fp: str, expected: formats.Expected | None = None
@@ -360,7 +355,9 @@ class Engine:
                 )
                 continue
             with self.repo.writing():
-                result = transfer.fetch(self.repo.objects, rem, [entry.lock])
+                # Through the repo: the entry is recorded as seen on the remote, so a
+                # push_on_write of this hit sends nothing back.
+                result = self.repo.fetch([entry], remote=rem.name)
                 if not result.ok:
                     continue
                 try:
@@ -386,21 +383,8 @@ class Engine:
             raise PivotError(
                 "no remote is configured", "set `remote` on PivotIOManager or default_remote"
             )
-        return _remote(self.repo, name)
+        return self.repo.remote(name)
 
 
 def _as_path_record(rec: OutputRecord, name: str, rel: str) -> OutputRecord:
     return rec.replace(name=name, path=rel, format="path")
-
-
-_REMOTES: dict[tuple[str, str], Any] = {}
-_REMOTES_LOCK = threading.Lock()
-
-
-def _remote(repo: Repo, name: str) -> Any:
-    """This repo's remote `name`, opened once per process."""
-    key = (str(repo.root), name)
-    with _REMOTES_LOCK:
-        if key not in _REMOTES:
-            _REMOTES[key] = open_remote(repo.config, name)
-        return _REMOTES[key]

@@ -134,6 +134,7 @@ def push(
     run_cache: bool = True,
     verify_remote: bool = False,
     progress: Progress | None = None,
+    verify_every: float | None = None,
 ) -> Result:
     """Upload what `locks` name and the remote lacks, then their run-cache entries.
 
@@ -148,7 +149,7 @@ def push(
         todo, _ = _resolve(repo, locks)
         return transfer.push(
             repo.objects, rem, todo, jobs=jobs, dry_run=dry_run, run_cache=run_cache,
-            progress=progress, verify_remote=verify_remote,
+            progress=progress, verify_remote=verify_remote, verify_every=verify_every,
         )  # fmt: skip
 
 

@@ -74,11 +74,9 @@ def status(
 
 def remote_status(repo: Repo, names: list[str] | None, remote_name: str | None) -> dict[str, Any]:
     """`status --remote`: JSON-ready lists of what is missing where (reads only)."""
-    from pivot_store.remote import open_remote
-    from pivot_store.transfer import compare
+    from pivot_store.status import compare
 
-    remote = open_remote(repo.config, remote_name)
-    st = compare(repo.objects, remote, list(repo.iter_locks(names)))
+    st = compare(repo.objects, repo.remote(remote_name), list(repo.iter_locks(names)))
     return {
         "remote": st.remote,
         "missing_on_remote": [{"lock": lk, "oid": o} for lk, o in st.missing_on_remote],

@@ -90,15 +90,6 @@ def _print_plan(res: Any, verb: str) -> None:
     console().print(f"{len(res.planned)} object(s) would {verb} ({res.remote!r}); nothing sent")
 
 
-def _open(repo: Any, remote: str | None, jobs: int | None) -> tuple[Any, int]:
-    from pivot_store.remote import open_remote
-    from pivot_store.transfer import DEFAULT_JOBS
-
-    name, cfg = repo.config.remote(remote)
-    jobs = jobs or cfg.jobs or DEFAULT_JOBS
-    return open_remote(remote=cfg, name=name, jobs=jobs), jobs
-
-
 def push(
     names: list[str] = NAMES.typer(),
     remote: str = REMOTE.typer(),
@@ -113,15 +104,13 @@ def push(
     ),
 ) -> None:
     """Upload the objects the locks name (files, then manifests), then run-cache entries."""
-    from pivot_store import transfer
     from pivot_store.repo import Repo
 
     repo = Repo.find()
     locks = list(repo.iter_locks(names or None))
-    rem, jobs = _open(repo, remote, jobs)
     with _Bar("push", not as_json and sys.stderr.isatty()) as bar:
-        res = transfer.push(
-            repo.objects, rem, locks, jobs=jobs, dry_run=dry_run, progress=bar,
+        res = repo.push(
+            locks, remote=remote, jobs=jobs, dry_run=dry_run, progress=bar,
             verify_remote=verify_remote,
         )  # fmt: skip
     if as_json:
@@ -135,30 +124,19 @@ def push(
 
 def _pull(names: list[str], remote: str | None, jobs: int | None, dry_run: bool,
           as_json: bool, checkout: bool, mode: str | None) -> None:  # fmt: skip
-    from pivot_store import transfer
-    from pivot_store.errors import PivotError
     from pivot_store.repo import Repo
     from pivot_store.signing import ENV_KEY, ENV_KEY_FILE
 
     repo = Repo.find()
     locks = list(repo.iter_locks(names or None))
-    rem, jobs = _open(repo, remote, jobs)
     with _Bar("pull", not as_json and sys.stderr.isatty()) as bar:
-        res = transfer.fetch(repo.objects, rem, locks, jobs=jobs, dry_run=dry_run, progress=bar)
-    placed = 0
-    if checkout and not dry_run:
-        complete = set(res.complete_locks)
-        for lock in locks:
-            if lock.name not in complete:
-                continue
-            for out in lock.outputs:
-                if out.path is None:
-                    continue
-                try:
-                    repo.checkout_output(out, mode=mode)
-                    placed += 1
-                except PivotError as e:
-                    res.failed[f"{lock.name}:{out.path}"] = f"checkout failed: {e}"
+        if checkout:
+            res = repo.pull(
+                locks, remote=remote, jobs=jobs, dry_run=dry_run, progress=bar, mode=mode
+            )
+        else:
+            res = repo.fetch(locks, remote=remote, jobs=jobs, dry_run=dry_run, progress=bar)
+    placed = len(res.checked_out) if checkout else 0
     if as_json:
         emit_json({**res.summary(), "checked_out": placed})
     elif dry_run:
