@@ -309,9 +309,10 @@ class Engine:
         entry = self.latest_entry(name)
         return entry.lock if entry is not None else None
 
-    def latest_entry(self, name: str) -> runcache.RunEntry | None:
-        """The remote's newest valid pointer for `name`, its signed digests kept."""
-        return pointers.latest_entry(self._open(self.remote), name)
+    def latest_entry(self, name: str, output_hash: str | None = None) -> runcache.RunEntry | None:
+        """The remote's newest valid pointer for `name` (to `output_hash` if given),
+        its signed digests kept."""
+        return pointers.latest_entry(self._open(self.remote), name, output_hash=output_hash)
 
     def fetch_signed(self, entry: runcache.RunEntry) -> None:
         """A signed entry's objects made local and checked against its signed SHA-256.

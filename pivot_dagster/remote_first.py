@@ -43,7 +43,8 @@ from pivot_store.runcache import RunEntry
 log = logging.getLogger("pivot")
 
 
-def _from_instance(engine: Engine, name: str, instance: Any) -> RunEntry | None:
+def _recorded(name: str, instance: Any) -> tuple[str, str] | None:
+    """(fingerprint, hash) of the instance's latest materialization of `name`, if pivot's."""
     from dagster import AssetKey, AssetRecordsFilter
 
     try:
@@ -57,19 +58,34 @@ def _from_instance(engine: Engine, name: str, instance: Any) -> RunEntry | None:
         return None
     if not records:
         return None
-    found = handoff.recorded(records[0].asset_materialization.metadata)
-    if found is None:
-        return None
-    fp, h = found
+    return handoff.recorded(records[0].asset_materialization.metadata)
+
+
+def _from_instance(engine: Engine, name: str, recorded: tuple[str, str]) -> RunEntry | None:
+    """The remote record of exactly the result the instance names: its run-cache
+    entry (cached assets) or a latest pointer to it (plain assets have no entry)."""
+    fp, h = recorded
     for entry in engine.remote_entries(name, fp):
         if entry.lock.outputs and entry.lock.outputs[0].hash == h:
             return entry
-    return None
+    return engine.latest_entry(name, output_hash=h)
 
 
 def _resolve(engine: Engine, name: str, instance: Any) -> Lock | None:
-    entry = _from_instance(engine, name, instance) if instance is not None else None
-    if entry is None:
+    # The instance is the authority: when it records a result, only that result
+    # is used (never another deployment's newer pointer); pointers decide only
+    # when the instance knows nothing of this asset.
+    recorded = _recorded(name, instance) if instance is not None else None
+    if recorded is not None:
+        entry = _from_instance(engine, name, recorded)
+        if entry is None:
+            log.warning(
+                "pivot: the instance records %s of %s, which the remote does not hold",
+                recorded[1],
+                name,
+            )
+            return None
+    else:
         entry = engine.latest_entry(name)
     if entry is None:
         return None

@@ -80,9 +80,12 @@ def publish_latest(
 
 
 def latest_entry(
-    remote: Remote, name: str, now: datetime | None = None
+    remote: Remote, name: str, now: datetime | None = None, *, output_hash: str | None = None
 ) -> runcache.RunEntry | None:
     """The newest valid pointer's entry for `name`, or None (never a half-valid one).
+
+    `output_hash`: the newest valid pointer to that very result (its first
+    output's hash), for a reader who already knows which value is current.
 
     With a signing key the entry keeps its signed digests: the caller checks
     the objects against them (`runcache.verify_objects`) after fetching.
@@ -105,7 +108,11 @@ def latest_entry(
         if runcache.created_time(entry) != stamp:
             log.warning("pivot: skipping latest pointer %s: its name and created_at differ", key)
             continue
-        if entry.name == name:
+        if entry.name != name:
+            continue
+        if output_hash is None or (
+            entry.lock.outputs and entry.lock.outputs[0].hash == output_hash
+        ):
             return entry
     return None
 

@@ -255,9 +255,6 @@ def _step(root: Path, remote: HostileRemote, inst: Any, selection: list[Any]) ->
                        selection=selection, raise_on_error=False)  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 12 item 6: remote-first plain upstream takes another's latest"
-)
 def test_remote_first_plain_upstream_follows_this_instance(
     tmp_path: Path, shared: HostileRemote
 ) -> None:
