@@ -37,6 +37,7 @@ from pivot_store.errors import (
 )
 from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
 from pivot_store.repo import Repo
+from pivot_store.signing import signing_key
 
 log = logging.getLogger("pivot")
 
@@ -201,8 +202,12 @@ class Engine:
         return why
 
     # --- restoring and loading -----------------------------------------------------
-    def ensure_present(self, out: OutputRecord, owner: str) -> bool:
-        """Make the output's objects local; True if they had to come from the remote."""
+    def ensure_present(self, out: OutputRecord, owner: str, lock: Lock | None = None) -> bool:
+        """Make the output's objects local; True if they had to come from the remote.
+
+        With a signing key and the lock known, objects come back checked against a
+        signed record of that result when the remote has one (else by xxh64 only:
+        a lock from git carries no signature)."""
         missing = [o for o in self.repo.output_oids(out) if not self.repo.objects.exists(o)]
         if not missing:
             return False
@@ -213,7 +218,15 @@ class Engine:
                 f"re-materialize {owner!r}, or set `remote` on PivotIOManager and push it from "
                 "where it was built",
             )
-        self._fetch_output(out, owner)
+        record = None
+        if lock is not None and signing_key() is not None:
+            rem = self._open(self.pull_remote)
+            record = pointers.signed_record(rem, lock.name, lock.fingerprint, out.hash)
+        if record is None:
+            self._fetch_output(out, owner)
+            return True
+        self.repo.fetch([record], remote=self.pull_remote).raise_for_failures()
+        self._check_signed(record, str(self.pull_remote))
         return True
 
     def restore(self, lock: Lock, owner: str) -> list[OutputRecord]:
@@ -221,7 +234,7 @@ class Engine:
         outs = list(lock.outputs)
         before = self.repo.read_lock(owner)
         for out in outs:
-            self.ensure_present(out, owner)
+            self.ensure_present(out, owner, lock)
             if out.path is not None:
                 # Checks a Path output out again; of a folder's other files only those
                 # its lock here listed before are removed.
@@ -238,7 +251,7 @@ class Engine:
                 "materialize that asset (with PivotIOManager) before its downstream",
             )
         out = lock.output(output) if len(lock.outputs) > 1 else lock.outputs[0]
-        self.ensure_present(out, name)
+        self.ensure_present(out, name, lock)
         return self.load(out, python_type, owner=name)
 
     def load(

@@ -187,7 +187,7 @@ class PivotIOManager(ConfigurableIOManager):
         latest pointer or another step) only in a format it could have produced."""
         engine = self.engine()
         out = lock.output(out_name) if len(lock.outputs) > 1 else lock.outputs[0]
-        engine.ensure_present(out, name)
+        engine.ensure_present(out, name, lock)
         if not any(engine.repo.objects.from_remote(o) for o in engine.repo.output_oids(out)):
             return  # made here
         why = engine.refusal(lock, self._upstream_expected(context))

@@ -121,3 +121,17 @@ def latest_lock(remote: Remote, name: str) -> Lock | None:
     """The lock of `latest_entry` (for callers that need no digests)."""
     entry = latest_entry(remote, name)
     return entry.lock if entry is not None else None
+
+
+def signed_record(
+    remote: Remote, name: str, fingerprint: str, output_hash: str
+) -> runcache.RunEntry | None:
+    """A signed record of exactly this result (its run-cache entry, else a latest
+    pointer to it), for re-fetching objects of a lock whose objects are gone locally:
+    with a key, what comes back is checked against the record's signed digests, not
+    by xxh64 alone. None when the remote holds no signed record of it."""
+    for entry in runcache.lookup(remote, name, fingerprint):
+        if entry.digests is not None and any(o.hash == output_hash for o in entry.lock.outputs):
+            return entry
+    entry = latest_entry(remote, name, output_hash=output_hash)
+    return entry if entry is not None and entry.digests is not None else None

@@ -271,3 +271,35 @@ def test_key_rotation_writes_new_entries_beside_the_old(
     assert all(rel.startswith(fp_dir) for rel in entries)  # beside, same fingerprint
     assert run("b-k2") == {"stable": True}  # a K2 lookup finds the K2 entry
     assert CALLS == ["stable", "stable"]
+
+
+def test_a_local_lock_whose_object_is_gone_refetches_it_checked(
+    tmp_path: Path, raw: RawRemote
+) -> None:
+    """A lock that came from a signed record keeps protecting its objects later.
+
+    The downstream's project resolved `blob` once (objects checked, lock written);
+    its local object is then gone (gc, a wiped cache) and the attacker replaces
+    the remote one by a second preimage: the re-fetch is checked against the
+    signed record of that result, so the body never sees the forged bytes.
+    """
+    forged = second_preimage(GOOD, EVIL_STRIPE)
+    oid = xxhash.xxh64(GOOD).hexdigest()
+    with DagsterInstance.ephemeral() as inst:
+        up = _deployment(tmp_path / "up", raw)
+        io = PivotIOManager(project_dir=str(up.root), remote_first=True)
+        assert materialize([blob], resources={"io_manager": io}, instance=inst).success
+        down = _deployment(tmp_path / "down", raw)
+        io = PivotIOManager(project_dir=str(down.root), remote_first=True)
+        assert materialize([blob, reader], resources={"io_manager": io}, instance=inst,
+                           selection=[reader]).success  # fmt: skip
+        assert SEEN == [GOOD]
+        local = down.root / ".pivot" / "cache" / "files" / oid[:2] / oid[2:]
+        assert local.exists() and down.read_lock("blob") is not None
+        local.unlink()
+        raw.put(object_rel(GOOD), forged)
+        result = materialize([blob, reader], resources={"io_manager": io}, instance=inst,
+                             selection=[reader], raise_on_error=False)  # fmt: skip
+    assert forged not in SEEN, "a re-fetched object was used without its signed digest"
+    assert not result.success
+    assert oid in _failure_text(result)
