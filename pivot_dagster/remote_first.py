@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pivot_dagster import asset_keys, handoff
 from pivot_dagster.engine import Engine
@@ -43,8 +43,9 @@ from pivot_store.runcache import RunEntry
 log = logging.getLogger("pivot")
 
 
-def _recorded(name: str, instance: Any) -> tuple[str, str] | None:
-    """(fingerprint, hash) of the instance's latest materialization of `name`, if pivot's."""
+def _recorded(name: str, instance: Any) -> tuple[str, str] | Literal[False] | None:
+    """(fingerprint, hash) of the instance's latest materialization of `name`; None when
+    the instance has none; False when its latest is not pivot's (no value pivot knows)."""
     from dagster import AssetKey, AssetRecordsFilter
 
     try:
@@ -58,7 +59,7 @@ def _recorded(name: str, instance: Any) -> tuple[str, str] | None:
         return None
     if not records:
         return None
-    return handoff.recorded(records[0].asset_materialization.metadata)
+    return handoff.recorded(records[0].asset_materialization.metadata) or False
 
 
 def _from_instance(engine: Engine, name: str, recorded: tuple[str, str]) -> RunEntry | None:
@@ -76,6 +77,9 @@ def _resolve(engine: Engine, name: str, instance: Any) -> Lock | None:
     # is used (never another deployment's newer pointer); pointers decide only
     # when the instance knows nothing of this asset.
     recorded = _recorded(name, instance) if instance is not None else None
+    if recorded is False:
+        log.warning("pivot: the instance's latest materialization of %s is not pivot's", name)
+        return None
     if recorded is not None:
         entry = _from_instance(engine, name, recorded)
         if entry is None:

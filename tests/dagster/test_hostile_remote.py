@@ -281,6 +281,26 @@ def test_remote_first_plain_upstream_follows_this_instance(
     assert CALLS == ["plain_up", "plain_up"]
 
 
+def test_remote_first_a_newer_non_pivot_record_is_not_replaced_by_a_pointer(
+    tmp_path: Path, shared: HostileRemote
+) -> None:
+    """Item 6, the instance's newest record is not pivot's: a miss, not A's pointer."""
+    from dagster import AssetMaterialization
+
+    with instance_for_test() as inst_b:
+        UP_VALUE.update(deployment="B")
+        assert _step(tmp_path / "B-step0", shared, inst_b, [plain_up]).success
+        inst_b.report_runless_asset_event(AssetMaterialization("plain_up"))  # no pivot keys
+        with instance_for_test() as inst_a:
+            UP_VALUE.update(deployment="A")
+            assert _step(tmp_path / "A-step0", shared, inst_a, [plain_up]).success
+        res = _step(tmp_path / "B-step1", shared, inst_b, [reads_plain_up])
+
+    assert SEEN.get("reads_plain_up") is None, "a pointer replaced the instance's newest record"
+    assert not res.success
+    assert CALLS == ["plain_up", "plain_up"]
+
+
 def test_the_attacker_writes_what_pivot_reads(project: Path, shared: HostileRemote) -> None:
     """Control: with a pickle-free planted entry the victim does take the hit.
 
