@@ -6,9 +6,8 @@ a new user's deployment (default `PivotIOManager(remote=...)`, no signing key)
 that only uses the public API. A harmless payload (a pickle that creates a
 marker file) proves whether attacker code ran.
 
-Every test here failed at 9b629a1 for the reason the issue gives and carries a
-strict xfail naming its item: once the fix lands, the XPASS fails the suite and
-the mark must go.
+Every item test here failed at 9b629a1 for the reason the issue gives and
+passes now that the item is fixed.
 """
 
 from __future__ import annotations

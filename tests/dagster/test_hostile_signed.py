@@ -4,8 +4,8 @@ Deployments are separate project folders (and, where said, separate Dagster
 instances) sharing one remote, a folder or a moto bucket. The attacker (or a
 deployment whose clock runs ahead) writes raw bytes into the remote following
 docs/format.md (tests/fixtures/raw_remote.py), never through pivot's writers.
-Each test is marked xfail(strict) until its item of issue 12 is fixed: it
-fails on 9b629a1 by its main assertion.
+Each test of an issue 12 item failed on 9b629a1 by its main assertion and
+passes now that the item is fixed.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Hostile or out-of-band changes are made the way anyone with access to the
 bucket or folder makes them (raw files, raw `put_object`/`delete_object` on
 moto, see tests/fixtures/raw_remote.py), never through pivot's writers. Each
-test is marked xfail(strict) until its item of issue 12 is fixed: it fails on
-9b629a1 by its main assertion.
+test of an issue 12 item failed on 9b629a1 by its main assertion and passes
+now that the item is fixed.
 """
 
 from __future__ import annotations
