@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import stat
-import subprocess
-import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +27,7 @@ from pivot_store.repo import Repo
 from pivot_store.transfer import fetch, push
 from tests.fixtures.conflict_proxy import ConflictProxy
 from tests.fixtures.raw_remote import RawRemote, make_raw_remote, object_rel
-from tests.fixtures.s3 import S3Server, free_port, remote_options
+from tests.fixtures.s3 import S3Server, moto_process, remote_options
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -44,24 +40,8 @@ def raw(request: pytest.FixtureRequest, tmp_path: Path) -> RawRemote:
 @pytest.fixture(scope="module")
 def other_s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A second, independent moto (its own process, so its own buckets)."""
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("moto-other") / "moto.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield S3Server(f"http://127.0.0.1:{port}", port)
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+    with moto_process(tmp_path_factory.mktemp("moto-other")) as server:
+        yield server
 
 
 def _track(repo: Repo, name: str, data: bytes) -> Any:
