@@ -17,6 +17,7 @@ _EXPORTS = {
     "Lock": "pivot_store.lockfile",
     "OutputRecord": "pivot_store.lockfile",
     "FingerprintParts": "pivot_store.lockfile",
+    "Origin": "pivot_store.lockfile",
     "read_lock": "pivot_store.lockfile",
     "write_lock": "pivot_store.lockfile",
     "Config": "pivot_store.config",

@@ -27,7 +27,7 @@ from pivot_store import oid as oids
 from pivot_store.errors import LockError, PivotError
 from pivot_store.hashing import hash_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the newest this pivot reads; a lock says the oldest it needs
 FIX = "restore it from git, or delete it and re-run the asset"
 # libyaml reads a lock ~10x faster than the pure-Python loader; both give the
 # same data (tests/store/test_lockfile.py).
@@ -180,22 +180,33 @@ class FingerprintParts(_Record):
     params: dict[str, Any] = field(default_factory=dict)
     deps: dict[str, str] = field(default_factory=dict)
     partition: str | None = None
+    # Added in format 2; each is left out of `to_data` and `digest` while empty, so
+    # a fingerprint that has none of them is what it was before they existed.
+    code: dict[str, str] = field(default_factory=dict)  # reached function -> its hash
+    resources: dict[str, Any] = field(default_factory=dict)  # resource key -> config
+    files: dict[str, str] = field(default_factory=dict)  # declared file dep -> hash
 
     def __post_init__(self) -> None:
         _require_str(self.code_version, "code_version", optional=True)
-        if type(self.params) is not dict:
-            raise _Invalid("params", f"expected a mapping, got {_type_name(self.params)}")
-        _plain_json(self.params, "params")
-        if type(self.deps) is not dict:
-            raise _Invalid("deps", f"expected a mapping, got {_type_name(self.deps)}")
-        for k, v in self.deps.items():
-            _require_str(k, "deps")
-            _require_str(v, f"deps.{k}")
+        for where in ("params", "resources"):
+            value = getattr(self, where)
+            if type(value) is not dict:
+                raise _Invalid(where, f"expected a mapping, got {_type_name(value)}")
+            _plain_json(value, where)
+        for where in ("deps", "code", "files"):
+            value = getattr(self, where)
+            if type(value) is not dict:
+                raise _Invalid(where, f"expected a mapping, got {_type_name(value)}")
+            for k, v in value.items():
+                _require_str(k, where)
+                _require_str(v, f"{where}.{k}")
         _require_str(self.partition, "partition", optional=True)
         # Copies, as pydantic made: a caller editing its dict afterwards must not
         # change the parts (and so the fingerprint) of a record already built.
-        object.__setattr__(self, "params", _copy(self.params))
-        object.__setattr__(self, "deps", dict(self.deps))
+        for where in ("params", "resources"):
+            object.__setattr__(self, where, _copy(getattr(self, where)))
+        for where in ("deps", "code", "files"):
+            object.__setattr__(self, where, dict(getattr(self, where)))
 
     @classmethod
     def from_data(cls, data: object) -> FingerprintParts:
@@ -203,13 +214,19 @@ class FingerprintParts(_Record):
         return cls(**_fields(data, _PARTS_FIELDS, ()))
 
     def to_data(self) -> dict[str, Any]:
-        """Plain JSON, None values included: what `digest` hashes (with the name)."""
-        return {
+        """Plain JSON, None values included (the format-2 fields only when not empty):
+        what `digest` hashes (with the name)."""
+        data: dict[str, Any] = {
             "code_version": self.code_version,
             "params": _copy(self.params),
             "deps": dict(self.deps),
             "partition": self.partition,
         }
+        for where in _LATER_PARTS:
+            value = getattr(self, where)
+            if value:
+                data[where] = _copy(value)
+        return data
 
     def digest(self, name: str) -> str:
         """The fingerprint: xxh64 of the canonical JSON of the name and the parts.
@@ -217,26 +234,58 @@ class FingerprintParts(_Record):
         The name is included: two assets with the same code version and inputs
         must not share results.
         """
-        return hash_json(
-            {
-                "name": name,
-                "code_version": self.code_version,
-                "params": self.params,
-                "deps": self.deps,
-                "partition": self.partition,
-            }
-        )
+        return hash_json({"name": name, **self.to_data()})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Origin(_Record):
+    """Who computed a result, when, and how long it took: what a hit says it saved.
+
+    Never part of the fingerprint. On a result read from a remote it is that
+    result's own claim, shown to people and never used to decide anything.
+    """
+
+    run_id: str | None = None
+    deployment: str | None = None
+    computed_at: float | None = None  # seconds since the epoch
+    duration_s: float | None = None
+
+    def __post_init__(self) -> None:
+        _require_str(self.run_id, "run_id", optional=True)
+        _require_str(self.deployment, "deployment", optional=True)
+        for where in ("computed_at", "duration_s"):
+            value = getattr(self, where)
+            if value is None:
+                continue
+            if type(value) not in (int, float) or not 0 <= value < 1e12:
+                raise _Invalid(where, f"expected a number of seconds, got {value!r}")
+
+    @classmethod
+    def from_data(cls, data: object) -> Origin:
+        return cls(**_fields(data, _ORIGIN_FIELDS, ()))
+
+    def to_data(self) -> dict[str, Any]:
+        data = {
+            "run_id": self.run_id,
+            "deployment": self.deployment,
+            "computed_at": self.computed_at,
+            "duration_s": self.duration_s,
+        }
+        return {k: v for k, v in data.items() if v is not None}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Lock(_Record):
     # Exact int: a lock saying `schema_version: "2"` is from a newer pivot, not
-    # version 2 coerced into this one.
-    schema_version: int = SCHEMA_VERSION
+    # version 2 coerced into this one. A lock is written with the oldest version
+    # that reads all of it (2 only when it has `origin` or a format-2 part), so
+    # an older pivot keeps reading every lock it could read before.
+    schema_version: int = 1
     name: str
     fingerprint: str
     parts: FingerprintParts = field(default_factory=FingerprintParts)
     outputs: list[OutputRecord]
+    origin: Origin | None = None
 
     def __post_init__(self) -> None:
         v = self.schema_version
@@ -244,6 +293,10 @@ class Lock(_Record):
             raise _Invalid(
                 "schema_version", f"expected an integer up to {SCHEMA_VERSION}, got {v!r}"
             )
+        if self.origin is not None and type(self.origin) is not Origin:
+            raise _Invalid("origin", f"expected Origin, got {_type_name(self.origin)}")
+        needs = 2 if self.origin is not None or self.parts_need_v2() else 1
+        object.__setattr__(self, "schema_version", max(v, needs))
         _require_str(self.name, "name")
         _check(keys.validate_name, self.name, "name")
         _require_str(self.fingerprint, "fingerprint")
@@ -259,9 +312,26 @@ class Lock(_Record):
         if self.fingerprint != self.parts.digest(self.name):
             raise _Invalid("", "its fingerprint does not match its parts")
 
+    def parts_need_v2(self) -> bool:
+        return type(self.parts) is FingerprintParts and any(
+            getattr(self.parts, f) for f in _LATER_PARTS
+        )
+
     @classmethod
-    def build(cls, name: str, parts: FingerprintParts, outputs: list[OutputRecord]) -> Lock:
-        return cls(name=name, fingerprint=parts.digest(name), parts=parts, outputs=list(outputs))
+    def build(
+        cls,
+        name: str,
+        parts: FingerprintParts,
+        outputs: list[OutputRecord],
+        origin: Origin | None = None,
+    ) -> Lock:
+        return cls(
+            name=name,
+            fingerprint=parts.digest(name),
+            parts=parts,
+            outputs=list(outputs),
+            origin=origin,
+        )
 
     def output(self, name: str = "result") -> OutputRecord:
         for out in self.outputs:
@@ -277,6 +347,7 @@ class Lock(_Record):
             "fingerprint": self.fingerprint,
             "parts": parts,
             "outputs": [o.to_data() for o in self.outputs],
+            **({"origin": self.origin.to_data()} if self.origin is not None else {}),
         }
 
     def to_yaml(self) -> bytes:
@@ -290,7 +361,9 @@ class Lock(_Record):
 
 
 _OUTPUT_FIELDS = tuple(f.name for f in dataclasses.fields(OutputRecord))
+_LATER_PARTS = ("code", "resources", "files")
 _PARTS_FIELDS = tuple(f.name for f in dataclasses.fields(FingerprintParts))
+_ORIGIN_FIELDS = tuple(f.name for f in dataclasses.fields(Origin))
 _LOCK_FIELDS = tuple(f.name for f in dataclasses.fields(Lock))
 
 
@@ -312,6 +385,9 @@ def _lock_from(data: dict[str, Any]) -> Lock:
         **{
             **kw,
             "parts": _nested("parts", FingerprintParts.from_data, kw.get("parts", {})),
+            "origin": None
+            if kw.get("origin") is None
+            else _nested("origin", Origin.from_data, kw["origin"]),
             "outputs": [
                 _nested(f"outputs.{i}", OutputRecord.from_data, o) for i, o in enumerate(outputs)
             ],

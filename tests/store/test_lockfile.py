@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 
 from pivot_store import lockfile
 from pivot_store.errors import LockError
-from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord, read_lock, write_lock
+from pivot_store.lockfile import (
+    FingerprintParts,
+    Lock,
+    Origin,
+    OutputRecord,
+    read_lock,
+    write_lock,
+)
 
 H1, H2 = "0123456789abcdef", "fedcba9876543210"
 
@@ -151,13 +158,47 @@ def test_invalid_fields_raise_lock_error(tmp_path: Path, data: dict, needle: str
     assert str(path) in str(e.value)
 
 
-@pytest.mark.parametrize("version", [2, 99, "2"])
+@pytest.mark.parametrize("version", [3, 99, "2"])
 def test_newer_schema_is_refused(tmp_path: Path, version) -> None:
     path = tmp_path / "new.lock"
     path.write_text(yaml.safe_dump({**_data(), "schema_version": version}))
     with pytest.raises(LockError, match="schema_version") as e:
         read_lock(path)
     assert str(path) in str(e.value)
+
+
+def test_schema_2_fields_raise_the_version_and_round_trip(tmp_path: Path) -> None:
+    """A lock is written with the oldest schema that holds it: 1 without the format-2
+    fields (older pivots still read it), 2 with any; the empty ones leave the
+    fingerprint as schema 1 computed it."""
+    out = [OutputRecord(hash="0123456789abcdef", size=1)]
+    plain = Lock.build("a", FingerprintParts(code_version="1"), out)
+    assert plain.schema_version == 1 and "origin" not in plain.to_data()
+    assert "code" not in plain.to_data()["parts"]
+    empty = FingerprintParts(code_version="1", code={}, resources={}, files={})
+    assert empty.digest("a") == plain.fingerprint
+    for parts, origin in [
+        (FingerprintParts(code_version="1", code={"m.f": "0123456789abcdef"}), None),
+        (FingerprintParts(code_version="1", resources={"db": {"env": "prod"}}), None),
+        (FingerprintParts(code_version="1", files={"x.csv": "0123456789abcdef"}), None),
+        (FingerprintParts(code_version="1"), Origin(run_id="r1", duration_s=2.5)),
+    ]:
+        lock = Lock.build("a", parts, out, origin=origin)
+        assert lock.schema_version == 2
+        assert (lock.fingerprint == plain.fingerprint) is (origin is not None)
+        path = tmp_path / "a.lock"
+        path.write_bytes(lock.to_yaml())
+        assert read_lock(path) == lock
+
+
+@pytest.mark.parametrize(
+    "origin", [{"duration_s": "1"}, {"computed_at": -1}, {"run_id": 3}, {"who": "x"}]
+)
+def test_a_bad_origin_is_refused(tmp_path: Path, origin: dict) -> None:
+    path = tmp_path / "o.lock"
+    path.write_text(yaml.safe_dump({**_data(), "origin": origin}))
+    with pytest.raises(LockError, match="origin"):
+        read_lock(path)
 
 
 def test_missing_and_unreadable_locks(tmp_path: Path) -> None:
@@ -308,7 +349,7 @@ def test_lockfile_does_not_import_pydantic() -> None:
         ("- a list\n", "not a lock"),
         (f"fingerprint: {H1}\nname: data\noutputs: []\nschema_version: 1\n", "does not match"),
         (f"fingerprint: {H1}\nname: ../x\noutputs: []\nschema_version: 1\n", "'..'"),
-        ("schema_version: 2\nname: x\n", "newer than this pivot"),
+        ("schema_version: 3\nname: x\n", "newer than this pivot"),
         (f"schema_version: true\nname: x\nfingerprint: {H1}\noutputs: []\n", "schema_version"),
         (f"fingerprint: {H1}\nname: x\noutputs: !!timestamp nope\nschema_version: 1\n", "YAML"),
         (f'fingerprint: {H1}\nname: x\noutputs: "\\U0080FFFF"\nschema_version: 1\n', "x.lock"),
