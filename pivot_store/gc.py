@@ -38,6 +38,7 @@ class GcResult:
     freed: int = 0
     temps_removed: int = 0
     git_refs: int | None = None  # refs whose locks were kept; None: not a git repository
+    runs_removed: int = 0  # local run-cache entries outside the keep policy
 
 
 def referenced(objects: ObjectStore, locks: Iterable[Lock]) -> set[str]:
