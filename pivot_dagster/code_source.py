@@ -94,13 +94,15 @@ class ModuleSource:
         key = (id(node), strip_decorators)
         hit = self.dumped.get(key)
         if hit is None:
-            hit = (hash_bytes(normalized_dump(node, strip_decorators).encode()), references(node))
+            if strip_decorators:
+                node = _without_decorators(node)
+            hit = (hash_bytes(normalized_dump(node).encode()), references(node))
             self.dumped[key] = hit
         return hit
 
     def whole_hash(self) -> str:
         if self.whole is None:
-            self.whole = hash_bytes(normalized_dump(self.tree, False).encode())
+            self.whole = hash_bytes(normalized_dump(self.tree).encode())
         return self.whole
 
 
@@ -229,12 +231,18 @@ def _drop_docstrings(tree: ast.Module) -> None:
                 node.body = body[1:] or [ast.Pass()]
 
 
-def normalized_dump(node: ast.AST, strip_decorators: bool) -> str:
-    """The AST without positions, comments or docstrings (and, for the asset function
-    itself, its decorators): formatting does not count, logic does."""
-    if strip_decorators and isinstance(node, _FUNC | ast.ClassDef):
-        node = type(node)(**{f: getattr(node, f, None) for f in node._fields})
-        node.decorator_list = []
+def _without_decorators(node: ast.AST) -> ast.AST:
+    """The asset function's own decorators (`@asset(...)`, `@cached`) are not its logic."""
+    if not isinstance(node, _FUNC | ast.ClassDef):
+        return node
+    copy = type(node)(**{f: getattr(node, f, None) for f in node._fields})
+    copy.decorator_list = []
+    return copy
+
+
+def normalized_dump(node: ast.AST) -> str:
+    """The AST without positions, comments or docstrings: formatting does not count,
+    logic does."""
     return ast.dump(node, annotate_fields=False, include_attributes=False)
 
 

@@ -128,9 +128,11 @@ class _Walk:
                 texts.append(f"closure:{name}=<empty>")
                 continue
             texts.append(f"closure:{name}=" + self.value(value, f"{key}.{name}"))
-        free = set(code.co_freevars)
+        # The function's own arguments and locals are never globals inside it (Python's
+        # scoping); closure cells were hashed above.
+        local = {*code.co_freevars, *code.co_varnames, *code.co_cellvars}
         for chain in sorted(refs):
-            if chain[0] not in free:
+            if chain[0] not in local:
                 self.resolve(chain, fn.__globals__, src)
         return key
 
