@@ -266,7 +266,7 @@ def test_explicit_code_version_has_no_code_map() -> None:
     assert given.__pivot_code_version__ == "v1" and given.__pivot_code__ == {}
 
 
-@pytest.mark.parametrize("value", [object(), open])  # noqa: PT007
+@pytest.mark.parametrize("value", [object(), open])
 def test_opaque_values_are_named(tmp_path: Path, value) -> None:
     mod = _load_module(
         tmp_path / "opaque.py", "def f():\n    return THING\n", f"pivot_cw_op_{id(value)}"
@@ -280,7 +280,7 @@ def test_opaque_values_are_named(tmp_path: Path, value) -> None:
 def test_multiprocess_steps_derive_the_parents_version(
     project: Path, dagster_instance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dagster import AssetKey, execute_job, reconstructable
+    from dagster import execute_job, reconstructable
 
     from pivot_store.repo import Repo
     from tests.dagster import code_walk_defs as defs
