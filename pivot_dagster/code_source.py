@@ -123,9 +123,7 @@ def module_source(filename: str) -> ModuleSource | None:
     src = None
     if text is not None:
         try:
-            tree = ast.parse(text, filename)
-            _drop_docstrings(tree)
-            src = _index(tree)
+            src = _index(ast.parse(text, filename))
         except (SyntaxError, ValueError):
             src = None
     _modules[filename] = (stamp, src)
@@ -148,18 +146,27 @@ def _read(filename: str, on_disk: bool) -> str | None:
 
 
 def _index(tree: ast.Module) -> ModuleSource:
+    """Index definitions by qualified name and drop docstrings, visiting statements only
+    (definitions live in statement bodies; expressions are never entered)."""
     src = ModuleSource(tree)
-
-    def walk(body: list[ast.stmt], prefix: str) -> None:
-        for node in ast.walk(ast.Module(body=body, type_ignores=[])):
-            if isinstance(node, _FUNC | ast.ClassDef) and not hasattr(node, "_pivot_qn"):
-                qn = prefix + node.name
-                node._pivot_qn = qn  # type: ignore[attr-defined]
-                src.by_qualname.setdefault(qn, []).append(node)
-                inner = qn + (".<locals>." if isinstance(node, _FUNC) else ".")
-                walk(node.body, inner)
-
-    walk(tree.body, "")
+    _drop_docstring(tree)
+    stack: list[tuple[list[ast.stmt], str]] = [(tree.body, "")]
+    while stack:
+        body, prefix = stack.pop()
+        for stmt in body:
+            if isinstance(stmt, _FUNC | ast.ClassDef):
+                _drop_docstring(stmt)
+                qn = prefix + stmt.name
+                src.by_qualname.setdefault(qn, []).append(stmt)
+                inner = ".<locals>." if isinstance(stmt, _FUNC) else "."
+                stack.append((stmt.body, qn + inner))
+                continue
+            for where in ("body", "orelse", "finalbody"):
+                sub = getattr(stmt, where, None)
+                if sub:
+                    stack.append((sub, prefix))
+            for holder in (*getattr(stmt, "handlers", ()), *getattr(stmt, "cases", ())):
+                stack.append((holder.body, prefix))
     _top_bindings(tree.body, src.bindings)
     return src
 
@@ -217,18 +224,18 @@ def _first_line(node: Any) -> int:
     return min([d.lineno for d in node.decorator_list] + [node.lineno])
 
 
-def _drop_docstrings(tree: ast.Module) -> None:
-    """Docstrings never count: removed from the cached tree once, in place (pivot owns it)."""
-    for node in ast.walk(tree):
-        if isinstance(node, _FUNC | ast.ClassDef | ast.Module):
-            body = node.body
-            if (
-                body
-                and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)
-            ):
-                node.body = body[1:] or [ast.Pass()]
+def _drop_docstring(
+    node: ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef,
+) -> None:
+    """Docstrings never count: removed from the cached tree, in place (pivot owns it)."""
+    body = node.body
+    if (
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
+        node.body = body[1:] or [ast.Pass()]
 
 
 def _without_decorators(node: ast.AST) -> ast.AST:
