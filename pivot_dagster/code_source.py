@@ -85,6 +85,7 @@ class ModuleSource:
 
     tree: ast.Module
     by_qualname: dict[str, list[ast.AST]] = field(default_factory=dict)
+    by_line: dict[int, list[ast.AST]] = field(default_factory=dict)  # first line, decorators incl.
     bindings: dict[str, list[ast.stmt]] = field(default_factory=dict)
     dumped: dict[tuple[int, bool], tuple[str, Refs]] = field(default_factory=dict)
     whole: str | None = None
@@ -158,6 +159,7 @@ def _index(tree: ast.Module) -> ModuleSource:
                 _drop_docstring(stmt)
                 qn = prefix + stmt.name
                 src.by_qualname.setdefault(qn, []).append(stmt)
+                src.by_line.setdefault(_first_line(stmt), []).append(stmt)
                 inner = ".<locals>." if isinstance(stmt, _FUNC) else "."
                 stack.append((stmt.body, qn + inner))
                 continue
@@ -210,6 +212,9 @@ def function_nodes(fn: types.FunctionType) -> list[ast.AST]:
     if len(nodes) > 1:
         exact = [n for n in nodes if _first_line(n) == code.co_firstlineno]
         nodes = exact or nodes
+    if not nodes:  # a factory renamed it (`fn.__qualname__ = ...`): find it by position
+        at = src.by_line.get(code.co_firstlineno, [])
+        nodes = [n for n in at if isinstance(n, _FUNC) and n.name == code.co_name]
     return nodes
 
 

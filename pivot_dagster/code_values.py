@@ -38,7 +38,7 @@ _BY_REPR = (
     range,
     slice,
 )
-_MAX_ITEMS = 100_000  # past this many items a container counts as opaque (see docs)
+_MAX_ITEMS = 1_000_000  # past this many items a container counts as opaque (see docs)
 
 
 class Opaque(Exception):

@@ -308,3 +308,56 @@ def test_multiprocess_steps_derive_the_parents_version(
         if asset_def is defs.base:  # pivot_asset: Dagster records the very same version
             tags = event.asset_materialization.tags or {}
             assert tags.get("dagster/code_version") == fn.__pivot_code_version__
+
+
+RENAMED = """
+def make():
+    def inner():
+        return helper()
+    inner.__qualname__ = "renamed"
+    return inner
+
+def helper():
+    return {k}
+"""
+
+
+def test_code_deps_and_renamed_functions(tmp_path: Path) -> None:
+    import pandas
+
+    @cached(code_deps=[pandas, make_with_default(4)])
+    def with_deps() -> int:
+        return 1
+
+    code = with_deps.__pivot_code__
+    assert code["package:pandas"] and "make_with_default.<locals>.with_default" in code
+    assert with_deps.__pivot_code_version__.startswith("src-")
+    # a factory that renames its function is still found (by position) and walked
+    versions = []
+    for k in (1, 2):
+        mod = _load_module(tmp_path / f"ren{k}.py", RENAMED.format(k=k), f"pivot_cw_ren{k}")
+        walk = derive(mod.make())
+        assert set(walk.code) == {"renamed", "helper"}
+        versions.append(walk.version)
+    assert versions[0] != versions[1]
+
+
+LATE_IMPORT = """
+def f():
+    return late_mod.VALUE
+
+import pivot_cw_not_imported_anywhere as late_mod
+"""
+
+
+def test_import_below_the_asset_is_no_version(tmp_path: Path) -> None:
+    path = tmp_path / "late.py"
+    path.write_text(LATE_IMPORT)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pivot_cw_late", path)
+    mod = importlib.util.module_from_spec(spec)
+    code = compile(path.read_text().split("import pivot_cw")[0], str(path), "exec")
+    exec(code, mod.__dict__)  # the module as it is when `f` is decorated: import not run yet
+    walk = derive(mod.f)
+    assert walk.version is None and "imported below the asset" in walk.reason
