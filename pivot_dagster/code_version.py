@@ -35,6 +35,12 @@ from pivot_store.hashing import hash_bytes, hash_json
 
 PREFIX = "src-"
 _MISSING = object()
+# Where a module lives, not what it does: reading them must not tie the version to
+# a checkout's path (two deployments of the same code would never share results).
+_MODULE_DUNDERS = frozenset(
+    {"__file__", "__name__", "__spec__", "__loader__", "__package__", "__path__"}
+    | {"__cached__", "__builtins__", "__doc__"}
+)
 
 
 @dataclass(frozen=True)
@@ -207,6 +213,8 @@ class _Walk:
     def resolve(self, chain: tuple[str, ...], globs: Mapping[str, Any], src: Any) -> None:
         """Follow a name chain read in a module whose globals are `globs`."""
         name, holder = chain[0], globs.get("__name__")
+        if name in _MODULE_DUNDERS:
+            return
         obj = globs.get(name, _MISSING)
         if obj is _MISSING:
             if src is None or name not in src.bindings:

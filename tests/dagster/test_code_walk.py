@@ -103,13 +103,29 @@ def test_helper_constant_and_method_edits_rerun_in_a_fresh_process(
     assert _run(root, project, home) == (True, 30, 1)  # nothing changed: a hit
     _write_lib(root, fit_body="x  *   2")  # formatting only
     assert _run(root, project, home) == (True, 30, 1)
+    before = _code(project)
+    assert set(before) == {"model", "mylib.data.fit", "mylib.data.THRESH", "mylib.data.Model"}
     _write_lib(root, fit_body="x * 3")  # the helper the body calls through `data.fit`
     assert _run(root, project, home) == (False, 40, 2)
+    assert _changed(before, before := _code(project)) == {"mylib.data.fit"}
     _write_lib(root, fit_body="x * 3", thresh=2)  # a module constant the helper reads
     assert _run(root, project, home) == (False, 41, 3)
+    assert _changed(before, before := _code(project)) == {"mylib.data.THRESH"}
     _write_lib(root, fit_body="x * 3", thresh=2, factor=6)  # a method of a class it calls
     assert _run(root, project, home) == (False, 42, 4)
+    assert _changed(before, _code(project)) == {"mylib.data.Model"}
     assert _run(root, project, home) == (True, 42, 4)
+
+
+def _code(project: Path) -> dict[str, str]:
+    """The lock's code map: which function, class or constant each hash covers."""
+    from pivot_store.repo import Repo
+
+    return Repo.open(project).read_lock("model").parts.code
+
+
+def _changed(a: dict[str, str], b: dict[str, str]) -> set[str]:
+    return {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
 
 
 # --- in one process ---------------------------------------------------------------
