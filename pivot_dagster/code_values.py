@@ -50,17 +50,20 @@ def qualified_type(value: Any) -> str:
     return f"{t.__module__}.{t.__qualname__}"
 
 
-def stable_text(value: Any, *, user_class: Any = None) -> str:
+def stable_text(value: Any, *, user_class: Any = None, code: Any = None) -> str:
     """The value's stable text; raises Opaque when it has none.
 
     `user_class(cls) -> bool` says whether an instance's attributes may be
-    written out (objects of the user's own classes).
+    written out (objects of the user's own classes); `code(v) -> str | None`
+    gives the text of a function, class or module inside a container (a
+    dispatch table `{"a": fit_a}`), so the code walk follows it.
     """
     budget = [_MAX_ITEMS]
-    return _text(value, set(), budget, user_class)
+    hooks = (user_class, code)
+    return _text(value, set(), budget, hooks)
 
 
-def _text(value: Any, active: set[int], budget: list[int], user_class: Any) -> str:
+def _text(value: Any, active: set[int], budget: list[int], hooks: Any) -> str:
     budget[0] -= 1
     if budget[0] < 0:
         raise Opaque("too large")
@@ -73,14 +76,20 @@ def _text(value: Any, active: set[int], budget: list[int], user_class: Any) -> s
         raise Opaque("self-referencing")
     active.add(id(value))
     try:
-        return _compound(value, active, budget, user_class)
+        return _compound(value, active, budget, hooks)
     finally:
         active.discard(id(value))
 
 
-def _compound(value: Any, active: set[int], budget: list[int], user_class: Any) -> str:
+def _compound(value: Any, active: set[int], budget: list[int], hooks: Any) -> str:
+    user_class, code = hooks
+
     def sub(v: Any) -> str:
-        return _text(v, active, budget, user_class)
+        if code is not None:
+            marker = code(v)
+            if marker is not None:
+                return marker
+        return _text(v, active, budget, hooks)
 
     name = qualified_type(value)
     if isinstance(value, tuple | list):

@@ -41,6 +41,7 @@ _MODULE_DUNDERS = frozenset(
     {"__file__", "__name__", "__spec__", "__loader__", "__package__", "__path__"}
     | {"__cached__", "__builtins__", "__doc__"}
 )
+_CLASS_DUNDERS = frozenset({"__dict__", "__weakref__", "__doc__", "__module__", "__qualname__"})
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ def derive(fn: Any, code_deps: Iterable[Any] = ()) -> DerivedCode:
             walk.dependency(dep)
     except RecursionError:
         return DerivedCode(None, reason="the code it reaches is nested too deep to walk")
+    except Exception as e:  # user objects can raise anywhere (__getattr__, __eq__): a miss
+        return DerivedCode(None, reason=f"the code walk failed: {type(e).__name__}: {e}")
     if walk.failed is not None:
         return DerivedCode(None, reason=walk.failed)
     code = {k: hash_bytes("\0".join(sorted(v)).encode()) for k, v in sorted(walk.code.items())}
@@ -150,9 +153,11 @@ class _Walk:
         texts = self.code.setdefault(key, [])
         mod = sys.modules.get(cls.__module__)
         if src is None or not nodes or mod is None:
-            texts.append("nosource")  # walk what it defines instead
+            texts.append("nosource")  # what it defines counts instead
             for name, member in sorted(vars(cls).items(), key=lambda kv: kv[0]):
-                self.visit(getattr(member, "__func__", member), f"{key}.{name}")
+                if name not in _CLASS_DUNDERS:
+                    inner = getattr(member, "__func__", member)  # static/class methods
+                    texts.append(f"{name}=" + self.value(inner, f"{key}.{name}"))
             return key
         for node in nodes:
             h, refs = src.node_info(node)
@@ -191,7 +196,11 @@ class _Walk:
                 f"{self.value((obj.args, obj.keywords), where)}"
             )
         if callable(obj) and hasattr(obj, "__wrapped__"):  # functools.cache, wraps
-            return f"wrapped:{qualified_type(obj)}:{self.visit(inspect.unwrap(obj), where)}"
+            try:
+                inner = inspect.unwrap(obj)
+            except ValueError:  # an object that claims every attribute: a value
+                return None
+            return f"wrapped:{qualified_type(obj)}:{self.visit(inner, where)}"
         if isinstance(obj, types.BuiltinFunctionType):
             return f"ext:{getattr(obj, '__module__', None)}.{obj.__qualname__}"
         return None
@@ -202,7 +211,7 @@ class _Walk:
         if marker is not None:
             return marker
         try:
-            return stable_text(value, user_class=_user_class)
+            return stable_text(value, user_class=_user_class, code=lambda v: self.visit(v, where))
         except Opaque:
             self.opaque.append(where)
             if _user_class(type(value)):

@@ -377,3 +377,25 @@ def test_import_below_the_asset_is_no_version(tmp_path: Path) -> None:
     exec(code, mod.__dict__)  # the module as it is when `f` is decorated: import not run yet
     walk = derive(mod.f)
     assert walk.version is None and "imported below the asset" in walk.reason
+
+
+TABLE = """
+def step_a(x):
+    return x + {k}
+
+STEPS = {{"a": step_a, "order": [step_a]}}
+
+def body():
+    return STEPS["a"](1)
+"""
+
+
+def test_functions_inside_constants_are_walked(tmp_path: Path) -> None:
+    """A dispatch table is plain data holding code: the functions in it count."""
+    walks = []
+    for k in (1, 2, 1):
+        mod = _load_module(tmp_path / f"t{k}.py", TABLE.format(k=k), f"pivot_cw_t{len(walks)}")
+        walks.append(derive(mod.body))
+    assert set(walks[0].code) == {"body", "STEPS", "step_a"} and walks[0].opaque == ()
+    assert walks[0].version != walks[1].version and walks[0].version == walks[2].version
+    assert walks[0].code["STEPS"] == walks[1].code["STEPS"]  # the table itself did not change
