@@ -25,7 +25,7 @@ import importlib.util
 import inspect
 import sys
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,10 +65,12 @@ def derive(fn: Any, code_deps: Iterable[Any] = ()) -> DerivedCode:
         return DerivedCode(None, reason=f"{fn!r} is not a Python function")
     walk = _Walk(fn.__module__)
     try:
-        if not walk.function(fn, root=True):
+        walk.seen.add(("fn", id(fn)))
+        if not walk.walk_function(fn, root=True):
             return DerivedCode(None, reason=f"no source for {fn.__qualname__}")
         for dep in code_deps:
             walk.dependency(dep)
+        walk.drain()
     except RecursionError:
         return DerivedCode(None, reason="the code it reaches is nested too deep to walk")
     except Exception as e:  # user objects can raise anywhere (__getattr__, __eq__): a miss
@@ -93,6 +95,13 @@ class _Walk:
         self.seen: set[Any] = set()
         self.opaque: list[str] = []
         self.failed: str | None = None
+        # Objects still to walk: a worklist, not recursion, so a long call chain in the
+        # user's code cannot exhaust the stack.
+        self.pending: list[Callable[[], Any]] = []
+
+    def drain(self) -> None:
+        while self.pending:
+            self.pending.pop()()
 
     def key(self, module: str | None, qualname: str) -> str:
         """Names in the asset's own module are left bare, so the version does not depend
@@ -106,12 +115,16 @@ class _Walk:
         return True
 
     # --- objects -----------------------------------------------------------------
-    def function(self, fn: types.FunctionType, root: bool = False) -> str:
+    def function(self, fn: types.FunctionType) -> str:
+        """The key of a user function, walked later (once)."""
+        if self._first(("fn", id(fn))):
+            self.pending.append(lambda: self.walk_function(fn))
+        return self.key(fn.__module__, fn.__qualname__)
+
+    def walk_function(self, fn: types.FunctionType, root: bool = False) -> str:
         """Hash a user function (the asset itself always); '' when it has no source."""
         code = fn.__code__
         key = self.key(fn.__module__, fn.__qualname__)
-        if not self._first(("fn", id(fn))):
-            return key
         src = cs.module_source(code.co_filename)
         nodes = cs.function_nodes(fn)
         texts = self.code.setdefault(key, [])
@@ -146,9 +159,13 @@ class _Walk:
         return key
 
     def klass(self, cls: type) -> str:
+        """The key of a user class, walked later (once)."""
+        if self._first(("cls", id(cls))):
+            self.pending.append(lambda: self.walk_class(cls))
+        return self.key(cls.__module__, cls.__qualname__)
+
+    def walk_class(self, cls: type) -> None:
         key = self.key(cls.__module__, cls.__qualname__)
-        if not self._first(("cls", id(cls))):
-            return key
         src, nodes = cs.class_nodes(cls)
         texts = self.code.setdefault(key, [])
         mod = sys.modules.get(cls.__module__)
@@ -158,13 +175,12 @@ class _Walk:
                 if name not in _CLASS_DUNDERS:
                     inner = getattr(member, "__func__", member)  # static/class methods
                     texts.append(f"{name}=" + self.value(inner, f"{key}.{name}"))
-            return key
+            return
         for node in nodes:
             h, refs = src.node_info(node)
             texts.append("ast:" + h)
             for chain in sorted(refs):
                 self.resolve(chain, vars(mod), src)
-        return key
 
     def module(self, mod: types.ModuleType) -> str:
         """A user module used as a whole (not through `mod.name`): its whole source counts."""
@@ -265,9 +281,8 @@ class _Walk:
                         "import it above the asset so pivot can follow it"
                     )
                 continue
-            for chain in sorted(refs):
-                if chain[0] != name:
-                    self.resolve(chain, globs, src)
+            later = [c for c in sorted(refs) if c[0] != name]
+            self.pending.append(lambda later=later: [self.resolve(c, globs, src) for c in later])
         return found
 
     def dependency(self, dep: Any) -> None:

@@ -399,3 +399,11 @@ def test_functions_inside_constants_are_walked(tmp_path: Path) -> None:
     assert set(walks[0].code) == {"body", "STEPS", "step_a"} and walks[0].opaque == ()
     assert walks[0].version != walks[1].version and walks[0].version == walks[2].version
     assert walks[0].code["STEPS"] == walks[1].code["STEPS"]  # the table itself did not change
+
+
+def test_a_long_call_chain_is_walked_without_recursion(tmp_path: Path) -> None:
+    n = 3000  # far past Python's recursion limit, had the walk recursed per call
+    text = "".join(f"def f{i}(x):\n    return f{i + 1}(x) + 1\n" for i in range(n))
+    mod = _load_module(tmp_path / "chain.py", text + f"def f{n}(x):\n    return x\n", "pivot_cw_c")
+    walk = derive(mod.f0)
+    assert walk.reason is None and len(walk.code) == n + 1
