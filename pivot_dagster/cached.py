@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, asset
 
-from pivot_dagster import asset_keys, fingerprint, formats, handoff
+from pivot_dagster import asset_keys, fingerprint, flights, formats, handoff
 from pivot_dagster.code_version import derive
 from pivot_dagster.engine import Engine
 from pivot_dagster.handoff import CacheHit, Deferred, pivot_type
@@ -46,6 +46,7 @@ class _Plan(NamedTuple):
     parts: FingerprintParts
     upstream: fingerprint.UpstreamLocks
     expected: formats.Expected  # what the asset could produce: checks a remote hit
+    wait_s: float  # how long to wait for another process computing this fingerprint
 
 
 def cached(
@@ -74,6 +75,8 @@ def cached(
             name, parts = plan.name, plan.parts
             missing = fingerprint.has_missing(parts)
             found = None if missing else plan.engine.find_result(name, parts, plan.expected)
+            if found is None and not missing:
+                found = _claim_or_wait(ctx, plan)
             if found is not None:
                 h = found.lock.outputs[0].hash
                 ctx.log.info(f"pivot: cache hit for {name} (fingerprint {parts.digest(name)})")
@@ -85,7 +88,12 @@ def cached(
         upstream = plan.upstream if plan is not None else None
         args = tuple(_resolve(a, upstream) for a in args)
         kwargs = {k: _resolve(v, upstream) for k, v in kwargs.items()}
-        value = fn(*args, **kwargs)
+        try:
+            value = fn(*args, **kwargs)
+        except BaseException:
+            if plan is not None:
+                flights.release(plan.engine.repo, plan.name)
+            raise
         if plan is None:
             return value
         meta = handoff.parts_metadata(plan.parts)
@@ -110,6 +118,34 @@ def pivot_asset(fn: Callable[..., Any] | None = None, **asset_kwargs: Any) -> An
     if asset_kwargs.get("code_version") is None:
         asset_kwargs["code_version"] = wrapped.__pivot_code_version__
     return asset(**asset_kwargs)(wrapped)
+
+
+def _claim_or_wait(ctx: AssetExecutionContext, plan: _Plan) -> Any:
+    """Claim this fingerprint's flight (held until the IO manager writes the lock).
+
+    When another process on this machine held it, that process was computing
+    the same result: look again, and its result is this step's hit.
+    """
+    fp = plan.parts.digest(plan.name)
+    step = f"{ctx.run_id}/{_step_key(ctx)}"
+    got = flights.claim(plan.engine.repo, plan.name, fp, step, plan.wait_s)
+    if got.timed_out:
+        ctx.log.warning(
+            f"pivot: another process is still computing {plan.name} (fingerprint {fp}) after"
+            f" {got.waited_s:.0f} s; computing it here too (single_flight_timeout_s)"
+        )
+        return None
+    if not got.waited:
+        return None
+    ctx.log.info(f"pivot: waited {got.waited_s:.1f} s for another process computing {plan.name}")
+    found = plan.engine.find_result(plan.name, plan.parts, plan.expected)
+    if found is not None:
+        flights.release(plan.engine.repo, plan.name)
+    return found
+
+
+def _step_key(ctx: AssetExecutionContext) -> str:
+    return ctx.op_execution_context._step_execution_context.step.key  # internal
 
 
 def _resolve(value: Any, upstream: fingerprint.UpstreamLocks | None) -> Any:
@@ -203,4 +239,5 @@ def _plan(
         seen=upstream,
     )
     expected = formats.expect.for_asset(assets_def, key, io.formats)
-    return _Plan(engine, asset_keys.lock_name(key, partition), parts, upstream, expected)
+    name = asset_keys.lock_name(key, partition)
+    return _Plan(engine, name, parts, upstream, expected, io.single_flight_timeout_s)

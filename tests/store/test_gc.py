@@ -137,3 +137,34 @@ def test_collect_keeps_what_the_caller_uses(repo: Repo) -> None:
     assert res.removed == [oids["recent"]] and res.kept == 4
     assert res.freed == len(b"recent garbage")
     assert repo.objects.exists(oids["old"]) and not repo.objects.exists(oids["recent"])
+
+
+def test_gc_sweeps_dead_writers_temps_anywhere_under_pivot(project: Path, cli) -> None:
+    """Issue 15 item 4: a killed lock writer's temp in stages/ (or runs/) is swept; a
+    live writer's is not, and nothing outside .pivot/ is touched."""
+    import subprocess
+    import sys
+
+    assert cli("init")[0] == 0
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    pivot = project / ".pivot"
+    planted = {
+        pivot / "stages" / f".tmp-{dead}-aaaa.lock": False,  # False: must go
+        pivot / "stages" / "a" / "b" / f".tmp-{dead}-bbbb": False,
+        pivot / "runs" / "x" / "0123456789abcdef" / f".tmp-{dead}-cccc": False,
+        pivot / f".tmp-{dead}-config": False,
+        pivot / "stages" / f".tmp-{os.getpid()}-live": True,  # this live process's: stays
+        project / f".tmp-{dead}-user-file": True,  # the user's, outside .pivot
+    }
+    for path in planted:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a lock")
+    code, out, err = cli("gc", "--grace", "0", "--json")
+    assert code == 0, err
+    assert {p: p.exists() for p in planted} == planted
+    assert json.loads(out)["temps_removed"] == 4
