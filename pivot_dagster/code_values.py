@@ -7,8 +7,9 @@ seed) is written out in full, as are a few value types whose repr is their
 value (dates, Decimal, UUID, Path, Enum members, compiled patterns), dataclass
 instances and objects of the user's own classes whose attributes are plain, and
 numpy arrays (dtype, shape and bytes). Anything else (a logger, a client, a
-loaded model) counts by its type's qualified name only: `Opaque` marks that, so
-a change to how such an object is built is NOT seen (see docs/fingerprint.md).
+loaded model) has no stable text: `Opaque` marks it, and the code walk counts
+its type's name and, for a module-level name, the statement that builds it
+(see docs/fingerprint.md).
 """
 
 from __future__ import annotations

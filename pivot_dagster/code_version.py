@@ -259,7 +259,25 @@ class _Walk:
             holder, name, obj = obj.__name__, attr, nxt
         key = self.key(holder, name)
         if self.visit(obj, key) is None and self._first(("const", key)):
-            self.code.setdefault(key, []).append("value:" + self.value(obj, key))
+            text = self.value(obj, key)
+            self.code.setdefault(key, []).append("value:" + text)
+            if text.startswith("opaque:"):
+                self.built_by(holder, name, key)
+
+    def built_by(self, holder: str | None, name: str, key: str) -> None:
+        """An object with no stable value (`LOOKUP = pd.DataFrame({...})`): the module
+        statements that bind it count, and what they call is walked, so editing how it
+        is built is a miss even though its state cannot be hashed."""
+        mod = sys.modules.get(holder or "")
+        src = cs.module_source(getattr(mod, "__file__", None) or "") if mod else None
+        if src is None:
+            return
+        globs = vars(mod)
+        for stmt in src.bindings.get(name, []):
+            h, refs = src.node_info(stmt)
+            self.code[key].append("built:" + h)
+            later = [c for c in sorted(refs) if c[0] != name]
+            self.pending.append(lambda later=later: [self.resolve(c, globs, src) for c in later])
 
     def binding(self, name: str, globs: Mapping[str, Any], src: Any) -> Any:
         """A name the module binds below the point being imported: its source counts.

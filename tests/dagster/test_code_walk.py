@@ -282,15 +282,33 @@ def test_explicit_code_version_has_no_code_map() -> None:
     assert given.__pivot_code_version__ == "v1" and given.__pivot_code__ == {}
 
 
-def test_opaque_values_are_named(tmp_path: Path) -> None:
-    """An object with no stable text counts by its type, and the walk says which one."""
-    mod = _load_module(
-        tmp_path / "opaque.py", "def f():\n    return THING, open, LIMIT\n", "pivot_cw_op"
-    )
-    mod.THING, mod.LIMIT = object(), 3
-    walk = derive(mod.f)
-    assert walk.version is not None and walk.opaque == ("THING",)
-    assert set(walk.code) == {"f", "THING", "LIMIT"}  # `open` is a builtin: not walked
+OPAQUE = """
+import pandas as pd
+
+def build(n):
+    return pd.DataFrame({{"a": [n, {b}]}})
+
+LOOKUP = build({a})
+THING = object()
+
+def f():
+    return THING, open, LIMIT, LOOKUP
+
+LIMIT = 3
+"""
+
+
+def test_opaque_values_are_named_and_count_by_how_they_are_built(tmp_path: Path) -> None:
+    """An object with no stable text counts by its type and its building statement."""
+    walks = []
+    for n, (a, b) in enumerate([(1, 2), (1, 2), (5, 2), (1, 9)]):
+        text = OPAQUE.format(a=a, b=b)
+        walks.append(derive(_load_module(tmp_path / f"o{n}.py", text, f"pivot_cw_o{n}").f))
+    first = walks[0]
+    assert first.version is not None and first.opaque == ("LOOKUP", "THING")
+    assert set(first.code) == {"f", "THING", "LIMIT", "LOOKUP", "build"}  # not `open`
+    v = [w.version for w in walks]
+    assert v[0] == v[1] and len({v[0], v[2], v[3]}) == 3  # the call, then the helper, edited
 
 
 def test_multiprocess_steps_derive_the_parents_version(
