@@ -41,6 +41,11 @@ _MODULE_DUNDERS = frozenset(
     {"__file__", "__name__", "__spec__", "__loader__", "__package__", "__path__"}
     | {"__cached__", "__builtins__", "__doc__"}
 )
+_DESCRIPTORS = (
+    types.MethodDescriptorType,
+    types.WrapperDescriptorType,
+    types.ClassMethodDescriptorType,
+)
 _CLASS_DUNDERS = frozenset({"__dict__", "__weakref__", "__doc__", "__module__", "__qualname__"})
 
 
@@ -219,7 +224,16 @@ class _Walk:
             return f"wrapped:{qualified_type(obj)}:{self.visit(inner, where)}"
         if isinstance(obj, types.BuiltinFunctionType):
             return f"ext:{getattr(obj, '__module__', None)}.{obj.__qualname__}"
+        if isinstance(obj, _DESCRIPTORS):  # str.upper, dict.get
+            return f"ext:{obj.__objclass__.__module__}.{obj.__qualname__}"
         return None
+
+    def leaf(self, obj: Any, where: str) -> str | None:
+        """`visit` for a value inside a constant; an instance's own class is walked too."""
+        marker = self.visit(obj, where)
+        if marker is None and _user_class(type(obj)):
+            self.klass(type(obj))
+        return marker
 
     def value(self, value: Any, where: str) -> str:
         """The text of a value: a code marker, its stable text, or its type (opaque)."""
@@ -227,12 +241,13 @@ class _Walk:
         if marker is not None:
             return marker
         try:
-            return stable_text(value, user_class=_user_class, code=lambda v: self.visit(v, where))
+            text = stable_text(value, user_class=_user_class, code=lambda v: self.leaf(v, where))
         except Opaque:
             self.opaque.append(where)
-            if _user_class(type(value)):
-                self.klass(type(value))
-            return "opaque:" + qualified_type(value)
+            text = "opaque:" + qualified_type(value)
+        if _user_class(type(value)):  # a dataclass instance: its methods count too
+            self.klass(type(value))
+        return text
 
     # --- names -------------------------------------------------------------------
     def resolve(self, chain: tuple[str, ...], globs: Mapping[str, Any], src: Any) -> None:
