@@ -55,7 +55,7 @@ class DerivedCode:
 
     version: str | None
     code: dict[str, str] = field(default_factory=dict)  # qualified name -> xxh64
-    opaque: tuple[str, ...] = ()  # values counted by their type only
+    opaque: tuple[str, ...] = ()  # values with no stable text (type + building statement)
     reason: str | None = None  # why there is no version
 
 
@@ -65,7 +65,10 @@ def derive(fn: Any, code_deps: Iterable[Any] = ()) -> DerivedCode:
     No version (reason given) when the function's source cannot be read, or a
     name it reads is imported only after the asset is defined.
     """
-    fn = inspect.unwrap(fn)
+    try:
+        fn = inspect.unwrap(fn)
+    except ValueError:  # a wrapper loop
+        return DerivedCode(None, reason=f"{fn!r} unwraps to itself")
     if not isinstance(fn, types.FunctionType):
         return DerivedCode(None, reason=f"{fn!r} is not a Python function")
     walk = _Walk(fn.__module__)
