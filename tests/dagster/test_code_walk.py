@@ -274,12 +274,33 @@ def test_libraries_are_not_walked_and_recursion_terminates(tmp_path: Path) -> No
     assert walk.opaque == ()
 
 
-def test_explicit_code_version_has_no_code_map() -> None:
+def test_explicit_code_version_has_no_code_map(project: Path, dagster_instance) -> None:
+    """An explicit version is the user's promise: nothing walked goes into the lock."""
+    from pivot_store.repo import Repo
+
+    @asset
     @cached(code_version="v1")
     def given() -> int:
         return make_with_default(1)()
 
-    assert given.__pivot_code_version__ == "v1" and given.__pivot_code__ == {}
+    @asset(code_version="7")
+    @cached
+    def on_asset() -> int:
+        return make_with_default(2)()
+
+    @pivot_asset
+    def walked() -> int:
+        return make_with_default(3)()
+
+    io = {"io_manager": PivotIOManager(project_dir=str(project))}
+    assert materialize([given, on_asset, walked], resources=io, instance=dagster_instance).success
+    repo = Repo.open(project)
+    parts = {n: repo.read_lock(n).parts for n in ("given", "on_asset", "walked")}
+    assert (parts["given"].code_version, parts["given"].code) == ("v1", {})
+    assert (parts["on_asset"].code_version, parts["on_asset"].code) == ("7", {})
+    key = "test_explicit_code_version_has_no_code_map.<locals>.walked"
+    assert parts["walked"].code.keys() == {key, "make_with_default"}
+    assert parts["walked"].code_version == walked.code_versions_by_key[walked.key]
 
 
 OPAQUE = """
