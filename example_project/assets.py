@@ -1,8 +1,9 @@
 """The example's assets: a daily-partitioned source, cleaning, features, a model,
 its evaluation and a report folder.
 
-Some assets pin `code_version`; the others get one derived from their source,
-so editing a comment changes nothing and editing logic re-runs them.
+Some assets pin `code_version`; the others get one derived from their source and
+the helpers they reach (`data.fit`), so editing a comment changes nothing and
+editing logic, theirs or a helper's, re-runs them.
 """
 
 from __future__ import annotations

@@ -22,13 +22,13 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, asset
 
 from pivot_dagster import asset_keys, fingerprint, flights, formats, handoff
-from pivot_dagster.code_version import source_code_version
+from pivot_dagster.code_version import derive
 from pivot_dagster.engine import Engine
 from pivot_dagster.handoff import CacheHit, Deferred, pivot_type
 from pivot_dagster.io_manager import PivotIOManager
@@ -49,19 +49,28 @@ class _Plan(NamedTuple):
     wait_s: float  # how long to wait for another process computing this fingerprint
 
 
-def cached(fn: Callable[..., Any] | None = None, *, code_version: str | None = None) -> Any:
+def cached(
+    fn: Callable[..., Any] | None = None,
+    *,
+    code_version: str | None = None,
+    code_deps: Sequence[Any] = (),
+) -> Any:
     """Decorate an asset function (under `@asset`) so a fingerprint match skips its body.
 
-    `code_version` overrides both the asset's and the one derived from source.
+    `code_version` overrides both the asset's and the one derived from the code
+    the function reaches (see `code_version.derive`); `code_deps` adds roots to
+    that walk: a package module counts by its version, user code is walked.
     """
     if fn is None:
-        return lambda f: cached(f, code_version=code_version)
-    derived = code_version or source_code_version(fn)
+        return lambda f: cached(f, code_version=code_version, code_deps=code_deps)
+    walk = None if code_version else derive(fn, code_deps)
+    derived = code_version or walk.version
+    code = walk.code if walk is not None else {}
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ctx = AssetExecutionContext.get()
-        plan = _plan(ctx, derived, code_version is not None)
+        plan = _plan(ctx, derived, code_version is not None, code)
         if plan is not None:
             name, parts = plan.name, plan.parts
             missing = fingerprint.has_missing(parts)
@@ -95,6 +104,8 @@ def cached(fn: Callable[..., Any] | None = None, *, code_version: str | None = N
     wrapper.__signature__ = _rewrite_signature(fn)  # type: ignore[attr-defined]
     wrapper.__pivot_code_version__ = derived  # type: ignore[attr-defined]
     wrapper.__pivot_explicit__ = code_version is not None  # type: ignore[attr-defined]
+    wrapper.__pivot_code__ = code  # type: ignore[attr-defined]
+    wrapper.__pivot_code_reason__ = walk.reason if walk else None  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -103,7 +114,7 @@ def pivot_asset(fn: Callable[..., Any] | None = None, **asset_kwargs: Any) -> An
     so its staleness view and pivot's fingerprint agree."""
     if fn is None:
         return lambda f: pivot_asset(f, **asset_kwargs)
-    wrapped = cached(fn)
+    wrapped = cached(fn, code_deps=asset_kwargs.pop("code_deps", ()))
     if asset_kwargs.get("code_version") is None:
         asset_kwargs["code_version"] = wrapped.__pivot_code_version__
     return asset(**asset_kwargs)(wrapped)
@@ -183,7 +194,9 @@ def _is_config_or_resource(ann: Any) -> bool:
     )
 
 
-def _plan(ctx: AssetExecutionContext, derived: str | None, explicit: bool) -> _Plan | None:
+def _plan(
+    ctx: AssetExecutionContext, derived: str | None, explicit: bool, code: dict[str, str]
+) -> _Plan | None:
     """The step's plan, or None when this step cannot be cached."""
     assets_def = ctx.assets_def
     if len(assets_def.keys) != 1:
@@ -200,9 +213,11 @@ def _plan(ctx: AssetExecutionContext, derived: str | None, explicit: bool) -> _P
         return None
     partition = op_ctx.partition_key if op_ctx.has_partition_key else None
     engine = io.engine()
-    cv = fingerprint.resolve_code_version(assets_def, key, derived, explicit)
+    cv, code = fingerprint.resolve_code(assets_def, key, derived, explicit, code)
     if cv is None:
-        ctx.log.warning("pivot: no code_version and no source to derive one; not cached")
+        fn = fingerprint.pivot_function(assets_def)
+        why = getattr(fn, "__pivot_code_reason__", None) or "no source"
+        ctx.log.warning(f"pivot: no code_version and none could be derived ({why}); not cached")
         return None
 
     def partitions_for(input_name: str, up_key: Any) -> list[Any] | None:
@@ -216,6 +231,7 @@ def _plan(ctx: AssetExecutionContext, derived: str | None, explicit: bool) -> _P
         assets_def,
         key,
         code_version=cv,
+        code=code,
         params=op_ctx.op_config,
         partition=partition,
         partitions_for=partitions_for,

@@ -10,7 +10,7 @@ part of it, so two assets with equal code and inputs never share results.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +67,13 @@ def build_parts(
     params: Any,
     deps: dict[str, str],
     partition: Any,
+    code: Mapping[str, str] | None = None,
 ) -> FingerprintParts:
+    """`code`: {qualified name: hash} of what a derived code version covers (see
+    `code_version.derive`); empty when the version was given (the user's promise)."""
     return FingerprintParts(
         code_version=code_version,
+        code=dict(sorted((code or {}).items())),
         params=jsonable_params(params),
         deps=dict(sorted(deps.items())),
         partition=asset_keys.partition_str(partition),
@@ -97,6 +101,16 @@ def resolve_code_version(
     if explicit:
         return derived
     return assets_def.code_versions_by_key.get(key) or derived
+
+
+def resolve_code(
+    assets_def: Any, key: Any, derived: str | None, explicit: bool, code: Mapping[str, str]
+) -> tuple[str | None, dict[str, str]]:
+    """The code version (as `resolve_code_version`) and the code map that goes with it:
+    the map only when the derived version is the one used (`pivot_asset` hands it to
+    Dagster), never beside an explicit one."""
+    cv = resolve_code_version(assets_def, key, derived, explicit)
+    return cv, (dict(code) if not explicit and cv is not None and cv == derived else {})
 
 
 def upstream_pairs(assets_def: Any, key: Any, partitions_for: PartitionsFor) -> list[tuple]:
@@ -129,11 +143,13 @@ def asset_parts(
     partitions_for: PartitionsFor,
     fallback: Callable[[str], Lock | None] | None = None,
     seen: UpstreamLocks | None = None,
+    code: Mapping[str, str] | None = None,
 ) -> FingerprintParts:
     """The parts this deployment computes for one asset partition, from local locks."""
     pairs = upstream_pairs(assets_def, key, partitions_for)
     return build_parts(
         code_version=code_version,
+        code=code,
         params=params,
         deps=dep_hashes(repo, pairs, fallback, seen),
         partition=partition,

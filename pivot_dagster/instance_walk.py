@@ -181,14 +181,18 @@ def pull_matching(
             fn = fingerprint.pivot_function(ad) if ad is not None else None
             if fn is None or len(ad.keys) != 1:
                 continue
-            cv = fingerprint.resolve_code_version(
-                ad, key, fn.__pivot_code_version__, getattr(fn, "__pivot_explicit__", False)
+            cv, code = fingerprint.resolve_code(
+                ad,
+                key,
+                fn.__pivot_code_version__,
+                getattr(fn, "__pivot_explicit__", False),
+                getattr(fn, "__pivot_code__", {}),
             )
             ok, params = default_params(ad)
             if cv is None or not ok:
                 continue
             for pk in _partitions(ad, instance):
-                ev = _pull_one(graph, ad, key, pk, cv, params, engine)
+                ev = _pull_one(graph, ad, key, pk, cv, params, engine, code)
                 if ev is not None:
                     events.append(ev)
     return events
@@ -202,6 +206,7 @@ def _pull_one(
     cv: str,
     params: Any,
     engine: Engine,
+    code: dict[str, str],
 ) -> AssetMaterialization | None:
     def partitions_for(_input: str, up_key: AssetKey) -> list[Any] | None:
         if graph.get(up_key).partitions_def is None:
@@ -214,6 +219,7 @@ def _pull_one(
         ad,
         key,
         code_version=cv,
+        code=code,
         params=params,
         partition=partition,
         partitions_for=partitions_for,

@@ -33,15 +33,21 @@ from dagster import (
 from pivot_dagster import PivotIOManager, cached, pivot_asset, pivot_pull_sensor, pivot_push_sensor
 
 PROJECT = Path(os.environ.get("XDEPLOY_PROJECT", ".")).resolve()
-COUNTER = Path(os.environ.get("XDEPLOY_COUNTER", PROJECT / "counter"))
 VARIANT = os.environ.get("XDEPLOY_VARIANT", "")
 PARTS = StaticPartitionsDefinition(["p1", "p2"])
 
 
+def project_dir() -> Path:
+    """Read when a body runs: a module constant the bodies read would be part of their
+    derived code version, and the two deployments' folders differ."""
+    return Path(os.environ.get("XDEPLOY_PROJECT", ".")).resolve()
+
+
 def ran(name: str) -> None:
     """Proof a body ran: one line per call in the counter folder."""
-    COUNTER.mkdir(parents=True, exist_ok=True)
-    with open(COUNTER / name, "a") as f:
+    counter = Path(os.environ.get("XDEPLOY_COUNTER", project_dir() / "counter"))
+    counter.mkdir(parents=True, exist_ok=True)
+    with open(counter / name, "a") as f:
         f.write("ran\n")
 
 
@@ -84,7 +90,7 @@ else:
 @pivot_asset
 def report(features: dict) -> Path:
     ran("report")
-    out = PROJECT / "reports"
+    out = project_dir() / "reports"
     out.mkdir(parents=True, exist_ok=True)
     (out / "features.json").write_text(json.dumps(features, sort_keys=True))
     (out / "README.txt").write_text("a folder output\n")
