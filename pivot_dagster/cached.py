@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any, NamedTuple
 
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, asset
 
-from pivot_dagster import asset_keys, fingerprint, formats, handoff
+from pivot_dagster import asset_keys, explain, fingerprint, formats, handoff
 from pivot_dagster.code_version import source_code_version
-from pivot_dagster.engine import Engine
+from pivot_dagster.engine import Engine, Found
 from pivot_dagster.handoff import CacheHit, Deferred, pivot_type
 from pivot_dagster.io_manager import PivotIOManager
 from pivot_store.lockfile import FingerprintParts
@@ -48,38 +50,54 @@ class _Plan(NamedTuple):
     expected: formats.Expected  # what the asset could produce: checks a remote hit
 
 
-def cached(fn: Callable[..., Any] | None = None, *, code_version: str | None = None) -> Any:
+def cached(
+    fn: Callable[..., Any] | None = None,
+    *,
+    code_version: str | None = None,
+    max_age: timedelta | None = None,
+    exclude: Sequence[str] = (),
+) -> Any:
     """Decorate an asset function (under `@asset`) so a fingerprint match skips its body.
 
     `code_version` overrides both the asset's and the one derived from source.
+    `max_age`: a stored result computed longer ago than this is a miss (one
+    with no recorded time too). `exclude`: config keys (`a.b` for nested ones)
+    left out of the fingerprint; a change to them then REUSES results computed
+    with other values, so name only keys that cannot change the value.
+    A run tagged `pivot/refresh` (`true`, or asset keys) recomputes (see docs/fingerprint.md).
     """
     if fn is None:
-        return lambda f: cached(f, code_version=code_version)
+        return lambda f: cached(f, code_version=code_version, max_age=max_age, exclude=exclude)
     derived = code_version or source_code_version(fn)
+    excluded = tuple(exclude)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ctx = AssetExecutionContext.get()
-        plan = _plan(ctx, derived, code_version is not None)
+        plan = _plan(ctx, derived, code_version is not None, excluded)
+        causes: list[str] = []
         if plan is not None:
-            name, parts = plan.name, plan.parts
-            missing = fingerprint.has_missing(parts)
-            found = None if missing else plan.engine.find_result(name, parts, plan.expected)
+            found, causes = _decide(ctx, plan, max_age)
             if found is not None:
-                h = found.lock.outputs[0].hash
-                ctx.log.info(f"pivot: cache hit for {name} (fingerprint {parts.digest(name)})")
-                return MaterializeResult(
-                    value=CacheHit(found.lock, parts),
-                    data_version=DataVersion(h),
-                    metadata=handoff.parts_metadata(parts),
+                ctx.log.info(
+                    f"pivot: cache hit for {plan.name} (fingerprint {plan.parts.digest(plan.name)})"
+                    f" {explain.hit_line(explain.source_label(found.source), found.lock.origin)}"
                 )
+                return MaterializeResult(
+                    value=CacheHit(found.lock, plan.parts, found.source),
+                    data_version=DataVersion(found.lock.outputs[0].hash),
+                    metadata=handoff.parts_metadata(plan.parts),
+                )
+            ctx.log.info(f"pivot: cache miss for {plan.name}: {explain.joined(causes)}")
         upstream = plan.upstream if plan is not None else None
+        started = time.perf_counter()
         args = tuple(_resolve(a, upstream) for a in args)
         kwargs = {k: _resolve(v, upstream) for k, v in kwargs.items()}
         value = fn(*args, **kwargs)
         if plan is None:
             return value
-        meta = handoff.parts_metadata(plan.parts)
+        took = time.perf_counter() - started
+        meta = {**handoff.parts_metadata(plan.parts), **handoff.miss_metadata(causes, took)}
         if isinstance(value, MaterializeResult):
             return value._replace(metadata={**(value.metadata or {}), **meta})
         return MaterializeResult(value=value, metadata=meta)
@@ -87,7 +105,32 @@ def cached(fn: Callable[..., Any] | None = None, *, code_version: str | None = N
     wrapper.__signature__ = _rewrite_signature(fn)  # type: ignore[attr-defined]
     wrapper.__pivot_code_version__ = derived  # type: ignore[attr-defined]
     wrapper.__pivot_explicit__ = code_version is not None  # type: ignore[attr-defined]
+    wrapper.__pivot_max_age__ = max_age  # type: ignore[attr-defined]
+    wrapper.__pivot_exclude__ = excluded  # type: ignore[attr-defined]
     return wrapper
+
+
+def _decide(
+    ctx: AssetExecutionContext, plan: _Plan, max_age: timedelta | None
+) -> tuple[Found | None, list[str]]:
+    """(the stored result to reuse, or None and why not, one line per cause).
+
+    Order: a missing upstream, then a refresh the run asked for, then the
+    stored results (too old ones are misses); the causes name every reason.
+    """
+    name, parts = plan.name, plan.parts
+    causes = explain.missing_upstreams(parts)
+    if explain.refresh_requested(ctx.run.tags, ctx.asset_key.to_user_string()):
+        causes.append(explain.REFRESH_CAUSE)
+    if causes:
+        return None, causes
+    found = plan.engine.find_result(name, parts, plan.expected)
+    if found is None:
+        return None, explain.miss_causes(name, parts, explain.previous(plan.engine.repo, name))
+    too_old = explain.expiry(found.lock.origin, max_age)
+    if too_old is not None:
+        return None, [too_old]
+    return found, []
 
 
 def pivot_asset(fn: Callable[..., Any] | None = None, **asset_kwargs: Any) -> Any:
@@ -147,7 +190,9 @@ def _is_config_or_resource(ann: Any) -> bool:
     )
 
 
-def _plan(ctx: AssetExecutionContext, derived: str | None, explicit: bool) -> _Plan | None:
+def _plan(
+    ctx: AssetExecutionContext, derived: str | None, explicit: bool, exclude: Sequence[str] = ()
+) -> _Plan | None:
     """The step's plan, or None when this step cannot be cached."""
     assets_def = ctx.assets_def
     if len(assets_def.keys) != 1:
@@ -180,7 +225,7 @@ def _plan(ctx: AssetExecutionContext, derived: str | None, explicit: bool) -> _P
         assets_def,
         key,
         code_version=cv,
-        params=op_ctx.op_config,
+        params=fingerprint.without_keys(op_ctx.op_config, exclude),
         partition=partition,
         partitions_for=partitions_for,
         fallback=io.upstream_fallback(ctx.instance),
