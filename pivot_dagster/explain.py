@@ -216,6 +216,8 @@ def duration(seconds: float) -> str:
     for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
         if seconds >= size:
             return f"{_num(seconds / size)} {unit}"
+    if 0 < seconds < 0.01:
+        return "<0.01 s"
     return f"{_num(seconds, 2 if seconds < 10 else 1)} s"
 
 
