@@ -31,7 +31,7 @@ from dagster import AssetExecutionContext, DataVersion, MaterializeResult, asset
 
 from pivot_dagster import asset_keys, explain, fingerprint, formats, handoff
 from pivot_dagster.code_version import source_code_version
-from pivot_dagster.engine import Engine, Found
+from pivot_dagster.engine import Engine
 from pivot_dagster.handoff import CacheHit, Deferred, pivot_type
 from pivot_dagster.io_manager import PivotIOManager
 from pivot_store.lockfile import FingerprintParts
@@ -77,7 +77,10 @@ def cached(
         plan = _plan(ctx, derived, code_version is not None, excluded)
         causes: list[str] = []
         if plan is not None:
-            found, causes = _decide(ctx, plan, max_age)
+            refresh = explain.refresh_requested(ctx.run.tags, ctx.asset_key.to_user_string())
+            found, causes = explain.decide(
+                plan.engine, plan.name, plan.parts, plan.expected, max_age=max_age, refresh=refresh
+            )
             if found is not None:
                 ctx.log.info(
                     f"pivot: cache hit for {plan.name} (fingerprint {plan.parts.digest(plan.name)})"
@@ -108,29 +111,6 @@ def cached(
     wrapper.__pivot_max_age__ = max_age  # type: ignore[attr-defined]
     wrapper.__pivot_exclude__ = excluded  # type: ignore[attr-defined]
     return wrapper
-
-
-def _decide(
-    ctx: AssetExecutionContext, plan: _Plan, max_age: timedelta | None
-) -> tuple[Found | None, list[str]]:
-    """(the stored result to reuse, or None and why not, one line per cause).
-
-    Order: a missing upstream, then a refresh the run asked for, then the
-    stored results (too old ones are misses); the causes name every reason.
-    """
-    name, parts = plan.name, plan.parts
-    causes = explain.missing_upstreams(parts)
-    if explain.refresh_requested(ctx.run.tags, ctx.asset_key.to_user_string()):
-        causes.append(explain.REFRESH_CAUSE)
-    if causes:
-        return None, causes
-    found = plan.engine.find_result(name, parts, plan.expected)
-    if found is None:
-        return None, explain.miss_causes(name, parts, explain.previous(plan.engine.repo, name))
-    too_old = explain.expiry(found.lock.origin, max_age)
-    if too_old is not None:
-        return None, [too_old]
-    return found, []
 
 
 def pivot_asset(fn: Callable[..., Any] | None = None, **asset_kwargs: Any) -> Any:

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from pivot_dagster import formats, handoff
 from pivot_dagster.asset_keys import PARTITION_MARK
-from pivot_dagster.engine import LOCAL_SOURCE, LOCK_SOURCE
+from pivot_dagster.engine import LOCAL_SOURCE, LOCK_SOURCE, Engine, Found
 from pivot_dagster.fingerprint import MISSING_DEP
 from pivot_store import keys, runcache
 from pivot_store.lockfile import FingerprintParts, Lock, Origin
@@ -78,6 +78,35 @@ def expiry(
     if age <= limit:
         return None
     return f"expired (computed {duration(age)} ago, max_age {duration(limit)})"
+
+
+# --- the decision, shared by `cached` and `pivot why` ---------------------------------------
+def decide(
+    engine: Engine,
+    name: str,
+    parts: FingerprintParts,
+    expected: formats.Expected | None,
+    *,
+    max_age: timedelta | None = None,
+    refresh: bool = False,
+) -> tuple[Found | None, list[str]]:
+    """(the stored result to reuse, or None and why not, one line per cause).
+
+    Order: a missing upstream, then a refresh the run asked for, then the
+    stored results (the first found, too old, is a miss: when in doubt, miss).
+    """
+    causes = missing_upstreams(parts)
+    if refresh:
+        causes.append(REFRESH_CAUSE)
+    if causes:
+        return None, causes
+    found = engine.find_result(name, parts, expected)
+    if found is None:
+        return None, miss_causes(name, parts, previous(engine.repo, name))
+    too_old = expiry(found.lock.origin, max_age)
+    if too_old is not None:
+        return None, [too_old]
+    return found, []
 
 
 # --- misses ------------------------------------------------------------------------------
