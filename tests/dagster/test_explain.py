@@ -275,3 +275,36 @@ def test_new_partition_is_named(project: Path, dagster_instance) -> None:
     assert _meta(dagster_instance, "daily")["pivot/why"] == "no earlier result"
     _run(project, dagster_instance, [daily], partition_key="2024-01-03")
     assert _meta(dagster_instance, "daily")["pivot/why"] == "new partition 2024-01-03"
+
+
+def test_remote_hit_names_the_deployment_and_run(
+    tmp_path: Path, dagster_instance, monkeypatch
+) -> None:
+    """A hit from another deployment's result says which remote, deployment and run."""
+    from pivot_store import transfer
+    from pivot_store.config import Config, RemoteConfig
+    from pivot_store.remote import open_remote
+
+    remote_dir = tmp_path / "remote"
+    remote_dir.mkdir()
+    repos = []
+    for name in ("a", "b"):
+        repo = Repo.open(tmp_path / name)
+        repo.save_config(
+            Config(remotes={"origin": RemoteConfig(url=str(remote_dir))}, default_remote="origin")
+        )
+        repos.append(repo)
+    monkeypatch.setenv("PIVOT_DEPLOYMENT", "deploy-a")
+    first = _run(repos[0].root, dagster_instance, [fit])
+    transfer.push(
+        repos[0].objects, open_remote(repos[0].config, "origin"), list(repos[0].iter_locks())
+    ).raise_for_failures()
+    monkeypatch.setenv("PIVOT_DEPLOYMENT", "deploy-b")
+    CALLS.clear()
+    _run(repos[1].root, dagster_instance, [fit])
+    assert CALLS == []
+    meta = _meta(dagster_instance, "fit")
+    assert meta["pivot/found_in"] == f"remote run-cache origin ({remote_dir})"
+    assert meta["pivot/computed_by"] == f"deployment deploy-a, run {first.run_id}"
+    assert meta["pivot/saved_s"] == repos[0].read_lock("fit").origin.duration_s
+    assert repos[1].read_lock("fit").origin.deployment == "deploy-a"
