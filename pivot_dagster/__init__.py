@@ -4,6 +4,7 @@ from pivot_dagster.asset_keys import lock_name as lock_name
 from pivot_dagster.asset_keys import parse_lock_name as parse_lock_name
 from pivot_dagster.cached import cached as cached
 from pivot_dagster.cached import pivot_asset as pivot_asset
+from pivot_dagster.explain import REFRESH_TAG as REFRESH_TAG
 from pivot_dagster.handoff import CacheHit as CacheHit
 from pivot_dagster.instance_walk import PushOutcome as PushOutcome
 from pivot_dagster.instance_walk import pull_matching as pull_matching
@@ -19,6 +20,7 @@ __all__ = [
     "PivotIOManager",
     "PivotStoreResource",
     "PushOutcome",
+    "REFRESH_TAG",
     "cached",
     "lock_name",
     "parse_lock_name",
