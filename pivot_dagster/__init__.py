@@ -16,11 +16,11 @@ from pivot_dagster.sensors import pivot_pull_sensor as pivot_pull_sensor
 from pivot_dagster.sensors import pivot_push_sensor as pivot_push_sensor
 
 __all__ = [
+    "REFRESH_TAG",
     "CacheHit",
     "PivotIOManager",
     "PivotStoreResource",
     "PushOutcome",
-    "REFRESH_TAG",
     "cached",
     "lock_name",
     "parse_lock_name",
