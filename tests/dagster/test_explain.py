@@ -277,13 +277,8 @@ def test_new_partition_is_named(project: Path, dagster_instance) -> None:
     assert _meta(dagster_instance, "daily")["pivot/why"] == "new partition 2024-01-03"
 
 
-def test_remote_hit_names_the_deployment_and_run(
-    tmp_path: Path, dagster_instance, monkeypatch
-) -> None:
-    """A hit from another deployment's result says which remote, deployment and run."""
-    from pivot_store import transfer
+def _two_deployments(tmp_path: Path) -> tuple[Path, list[Repo]]:
     from pivot_store.config import Config, RemoteConfig
-    from pivot_store.remote import open_remote
 
     remote_dir = tmp_path / "remote"
     remote_dir.mkdir()
@@ -294,11 +289,25 @@ def test_remote_hit_names_the_deployment_and_run(
             Config(remotes={"origin": RemoteConfig(url=str(remote_dir))}, default_remote="origin")
         )
         repos.append(repo)
+    return remote_dir, repos
+
+
+def _push(repo: Repo) -> None:
+    from pivot_store import transfer
+    from pivot_store.remote import open_remote
+
+    remote = open_remote(repo.config, "origin")
+    transfer.push(repo.objects, remote, list(repo.iter_locks())).raise_for_failures()
+
+
+def test_remote_hit_names_the_deployment_and_run(
+    tmp_path: Path, dagster_instance, monkeypatch
+) -> None:
+    """A hit from another deployment's result says which remote, deployment and run."""
+    remote_dir, repos = _two_deployments(tmp_path)
     monkeypatch.setenv("PIVOT_DEPLOYMENT", "deploy-a")
     first = _run(repos[0].root, dagster_instance, [fit])
-    transfer.push(
-        repos[0].objects, open_remote(repos[0].config, "origin"), list(repos[0].iter_locks())
-    ).raise_for_failures()
+    _push(repos[0])
     monkeypatch.setenv("PIVOT_DEPLOYMENT", "deploy-b")
     CALLS.clear()
     _run(repos[1].root, dagster_instance, [fit])
@@ -308,3 +317,25 @@ def test_remote_hit_names_the_deployment_and_run(
     assert meta["pivot/computed_by"] == f"deployment deploy-a, run {first.run_id}"
     assert meta["pivot/saved_s"] == repos[0].read_lock("fit").origin.duration_s
     assert repos[1].read_lock("fit").origin.deployment == "deploy-a"
+
+
+def test_pull_sensor_applies_exclude_and_max_age(tmp_path: Path, dagster_instance) -> None:
+    """The pull walk computes the fingerprint as a run does: without excluded keys (a
+    result computed with workers=8 matches the defaults), and too old is not pulled."""
+    from dagster import Definitions
+
+    from pivot_dagster import pull_matching
+
+    _, (a, b) = _two_deployments(tmp_path)
+    _run(a.root, dagster_instance, [fit, short_lived], run_config=_cfg(workers=8))
+    _push(a)
+    defs = Definitions(
+        assets=[fit, short_lived],
+        resources={"io_manager": PivotIOManager(project_dir=str(b.root))},
+    )
+    time.sleep(1.6)  # short_lived's max_age is 1 s
+    events = pull_matching(defs, b, "origin", instance=dagster_instance)
+    assert [e.asset_key.to_user_string() for e in events] == ["fit"]
+    found_in = events[0].metadata["pivot/found_in"].value
+    assert found_in == f"remote run-cache origin ({tmp_path / 'remote'})"
+    assert b.read_lock("short_lived") is None
