@@ -135,3 +135,37 @@ def test_why_names_a_changed_config_key_and_runs_nothing(tmp_path: Path) -> None
     unknown = _pivot(tmp_path, "why", "-m", "why_defs", "nope")
     assert unknown.returncode == 1
     assert "error: no asset 'nope' in the definitions" in unknown.stderr
+
+
+PART_DEFS = """
+from dagster import Definitions, StaticPartitionsDefinition, asset
+from pivot_dagster import PivotIOManager, cached
+
+@asset(partitions_def=StaticPartitionsDefinition(["a", "b"]), code_version="1")
+@cached
+def per_part(context) -> str:
+    return context.partition_key
+
+defs = Definitions(assets=[per_part], resources={"io_manager": PivotIOManager()})
+"""
+
+
+def test_why_partition(tmp_path: Path) -> None:
+    (tmp_path / "part_defs.py").write_text(PART_DEFS)
+    code = "from dagster import materialize; import part_defs as d\n" + (
+        "assert materialize(d.defs.assets, resources=d.defs.resources, partition_key='a').success"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    env.pop("DAGSTER_HOME", None)
+    ran = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    new = _pivot(tmp_path, "why", "-m", "part_defs", "per_part", "--partition", "b")
+    assert new.stdout.splitlines()[:2] == [
+        "per_part [b]: cache miss: a run would compute it",
+        "  new partition b",
+    ], new.stdout + new.stderr
+    done = _pivot(tmp_path, "why", "-m", "part_defs", "per_part", "-p", "a")
+    assert done.stdout.startswith("per_part [a]: cache hit from local lock"), done.stdout
+    bare = _pivot(tmp_path, "why", "-m", "part_defs", "per_part")
+    assert bare.returncode == 1
+    assert "error: 'per_part' is partitioned; pass --partition KEY" in bare.stderr

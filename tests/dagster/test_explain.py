@@ -339,3 +339,18 @@ def test_pull_sensor_applies_exclude_and_max_age(tmp_path: Path, dagster_instanc
     found_in = events[0].metadata["pivot/found_in"].value
     assert found_in == f"remote run-cache origin ({tmp_path / 'remote'})"
     assert b.read_lock("short_lived") is None
+
+
+def test_missing_objects_are_named(project: Path, dagster_instance) -> None:
+    CALLS.clear()
+    _run(project, dagster_instance, [fit])
+    repo = Repo.open(project)
+    h = repo.read_lock("fit").outputs[0].hash
+    repo.objects.remove(h)
+    for path in repo.runs_dir.rglob("*.lock"):
+        path.unlink()
+    _run(project, dagster_instance, [fit])
+    assert CALLS == ["fit", "fit"]
+    assert _meta(dagster_instance, "fit")["pivot/why"] == (
+        f"stored result unusable here (objects missing: {h})"
+    )
