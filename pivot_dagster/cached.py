@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, asset
 
-from pivot_dagster import asset_keys, explain, fingerprint, formats, handoff
+from pivot_dagster import asset_keys, explain, fingerprint, flights, formats, handoff
 from pivot_dagster.code_version import source_code_version
 from pivot_dagster.engine import Engine
 from pivot_dagster.handoff import CacheHit, Deferred, pivot_type
@@ -48,6 +48,7 @@ class _Plan(NamedTuple):
     parts: FingerprintParts
     upstream: fingerprint.UpstreamLocks
     expected: formats.Expected  # what the asset could produce: checks a remote hit
+    wait_s: float  # how long to wait for another process computing this fingerprint
 
 
 def cached(
@@ -81,6 +82,8 @@ def cached(
             found, causes = explain.decide(
                 plan.engine, plan.name, plan.parts, plan.expected, max_age=max_age, refresh=refresh
             )
+            if found is None and not fingerprint.has_missing(plan.parts):
+                found = _claim_or_wait(ctx, plan, max_age, refresh)
             if found is not None:
                 ctx.log.info(
                     f"pivot: cache hit for {plan.name} (fingerprint {plan.parts.digest(plan.name)})"
@@ -96,7 +99,12 @@ def cached(
         started = time.perf_counter()
         args = tuple(_resolve(a, upstream) for a in args)
         kwargs = {k: _resolve(v, upstream) for k, v in kwargs.items()}
-        value = fn(*args, **kwargs)
+        try:
+            value = fn(*args, **kwargs)
+        except BaseException:
+            if plan is not None:
+                flights.release(plan.engine.repo, plan.name)
+            raise
         if plan is None:
             return value
         took = time.perf_counter() - started
@@ -122,6 +130,39 @@ def pivot_asset(fn: Callable[..., Any] | None = None, **asset_kwargs: Any) -> An
     if asset_kwargs.get("code_version") is None:
         asset_kwargs["code_version"] = wrapped.__pivot_code_version__
     return asset(**asset_kwargs)(wrapped)
+
+
+def _claim_or_wait(
+    ctx: AssetExecutionContext, plan: _Plan, max_age: timedelta | None, refresh: bool
+) -> Any:
+    """Claim this fingerprint's flight (held until the IO manager writes the lock).
+
+    When another process on this machine held it, that process was computing
+    the same result: look again, and its result is this step's hit (unless the
+    run asked for a refresh: then this step computes its own, the flight held).
+    """
+    fp = plan.parts.digest(plan.name)
+    step = f"{ctx.run_id}/{_step_key(ctx)}"
+    got = flights.claim(plan.engine.repo, plan.name, fp, step, plan.wait_s)
+    if got.timed_out:
+        ctx.log.warning(
+            f"pivot: another process is still computing {plan.name} (fingerprint {fp}) after"
+            f" {got.waited_s:.0f} s; computing it here too (single_flight_timeout_s)"
+        )
+        return None
+    if not got.waited or refresh:
+        return None
+    ctx.log.info(f"pivot: waited {got.waited_s:.1f} s for another process computing {plan.name}")
+    found = plan.engine.find_result(plan.name, plan.parts, plan.expected)
+    if found is not None and explain.expiry(found.lock.origin, max_age) is not None:
+        found = None
+    if found is not None:
+        flights.release(plan.engine.repo, plan.name)
+    return found
+
+
+def _step_key(ctx: AssetExecutionContext) -> str:
+    return ctx.op_execution_context._step_execution_context.step.key  # internal
 
 
 def _resolve(value: Any, upstream: fingerprint.UpstreamLocks | None) -> Any:
@@ -212,4 +253,5 @@ def _plan(
         seen=upstream,
     )
     expected = formats.expect.for_asset(assets_def, key, io.formats)
-    return _Plan(engine, asset_keys.lock_name(key, partition), parts, upstream, expected)
+    name = asset_keys.lock_name(key, partition)
+    return _Plan(engine, name, parts, upstream, expected, io.single_flight_timeout_s)

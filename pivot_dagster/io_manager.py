@@ -17,9 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from dagster import ConfigurableIOManager, DataVersion, InputContext, OutputContext
+from dagster._core.execution.plan.outputs import StepOutputHandle
 from pydantic import Field, PrivateAttr
 
-from pivot_dagster import asset_keys, explain, fingerprint, formats, handoff, remote_first
+from pivot_dagster import (
+    asset_keys,
+    explain,
+    fingerprint,
+    flights,
+    formats,
+    handoff,
+    remote_first,
+)
 from pivot_dagster.engine import Engine, MissingUpstream, UntrustedPickle
 from pivot_dagster.handoff import CacheHit, Deferred, PivotType
 from pivot_store.errors import PivotError
@@ -52,6 +61,11 @@ class PivotIOManager(ConfigurableIOManager):
         default=False,
         description="Push each output (objects, then run-cache entry) right after storing it; "
         "a failed push is a warning (the push sensor retries it).",
+    )
+    single_flight_timeout_s: float = Field(
+        default=3600.0,
+        description="How long a `cached` step waits for another process on this machine that "
+        "is computing the same fingerprint (then it hits) before computing it too.",
     )
     remote_first: bool = Field(
         default=False,
@@ -106,11 +120,14 @@ class PivotIOManager(ConfigurableIOManager):
             parts = handoff.parts_from_metadata(given)
             cacheable, hit = parts is not None, False
             parts = parts or self._plain_parts(context)
-            handler = formats.choose(obj, self._forced_format(context))
             origin = handoff.origin_for(_or_none(lambda: context.run_id), given)
-            lock = engine.save_computed(
-                name, parts, obj, handler, context.name, run_cache=cacheable, origin=origin
-            )
+            try:
+                handler = formats.choose(obj, self._forced_format(context))
+                lock = engine.save_computed(
+                    name, parts, obj, handler, context.name, run_cache=cacheable, origin=origin
+                )
+            finally:  # the lock is written (or never will be): others may look now
+                flights.release(engine.repo, name)
         remote_first.write_through(
             engine,
             lock,
@@ -120,6 +137,8 @@ class PivotIOManager(ConfigurableIOManager):
             step_log=context.log,
         )
         out = lock.outputs[0]
+        if hit:
+            _capture_stored_value(context, engine, out, name)
         path = engine.object_path(out)
         meta = handoff.event_metadata(lock, out, path, hit=hit, found_in=found_in, given=given)
         context.add_output_metadata(meta)
@@ -147,13 +166,14 @@ class PivotIOManager(ConfigurableIOManager):
 
     # --- input -----------------------------------------------------------------
     def load_input(self, context: InputContext) -> Any:
-        if isinstance(context.dagster_type, PivotType):
+        if isinstance(_or_none(lambda: context.dagster_type), PivotType):
             return Deferred(lambda locks: self._load(context, locks))
         return self._load(context, {})
 
     def _load(self, context: InputContext, locks: Mapping[tuple[Path, str], Lock]) -> Any:
         """`locks`: upstream locks `cached` already read for the fingerprint (see Deferred)."""
-        typ = context.dagster_type.typing_type if context.dagster_type else None
+        dagster_type = _or_none(lambda: context.dagster_type)
+        typ = dagster_type.typing_type if dagster_type is not None else None
         if not context.has_asset_key or not context.has_asset_partitions:
             return self._load_one(context, _input_lock_name(context, None), typ, locks)
         pkeys = list(context.asset_partition_keys)
@@ -161,7 +181,15 @@ class PivotIOManager(ConfigurableIOManager):
             return None
         allow_missing = bool((context.definition_metadata or {}).get("allow_missing_partitions"))
         if len(pkeys) == 1:
-            return self._load_one(context, _input_lock_name(context, pkeys[0]), typ, locks)
+            try:
+                return self._load_one(context, _input_lock_name(context, pkeys[0]), typ, locks)
+            except MissingUpstream:
+                if not allow_missing:
+                    raise
+                context.log.warning(
+                    f"pivot: partition {pkeys[0]} of {context.asset_key} is missing"
+                )
+                return None  # as UPathIOManager does for one missing partition
         values = {}
         for pk in pkeys:
             try:
@@ -179,7 +207,8 @@ class PivotIOManager(ConfigurableIOManager):
         lock = locks.get((engine.repo.root, name)) or engine.repo.read_lock(name)
         if lock is None and self.remote_first:
             lock = self.upstream_fallback(_or_none(lambda: context.instance))(name)
-        out_name = context.upstream_output.name if context.upstream_output else "result"
+        # A source asset's (or a built context's) upstream output has no name.
+        out_name = _or_none(lambda: context.upstream_output.name) or "result"
         if self.remote_first and lock is not None:
             self._check_remote_upstream(context, name, lock, out_name)
         return engine.load_upstream(name, lock, out_name, typ)
@@ -228,15 +257,28 @@ def _partition(context: OutputContext) -> Any:
 
 def _output_lock_name(context: OutputContext) -> str:
     if not context.has_asset_key:
-        return asset_keys.lock_name(["_ops", context.step_key, context.name])
+        return _op_lock_name(context)
     return asset_keys.lock_name(context.asset_key, _partition(context))
 
 
 def _input_lock_name(context: InputContext, partition: Any) -> str:
     if not context.has_asset_key:
-        up = context.upstream_output
-        return asset_keys.lock_name(["_ops", up.step_key, up.name])
+        return _op_lock_name(context.upstream_output)
     return asset_keys.lock_name(context.asset_key, partition)
+
+
+def _op_lock_name(output: OutputContext) -> str:
+    """An op output's lock, per run as in Dagster's own IO managers: a re-execution
+    reads its parent run's output (Dagster hands the parent's run id for a step it
+    skips) and two runs of one job never read each other's. A `DynamicOut`'s
+    mapping key is part of it, so mapped steps each get their own value."""
+    step = _or_none(lambda: output.step_key)
+    if step is None:  # a hand-built context (`build_output_context`) without a step
+        return asset_keys.lock_name(["_ops", output.name])
+    parts = ["_ops", _or_none(lambda: output.run_id) or "no-run", step, output.name]
+    if output.mapping_key:
+        parts.append(f"map-{output.mapping_key}")
+    return asset_keys.lock_name(parts)
 
 
 def _or_none(read: Callable[[], Any]) -> Any:
@@ -245,6 +287,31 @@ def _or_none(read: Callable[[], Any]) -> Any:
         return read()
     except Exception:
         return None
+
+
+def _capture_stored_value(context: OutputContext, engine: Engine, out: Any, name: str) -> None:
+    """On a hit, put the stored value where Dagster kept the step's returned one.
+
+    `materialize`/`execute_in_process` (`output_for_node`, `asset_value`) and
+    hooks read the value the step returned, which on a hit is pivot's marker.
+    Only those runs capture outputs, so only they pay for this load.
+    """
+    step = _or_none(lambda: context.step_context)
+    captures = [
+        c
+        for c in (getattr(step, "output_capture", None), getattr(step, "step_output_capture", None))
+        if c is not None
+    ]
+    if not captures:
+        return
+    handle = StepOutputHandle(context.step_key, context.name, context.mapping_key)
+    if not any(handle in c for c in captures):
+        return
+    typ = getattr(context.dagster_type, "inner_annotation", None)
+    value = engine.load(out, None if typ is Any else typ, owner=name)
+    for c in captures:
+        if handle in c:
+            c[handle] = value
 
 
 def _set_data_version(context: OutputContext, content_hash: str) -> None:
