@@ -19,6 +19,7 @@ from dagster import (
 )
 
 from pivot_dagster import PivotIOManager, cached, explain
+from pivot_store import runcache
 from pivot_store.lockfile import FingerprintParts, Lock, Origin, OutputRecord
 from pivot_store.repo import Repo
 from tests.dagster.helpers import materializations
@@ -228,10 +229,21 @@ def test_excluded_config_key_reuses_results(project: Path, dagster_instance) -> 
 
 
 @asset(code_version="1")
-@cached(max_age=timedelta(seconds=1))
+@cached(max_age=timedelta(hours=1))
 def short_lived() -> int:
     CALLS.append("short_lived")
     return 1
+
+
+def _age(repo: Repo, name: str, seconds: float) -> None:
+    """Make `name`'s stored result `seconds` older: its lock and local run-cache entry
+    rewritten with an earlier `origin.computed_at` (the fingerprint is unchanged)."""
+    lock = repo.read_lock(name)
+    aged = lock.replace(origin=lock.origin.replace(computed_at=lock.origin.computed_at - seconds))
+    for path in repo.runs_dir.rglob("*.lock"):
+        path.unlink()
+    repo.write_lock(aged)
+    runcache.write_local(repo.runs_dir, aged)
 
 
 def test_max_age_expires_a_stored_result(project: Path, dagster_instance) -> None:
@@ -239,11 +251,14 @@ def test_max_age_expires_a_stored_result(project: Path, dagster_instance) -> Non
     _run(project, dagster_instance, [short_lived])
     _run(project, dagster_instance, [short_lived])
     assert CALLS == ["short_lived"]  # fresh: a hit
-    time.sleep(1.6)
+    _age(Repo.open(project), "short_lived", 3 * 3600)
     _run(project, dagster_instance, [short_lived])
     assert CALLS == ["short_lived"] * 2
-    why = _meta(dagster_instance, "short_lived")["pivot/why"]
-    assert why.startswith("expired (computed ") and why.endswith(" ago, max_age 1 s)")
+    assert _meta(dagster_instance, "short_lived")["pivot/why"] == (
+        "expired (computed 3 h ago, max_age 1 h)"
+    )
+    _run(project, dagster_instance, [short_lived])  # the new result is fresh again
+    assert CALLS == ["short_lived"] * 2
 
 
 def test_max_age_without_computed_at_is_a_miss(project: Path, dagster_instance) -> None:
@@ -257,7 +272,7 @@ def test_max_age_without_computed_at_is_a_miss(project: Path, dagster_instance) 
     _run(project, dagster_instance, [short_lived])
     assert CALLS == ["short_lived"] * 2
     assert _meta(dagster_instance, "short_lived")["pivot/why"] == (
-        "expired (no computed_at recorded, max_age 1 s)"
+        "expired (no computed_at recorded, max_age 1 h)"
     )
 
 
@@ -328,12 +343,12 @@ def test_pull_sensor_applies_exclude_and_max_age(tmp_path: Path, dagster_instanc
 
     _, (a, b) = _two_deployments(tmp_path)
     _run(a.root, dagster_instance, [fit, short_lived], run_config=_cfg(workers=8))
+    _age(a, "short_lived", 2 * 3600)
     _push(a)
     defs = Definitions(
         assets=[fit, short_lived],
         resources={"io_manager": PivotIOManager(project_dir=str(b.root))},
     )
-    time.sleep(1.6)  # short_lived's max_age is 1 s
     events = pull_matching(defs, b, "origin", instance=dagster_instance)
     assert [e.asset_key.to_user_string() for e in events] == ["fit"]
     found_in = events[0].metadata["pivot/found_in"].value
