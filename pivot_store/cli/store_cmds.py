@@ -60,9 +60,21 @@ def gc(
     dry_run: bool = typer.Option(False, "--dry-run", help="List, remove nothing."),
     grace: float = typer.Option(24.0, "--grace", min=0, help="Keep objects newer than HOURS."),
     as_json: bool = JSON.typer(),
+    workspace_only: bool = typer.Option(
+        False,
+        "--workspace-only",
+        help="Keep only what the work tree's locks use, not the locks of other git refs.",
+    ),
+    keep_last: int | None = typer.Option(
+        None, "--keep-last", min=0, help="Keep the newest K run-cache results per asset."
+    ),
+    keep_days: float | None = typer.Option(
+        None, "--keep-days", min=0, help="Keep run-cache results younger than D days."
+    ),
 ) -> None:
-    """Remove objects that no lock references and that are older than the grace period."""
-    _exit(commands.gc(dry_run, grace, as_json))
+    """Remove objects that no lock (work tree, local run-cache, every local git branch
+    and tag) references and that are older than the grace period."""
+    _exit(commands.gc(dry_run, grace, as_json, workspace_only, keep_last, keep_days))
 
 
 def register(app: typer.Typer) -> None:
