@@ -4,6 +4,7 @@ from pivot_dagster.asset_keys import lock_name as lock_name
 from pivot_dagster.asset_keys import parse_lock_name as parse_lock_name
 from pivot_dagster.cached import cached as cached
 from pivot_dagster.cached import pivot_asset as pivot_asset
+from pivot_dagster.explain import REFRESH_TAG as REFRESH_TAG
 from pivot_dagster.handoff import CacheHit as CacheHit
 from pivot_dagster.instance_walk import PushOutcome as PushOutcome
 from pivot_dagster.instance_walk import pull_matching as pull_matching
@@ -15,6 +16,7 @@ from pivot_dagster.sensors import pivot_pull_sensor as pivot_pull_sensor
 from pivot_dagster.sensors import pivot_push_sensor as pivot_push_sensor
 
 __all__ = [
+    "REFRESH_TAG",
     "CacheHit",
     "PivotIOManager",
     "PivotStoreResource",

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 import typing
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any, NamedTuple
 
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, asset
 
-from pivot_dagster import asset_keys, fingerprint, flights, formats, handoff
+from pivot_dagster import asset_keys, explain, fingerprint, flights, formats, handoff
 from pivot_dagster.code_version import derive
 from pivot_dagster.engine import Engine
 from pivot_dagster.handoff import CacheHit, Deferred, pivot_type
@@ -54,38 +56,54 @@ def cached(
     *,
     code_version: str | None = None,
     code_deps: Sequence[Any] = (),
+    max_age: timedelta | None = None,
+    exclude: Sequence[str] = (),
 ) -> Any:
     """Decorate an asset function (under `@asset`) so a fingerprint match skips its body.
 
     `code_version` overrides both the asset's and the one derived from the code
     the function reaches (see `code_version.derive`); `code_deps` adds roots to
     that walk: a package module counts by its version, user code is walked.
+    `max_age`: a stored result computed longer ago than this is a miss (one
+    with no recorded time too). `exclude`: config keys (`a.b` for nested ones)
+    left out of the fingerprint; a change to them then REUSES results computed
+    with other values, so name only keys that cannot change the value.
+    A run tagged `pivot/refresh` (`true`, or asset keys) recomputes (see docs/fingerprint.md).
     """
     if fn is None:
-        return lambda f: cached(f, code_version=code_version, code_deps=code_deps)
+        return lambda f: cached(
+            f, code_version=code_version, code_deps=code_deps, max_age=max_age, exclude=exclude
+        )
     walk = None if code_version else derive(fn, code_deps)
     derived = code_version or walk.version
     code = walk.code if walk is not None else {}
+    excluded = tuple(exclude)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ctx = AssetExecutionContext.get()
-        plan = _plan(ctx, derived, code_version is not None, code)
+        plan = _plan(ctx, derived, code_version is not None, code, excluded)
+        causes: list[str] = []
         if plan is not None:
-            name, parts = plan.name, plan.parts
-            missing = fingerprint.has_missing(parts)
-            found = None if missing else plan.engine.find_result(name, parts, plan.expected)
-            if found is None and not missing:
-                found = _claim_or_wait(ctx, plan)
+            refresh = explain.refresh_requested(ctx.run.tags, ctx.asset_key.to_user_string())
+            found, causes = explain.decide(
+                plan.engine, plan.name, plan.parts, plan.expected, max_age=max_age, refresh=refresh
+            )
+            if found is None and not fingerprint.has_missing(plan.parts):
+                found = _claim_or_wait(ctx, plan, max_age, refresh)
             if found is not None:
-                h = found.lock.outputs[0].hash
-                ctx.log.info(f"pivot: cache hit for {name} (fingerprint {parts.digest(name)})")
-                return MaterializeResult(
-                    value=CacheHit(found.lock, parts),
-                    data_version=DataVersion(h),
-                    metadata=handoff.parts_metadata(parts),
+                ctx.log.info(
+                    f"pivot: cache hit for {plan.name} (fingerprint {plan.parts.digest(plan.name)})"
+                    f" {explain.hit_line(explain.source_label(found.source), found.lock.origin)}"
                 )
+                return MaterializeResult(
+                    value=CacheHit(found.lock, plan.parts, found.source),
+                    data_version=DataVersion(found.lock.outputs[0].hash),
+                    metadata=handoff.parts_metadata(plan.parts),
+                )
+            ctx.log.info(f"pivot: cache miss for {plan.name}: {explain.joined(causes)}")
         upstream = plan.upstream if plan is not None else None
+        started = time.perf_counter()
         args = tuple(_resolve(a, upstream) for a in args)
         kwargs = {k: _resolve(v, upstream) for k, v in kwargs.items()}
         try:
@@ -96,7 +114,8 @@ def cached(
             raise
         if plan is None:
             return value
-        meta = handoff.parts_metadata(plan.parts)
+        took = time.perf_counter() - started
+        meta = {**handoff.parts_metadata(plan.parts), **handoff.miss_metadata(causes, took)}
         if isinstance(value, MaterializeResult):
             return value._replace(metadata={**(value.metadata or {}), **meta})
         return MaterializeResult(value=value, metadata=meta)
@@ -106,6 +125,8 @@ def cached(
     wrapper.__pivot_explicit__ = code_version is not None  # type: ignore[attr-defined]
     wrapper.__pivot_code__ = code  # type: ignore[attr-defined]
     wrapper.__pivot_code_reason__ = walk.reason if walk else None  # type: ignore[attr-defined]
+    wrapper.__pivot_max_age__ = max_age  # type: ignore[attr-defined]
+    wrapper.__pivot_exclude__ = excluded  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -120,11 +141,14 @@ def pivot_asset(fn: Callable[..., Any] | None = None, **asset_kwargs: Any) -> An
     return asset(**asset_kwargs)(wrapped)
 
 
-def _claim_or_wait(ctx: AssetExecutionContext, plan: _Plan) -> Any:
+def _claim_or_wait(
+    ctx: AssetExecutionContext, plan: _Plan, max_age: timedelta | None, refresh: bool
+) -> Any:
     """Claim this fingerprint's flight (held until the IO manager writes the lock).
 
     When another process on this machine held it, that process was computing
-    the same result: look again, and its result is this step's hit.
+    the same result: look again, and its result is this step's hit (unless the
+    run asked for a refresh: then this step computes its own, the flight held).
     """
     fp = plan.parts.digest(plan.name)
     step = f"{ctx.run_id}/{_step_key(ctx)}"
@@ -135,10 +159,12 @@ def _claim_or_wait(ctx: AssetExecutionContext, plan: _Plan) -> Any:
             f" {got.waited_s:.0f} s; computing it here too (single_flight_timeout_s)"
         )
         return None
-    if not got.waited:
+    if not got.waited or refresh:
         return None
     ctx.log.info(f"pivot: waited {got.waited_s:.1f} s for another process computing {plan.name}")
     found = plan.engine.find_result(plan.name, plan.parts, plan.expected)
+    if found is not None and explain.expiry(found.lock.origin, max_age) is not None:
+        found = None
     if found is not None:
         flights.release(plan.engine.repo, plan.name)
     return found
@@ -195,7 +221,11 @@ def _is_config_or_resource(ann: Any) -> bool:
 
 
 def _plan(
-    ctx: AssetExecutionContext, derived: str | None, explicit: bool, code: dict[str, str]
+    ctx: AssetExecutionContext,
+    derived: str | None,
+    explicit: bool,
+    code: dict[str, str],
+    exclude: Sequence[str] = (),
 ) -> _Plan | None:
     """The step's plan, or None when this step cannot be cached."""
     assets_def = ctx.assets_def
@@ -232,7 +262,7 @@ def _plan(
         key,
         code_version=cv,
         code=code,
-        params=op_ctx.op_config,
+        params=fingerprint.without_keys(op_ctx.op_config, exclude),
         partition=partition,
         partitions_for=partitions_for,
         fallback=io.upstream_fallback(ctx.instance),

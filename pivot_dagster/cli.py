@@ -1,8 +1,9 @@
-"""`pivot run`: materialize Dagster assets in-process and print ran / cache hit / failed.
+"""`pivot run`: materialize Dagster assets in-process and print ran / cache hit / failed;
+`pivot why ASSET`: whether a run would reuse its stored result, and why not (`why`).
 
-A plugin of the `pivot` CLI: pyproject.toml's `pivot.commands` entry point names
-`register`, which pivot_store's CLI calls only when `pivot run` is asked for,
-so `pivot --help` and the store commands never import dagster.
+Plugins of the `pivot` CLI: pyproject.toml's `pivot.commands` entry points name
+`register` and `register_why`, which pivot_store's CLI calls only when their command is asked
+for, so `pivot --help` and the store commands never import dagster.
 """
 
 from __future__ import annotations
@@ -26,31 +27,61 @@ def register(app: typer.Typer) -> None:
     app.command()(run)
 
 
+def register_why(app: typer.Typer) -> None:
+    app.command()(why)
+
+
 def run(
     assets: list[str] = typer.Argument(None, help="Asset keys to materialize (a/b); all if none."),
     module: str | None = typer.Option(None, "-m", "--module", help="Module holding `defs`."),
     workspace: Path | None = typer.Option(None, "-w", "--workspace", help="workspace.yaml."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Recompute the assets (all, or those named) even when a stored result matches "
+        "(run tag pivot/refresh).",
+    ),
 ) -> None:
     """Materialize assets in this process; cached assets whose fingerprint matches are skipped."""
     from dagster import AssetKey, DagsterInstance, materialize
 
+    from pivot_dagster.explain import REFRESH_TAG
     from pivot_store.cli.output import table
 
     defs = load_definitions(module, workspace)
     all_assets = list(defs.assets or [])
     selection = [AssetKey.from_user_string(a) for a in assets] if assets else None
     instance = DagsterInstance.get() if _has_home() else DagsterInstance.ephemeral()
+    tags = {REFRESH_TAG: ",".join(assets) if assets else "*"} if force else None
     result = materialize(
         all_assets,
         resources=dict(defs.resources or {}),
         selection=selection,
         instance=instance,
         raise_on_error=False,
+        tags=tags,
     )
     rows = summarize(result, all_assets, selection)
     table("pivot run", ["asset", "status", "hash"], rows)
     if not result.success:
         raise typer.Exit(1)
+
+
+def why(
+    asset: str = typer.Argument(..., help="Asset key (a/b)."),
+    partition: str | None = typer.Option(None, "-p", "--partition", help="Partition key."),
+    module: str | None = typer.Option(None, "-m", "--module", help="Module holding `defs`."),
+    workspace: Path | None = typer.Option(None, "-w", "--workspace", help="workspace.yaml."),
+) -> None:
+    """Would a run reuse ASSET's stored result, and if not, why not; runs and fetches nothing."""
+    from dagster import DagsterInstance
+
+    from pivot_dagster import why as why_mod
+
+    defs = load_definitions(module, workspace)
+    instance = DagsterInstance.get() if _has_home() else None
+    for line in why_mod.report(defs, asset, partition, instance):
+        print(line)
 
 
 def summarize(result: Any, all_assets: list[Any], selection: list[Any] | None) -> list[list[str]]:

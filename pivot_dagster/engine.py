@@ -35,7 +35,7 @@ from pivot_store.errors import (
     TrackError,
     UnsafeName,
 )
-from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
+from pivot_store.lockfile import FingerprintParts, Lock, Origin, OutputRecord
 from pivot_store.repo import Repo
 from pivot_store.signing import signing_key
 
@@ -123,17 +123,21 @@ class Engine:
         output_name: str,
         *,
         run_cache: bool,
+        origin: Origin | None = None,
     ) -> Lock:
         """Store a value the body returned, then its lock (one writer hold for both)."""
         with self.repo.writing():
-            lock = Lock.build(name, parts, [self.store_value(value, handler, output_name)])
+            out = self.store_value(value, handler, output_name)
+            lock = Lock.build(name, parts, [out], origin)
             self.record(lock, run_cache=run_cache)
         return lock
 
     def save_hit(self, name: str, hit: Lock, parts: FingerprintParts) -> Lock:
-        """Make a hit's objects local (and its Path outputs checked out), then its lock."""
+        """Make a hit's objects local (and its Path outputs checked out), then its lock.
+
+        The lock keeps the hit's origin: who computed the result, not who reused it."""
         with self.repo.writing():
-            lock = Lock.build(name, parts, self.restore(hit, name))
+            lock = Lock.build(name, parts, self.restore(hit, name), hit.origin)
             self.record(lock)
         return lock
 

@@ -31,6 +31,24 @@ def jsonable_params(config: Any) -> dict[str, Any]:
     return data if isinstance(data, dict) else {"value": data}
 
 
+def without_keys(config: Any, exclude: Iterable[str]) -> dict[str, Any]:
+    """Op config as plain JSON without the `exclude`d keys (`a.b` names a nested key).
+
+    `cached(exclude=[...])`: a change to an excluded key then reuses results
+    computed with another value, so exclude only what cannot change the value
+    (a log level, a worker count).
+    """
+    data = jsonable_params(config)
+    for dotted in exclude:
+        *path, last = dotted.split(".")
+        node: Any = data
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return data
+
+
 def dep_hashes(
     repo: Repo,
     deps: Iterable[tuple[Any, Any]],

@@ -18,16 +18,20 @@ the UI, the push sensor and remote-first mode read these keys back.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from dagster import DagsterType, MetadataValue, TypeCheck
 from dagster._core.types.dagster_type import resolve_dagster_type
 
-from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
+from pivot_store.lockfile import FingerprintParts, Lock, Origin, OutputRecord
 
 # --- metadata keys -----------------------------------------------------------------
 PARTS_KEY = "pivot/fingerprint_parts"  # cached -> IO manager, on the output
@@ -38,6 +42,13 @@ PATH_KEY = "pivot/path"
 FINGERPRINT_KEY = "pivot/fingerprint"
 CACHE_HIT_KEY = "pivot/cache_hit"
 SOURCE_KEY = "pivot/source"  # only on results a sensor pulled from elsewhere
+# Explain (pivot_dagster.explain): why a miss ran, where a hit came from.
+WHY_KEY = "pivot/why"  # a miss: one line per cause
+DURATION_KEY = "pivot/duration_s"  # a miss: the body's wall time (cached -> IO manager)
+FOUND_IN_KEY = "pivot/found_in"  # a hit: local lock / local run-cache / remote run-cache ...
+COMPUTED_BY_KEY = "pivot/computed_by"  # the origin's deployment and run
+COMPUTED_AT_KEY = "pivot/computed_at"  # the origin's time (UTC, ISO 8601)
+SAVED_KEY = "pivot/saved_s"  # a hit: the compute time it saved (the origin's duration)
 # Integrity checks (pivot_dagster.checks).
 OBJECTS_CHECKED_KEY = "pivot/objects_checked"
 LOCKS_CHECKED_KEY = "pivot/locks_checked"
@@ -55,6 +66,7 @@ class CacheHit:
 
     lock: Lock
     parts: FingerprintParts
+    source: str | None = None  # `Engine.find_result`'s source, for the event's metadata
 
 
 @dataclass
@@ -138,6 +150,44 @@ def parts_from_metadata(meta: Mapping[str, Any] | None) -> FingerprintParts | No
     return None if raw is None else parts_from_json(raw)
 
 
+def miss_metadata(causes: list[str], duration_s: float) -> dict[str, Any]:
+    """What `cached` attaches on a miss: why it ran, and how long the body took."""
+    return {
+        WHY_KEY: MetadataValue.text("\n".join(causes)),
+        DURATION_KEY: MetadataValue.float(round(duration_s, 4)),
+    }
+
+
+def origin_for(run_id: str | None, meta: Mapping[str, Any] | None) -> Origin:
+    """The origin of a result computed now: this run, this deployment, the body's time.
+
+    `computed_at` is when the body started (now minus its duration): its inputs
+    were read then, so an expiry (`cached(max_age=...)`) counts from there.
+    """
+    raw = value_of((meta or {}).get(DURATION_KEY))
+    took = float(raw) if isinstance(raw, int | float) else None
+    now = time.time()
+    return Origin(
+        run_id=run_id,
+        deployment=deployment(),
+        computed_at=round(now - (took or 0.0), 3),
+        duration_s=took,
+    )
+
+
+def computed_by(origin: Origin | None) -> str | None:
+    """`deployment X, run Y`, from what a result's origin claims (display only)."""
+    if origin is None:
+        return None
+    who = [f"{k} {v}" for k, v in (("deployment", origin.deployment), ("run", origin.run_id)) if v]
+    return ", ".join(who) or None
+
+
+def deployment() -> str:
+    """`PIVOT_DEPLOYMENT`, else the host name: who computed a result."""
+    return os.environ.get("PIVOT_DEPLOYMENT") or socket.gethostname()
+
+
 def value_of(entry: Any) -> Any:
     """A metadata entry's plain value (Dagster wraps most in a MetadataValue)."""
     return getattr(entry, "value", entry)
@@ -157,13 +207,16 @@ def event_metadata(
     *,
     hit: bool,
     source: str | None = None,
+    found_in: str | None = None,
     given: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A materialization's pivot metadata: computed (`hit=False`), a hit, or pulled.
 
     `path` is where the value lies (its cache object, or its workspace path);
-    `source` names where a pulled result came from; keys already in `given`
-    (the asset's own output metadata) are left to it.
+    `source` names where a pulled result came from (the push sensor skips
+    those); `found_in` where a hit was found (`explain.source_label`); keys
+    already in `given` (the asset's own output metadata) are left to it. The
+    lock's origin says who computed the result and, on a hit, the time saved.
     """
     meta: dict[str, Any] = {
         HASH_KEY: out.hash,
@@ -175,4 +228,16 @@ def event_metadata(
     }
     if source is not None:
         meta[SOURCE_KEY] = source
+    if hit and found_in is not None:
+        meta[FOUND_IN_KEY] = found_in
+    origin = lock.origin
+    if origin is not None:
+        who = computed_by(origin)
+        if who:
+            meta[COMPUTED_BY_KEY] = who
+        if origin.computed_at is not None:
+            when = datetime.fromtimestamp(origin.computed_at, UTC)
+            meta[COMPUTED_AT_KEY] = when.isoformat(timespec="seconds")
+        if hit and origin.duration_s is not None:
+            meta[SAVED_KEY] = MetadataValue.float(origin.duration_s)
     return {k: v for k, v in meta.items() if not given or k not in given}

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 from dagster import AssetKey, AssetMaterialization, AssetRecordsFilter
 
-from pivot_dagster import asset_keys, fingerprint, formats, handoff
+from pivot_dagster import asset_keys, explain, fingerprint, formats, handoff
 from pivot_dagster.engine import LOCK_SOURCE, Engine
 from pivot_store import runcache
 from pivot_store.errors import PivotError
@@ -181,21 +181,62 @@ def pull_matching(
             fn = fingerprint.pivot_function(ad) if ad is not None else None
             if fn is None or len(ad.keys) != 1:
                 continue
-            cv, code = fingerprint.resolve_code(
-                ad,
-                key,
-                fn.__pivot_code_version__,
-                getattr(fn, "__pivot_explicit__", False),
-                getattr(fn, "__pivot_code__", {}),
-            )
-            ok, params = default_params(ad)
+            cv, code, ok, params = outside_inputs(ad, key, fn)
             if cv is None or not ok:
                 continue
             for pk in _partitions(ad, instance):
-                ev = _pull_one(graph, ad, key, pk, cv, params, engine, code)
+                max_age = getattr(fn, "__pivot_max_age__", None)
+                ev = _pull_one(graph, ad, key, pk, cv, params, engine, code, max_age)
                 if ev is not None:
                     events.append(ev)
     return events
+
+
+def outside_inputs(ad: Any, key: AssetKey, fn: Any) -> tuple[str | None, dict[str, str], bool, Any]:
+    """(code version, code map, ok, params) of a `cached` asset outside a run: the
+    params are the defaults with `cached(exclude=...)` applied; ok is False when
+    config is required. The code rule is `cached`'s own (`fingerprint.resolve_code`)."""
+    cv, code = fingerprint.resolve_code(
+        ad,
+        key,
+        fn.__pivot_code_version__,
+        getattr(fn, "__pivot_explicit__", False),
+        getattr(fn, "__pivot_code__", {}),
+    )
+    ok, params = default_params(ad)
+    if ok:
+        params = fingerprint.without_keys(params, getattr(fn, "__pivot_exclude__", ()))
+    return cv, code, ok, params
+
+
+def outside_parts(
+    graph: Any,
+    ad: Any,
+    key: AssetKey,
+    partition: Any,
+    cv: str,
+    params: Any,
+    repo: Repo,
+    code: dict[str, str] | None = None,
+) -> Any:
+    """The parts a run would compute now for one partition, asked of the asset graph."""
+
+    def partitions_for(_input: str, up_key: AssetKey) -> list[Any] | None:
+        if graph.get(up_key).partitions_def is None:
+            return None
+        res = graph.get_parent_partition_keys_for_child(partition, up_key, key)
+        return sorted(res.partitions_subset.get_partition_keys())
+
+    return fingerprint.asset_parts(
+        repo,
+        ad,
+        key,
+        code_version=cv,
+        code=code or {},
+        params=params,
+        partition=partition,
+        partitions_for=partitions_for,
+    )
 
 
 def _pull_one(
@@ -207,23 +248,9 @@ def _pull_one(
     params: Any,
     engine: Engine,
     code: dict[str, str],
+    max_age: timedelta | None = None,
 ) -> AssetMaterialization | None:
-    def partitions_for(_input: str, up_key: AssetKey) -> list[Any] | None:
-        if graph.get(up_key).partitions_def is None:
-            return None
-        res = graph.get_parent_partition_keys_for_child(partition, up_key, key)
-        return sorted(res.partitions_subset.get_partition_keys())
-
-    parts = fingerprint.asset_parts(
-        engine.repo,
-        ad,
-        key,
-        code_version=cv,
-        code=code,
-        params=params,
-        partition=partition,
-        partitions_for=partitions_for,
-    )
+    parts = outside_parts(graph, ad, key, partition, cv, params, engine.repo, code)
     if fingerprint.has_missing(parts):
         return None
     name = asset_keys.lock_name(key, partition)
@@ -234,14 +261,20 @@ def _pull_one(
         return None
     if found is None or found.source == LOCK_SOURCE:
         return None  # nothing here, or this deployment has it (maybe it pushed it)
+    if explain.expiry(found.lock.origin, max_age) is not None:
+        return None  # too old for `cached(max_age=...)`: a run would recompute it
     with engine.repo.writing():
         engine.record(found.lock)
     engine.restore(found.lock, name)  # a Path output is checked out, as on a hit
     out = found.lock.outputs[0]
     path = engine.object_path(out)
+    label = f"remote run-cache {found.source}"
+    meta = handoff.event_metadata(
+        found.lock, out, path, hit=True, source=found.source, found_in=label
+    )
     return AssetMaterialization(
         asset_key=key,
         partition=asset_keys.partition_str(partition),
-        metadata=handoff.event_metadata(found.lock, out, path, hit=True, source=found.source),
+        metadata=meta,
         tags={"dagster/data_version": out.hash, "dagster/code_version": cv},
     )

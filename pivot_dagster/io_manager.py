@@ -20,7 +20,15 @@ from dagster import ConfigurableIOManager, DataVersion, InputContext, OutputCont
 from dagster._core.execution.plan.outputs import StepOutputHandle
 from pydantic import Field, PrivateAttr
 
-from pivot_dagster import asset_keys, fingerprint, flights, formats, handoff, remote_first
+from pivot_dagster import (
+    asset_keys,
+    explain,
+    fingerprint,
+    flights,
+    formats,
+    handoff,
+    remote_first,
+)
 from pivot_dagster.engine import Engine, MissingUpstream, UntrustedPickle
 from pivot_dagster.handoff import CacheHit, Deferred, PivotType
 from pivot_store.errors import PivotError
@@ -106,16 +114,19 @@ class PivotIOManager(ConfigurableIOManager):
         engine = self.engine()
         name = _output_lock_name(context)
         given = context.output_metadata or {}
+        found_in = None
         if isinstance(obj, CacheHit):
             lock, hit, cacheable = engine.save_hit(name, obj.lock, obj.parts), True, True
+            found_in = explain.source_label(obj.source)
         else:
             parts = handoff.parts_from_metadata(given)
             cacheable, hit = parts is not None, False
             parts = parts or self._plain_parts(context)
+            origin = handoff.origin_for(_or_none(lambda: context.run_id), given)
             try:
                 handler = formats.choose(obj, self._forced_format(context))
                 lock = engine.save_computed(
-                    name, parts, obj, handler, context.name, run_cache=cacheable
+                    name, parts, obj, handler, context.name, run_cache=cacheable, origin=origin
                 )
             finally:  # the lock is written (or never will be): others may look now
                 flights.release(engine.repo, name)
@@ -131,7 +142,8 @@ class PivotIOManager(ConfigurableIOManager):
         if hit:
             _capture_stored_value(context, engine, out, name)
         path = engine.object_path(out)
-        context.add_output_metadata(handoff.event_metadata(lock, out, path, hit=hit, given=given))
+        meta = handoff.event_metadata(lock, out, path, hit=hit, found_in=found_in, given=given)
+        context.add_output_metadata(meta)
         _set_data_version(context, out.hash)
         context.log.info(
             f"pivot: {'cache hit' if hit else 'stored'} {name} -> {out.hash} ({out.format})"

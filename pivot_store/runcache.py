@@ -297,3 +297,22 @@ def iter_all_local(runs_dir: Path) -> Iterator[Lock]:
     if runs_dir.is_dir():
         for path in sorted(runs_dir.rglob("*" + keys.LOCK_SUFFIX)):
             yield read_lock(path)
+
+
+def newest_local(runs_dir: Path, name: str) -> Lock | None:
+    """The newest local result for `name` under any fingerprint (what a miss is explained
+    against when the name has no lock); None when there is none. Unreadable files are
+    skipped: this only explains, it never decides."""
+    folder = keys.run_dir(runs_dir, name, "0" * 16).parent
+    if not folder.is_dir():
+        return None
+    found: list[tuple[float, Path]] = []
+    for fp_dir in folder.iterdir():
+        if _HEX16.fullmatch(fp_dir.name) and fp_dir.is_dir():
+            found += [(p.stat().st_mtime, p) for p in fp_dir.glob("*" + keys.LOCK_SUFFIX)]
+    for _, path in sorted(found, reverse=True):
+        try:
+            return read_lock(path)
+        except LockError:
+            continue
+    return None

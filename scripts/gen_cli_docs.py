@@ -20,6 +20,7 @@ COMMANDS = [
     ["verify"],
     ["gc"],
     ["run"],
+    ["why"],
     ["remote"],
     ["remote", "add"],
     ["remote", "list"],

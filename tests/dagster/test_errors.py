@@ -73,6 +73,8 @@ def test_lock_from_newer_schema(project: Path, dagster_instance) -> None:
         instance=dagster_instance,
     ).success
     lock = project / ".pivot/stages/up.lock"
-    lock.write_text(lock.read_text().replace("schema_version: 1", "schema_version: 99"))
+    text = lock.read_text()
+    assert "schema_version: 2" in text  # a run's lock has an origin (format 2)
+    lock.write_text(text.replace("schema_version: 2", "schema_version: 99"))
     text = _failure_text(project, dagster_instance, [up, down], selection=[down])
     assert "schema_version 99, newer than this pivot" in text and "upgrade pivot-dagster" in text

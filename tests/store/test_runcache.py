@@ -181,3 +181,22 @@ def test_parse_entry_name(name: str) -> None:
         assert parsed == ("0123456789abcdef", kid)
     else:
         assert parsed is None
+
+
+def test_newest_local_is_across_fingerprints(tmp_path: Path) -> None:
+    """What a miss is explained against when the name has no lock: the newest result of
+    any fingerprint of that name (and of no other name, a partition's folder included)."""
+    objects = ObjectStore(tmp_path / "cache")
+    runs = tmp_path / "runs"
+    assert runcache.newest_local(runs, "sales") is None
+    old = result(objects, b"old", name="sales")
+    other_parts = FingerprintParts(code_version="v2")
+    new = Lock.build("sales", other_parts, [OutputRecord(hash=old.outputs[0].hash, size=3)])
+    part = result(objects, b"part", name="sales/@2024-01-01")
+    for lock in (old, new, part):
+        runcache.write_local(runs, lock)
+    os.utime(runcache.local_entry_path(runs, old), (1, 1))
+    assert old.fingerprint != new.fingerprint
+    assert runcache.newest_local(runs, "sales") == new
+    assert runcache.newest_local(runs, "sales/@2024-01-01") == part
+    assert runcache.newest_local(runs, "other") is None
