@@ -425,6 +425,10 @@ def _load(path: Path) -> object:
         raise LockError(f"lock {path} does not exist", "materialize the asset first") from None
     except OSError as e:
         raise LockError(f"lock {path} cannot be read: {e.strerror}", FIX) from None
+    return _decode(raw, path)
+
+
+def _decode(raw: bytes, path: Path | str) -> object:
     try:
         return yaml.load(raw, Loader=_LOADER)  # a safe loader: plain data only
     except RecursionError:
@@ -439,6 +443,11 @@ def _load(path: Path) -> object:
 
 def read_lock(path: Path) -> Lock:
     return parse_lock(_load(path), str(path))
+
+
+def loads_lock(raw: bytes, source: str) -> Lock:
+    """A lock from its file's bytes (e.g. read from git at a ref); `source` names it."""
+    return parse_lock(_decode(raw, source), source)
 
 
 def write_lock(path: Path, lock: Lock) -> None:
