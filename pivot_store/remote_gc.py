@@ -269,7 +269,11 @@ async def _repair(
     remote: Remote, seen: dict[str, Record], deleted: set[str], objects: ObjectStore | None,
     skew: float, jobs: int, res: RemoteGcResult,
 ) -> None:  # fmt: skip
-    """A record pushed while gc deleted objects may name one: upload it again, or report it."""
+    """A record pushed while gc deleted objects may name one: upload it again from
+    this cache; else (another machine's push, which re-checks after its entry and
+    may restore it itself) delete that entry, so it is a miss, not a broken hit,
+    and report it. A pointer is never deleted here (an older one would become
+    "latest"): it is reported."""
     if not deleted:
         return
     third, _ = await ascan_records(remote, skew, jobs, known=seen)
@@ -278,15 +282,19 @@ async def _repair(
             continue
         need = _outputs([rec.lock])
         if objects is not None:
-            local_dirs = [o for o in need if oids.is_dir(o) and objects.exists(o)]
-            for d in local_dirs:
+            for d in [o for o in need if oids.is_dir(o) and objects.exists(o)]:
                 need |= await amanifest_files(remote, d, objects) or set()
-        gone = sorted(need & deleted, key=oids.is_dir)  # files before their manifests
-        for oid in gone:
-            if objects is None or not objects.exists(oid):
-                res.lost.append(f"{rel}: {oid}")
-                continue
+        missing = []
+        for oid in sorted(need & deleted, key=oids.is_dir):  # files before their manifests
             key = remote.object_key(oid)
+            if objects is None or not objects.exists(oid):
+                if not await aretrying(remote, lambda key=key: remote.aexists(key), key):
+                    missing.append(oid)
+                continue
             path = objects.path(oid)
             await aretrying(remote, lambda key=key, path=path: remote.aput_file(path, key), key)
             res.repaired.append(oid)
+        if missing:
+            res.lost += [f"{rel}: {oid}" for oid in missing]
+            if not rec.pointer:
+                await _delete(remote, [remote.key(rel)])

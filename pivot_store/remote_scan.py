@@ -195,9 +195,7 @@ async def ascan_objects(remote: Remote) -> tuple[dict[str, Listed], list[str]]:
     return out, foreign
 
 
-async def amanifest_files(
-    remote: Remote, oid: str, objects: ObjectStore | None
-) -> set[str] | None:
+async def amanifest_files(remote: Remote, oid: str, objects: ObjectStore | None) -> set[str] | None:
     """The file ids of folder `oid`: from the local cache, else from the remote.
 
     A manifest read from the remote passes the checks a fetched one does (its
