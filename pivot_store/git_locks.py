@@ -38,7 +38,14 @@ def locks_at_ref(root: Path, ref: str) -> list[Lock]:
     """Every lock under `.pivot/stages/` at `ref` (a branch, tag or commit)."""
     if ref.startswith("-"):
         raise ConfigError(f"{ref!r} is not a git ref", "pass a branch, tag or commit to --rev")
-    commit = _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
+    try:
+        commit = _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode()
+    except ConfigError:
+        raise ConfigError(
+            f"{ref!r} is not a branch, tag or commit of the git repository at {root}",
+            "pass an existing ref to --rev (`git branch -a`, `git tag`)",
+        ) from None
+    commit = commit.strip()
     listed = _git(root, "ls-tree", "-r", "-z", "--full-name", "--name-only", commit, "--", STAGES)
     paths = [p for p in listed.decode().split("\0") if p.endswith(keys.LOCK_SUFFIX)]
     if not paths:
