@@ -308,13 +308,16 @@ def _every_entry_is_whole(rem: Remote) -> tuple[int, list[str]]:
     return len(listed), missing
 
 
+@pytest.mark.parametrize("same_cache", [True, False], ids=["same-cache", "other-machine"])
 def test_a_push_loop_during_gc_loses_no_object_of_a_kept_entry(
-    s3_remote_config: dict[str, Any], tmp_path: Path
+    s3_remote_config: dict[str, Any], tmp_path: Path, same_cache: bool
 ) -> None:
     """A thread pushes results while gc runs on moto: new results with new objects, and
     new results re-using old objects that gc is collecting (the race). Afterwards every
-    entry on the remote names only objects the remote has."""
+    entry on the remote names only objects the remote has. With gc on another machine
+    (no copy to restore from) a broken entry is deleted (a miss) and reported as lost."""
     objects = ObjectStore(tmp_path / "cache")
+    gc_objects = objects if same_cache else ObjectStore(tmp_path / "gc-cache")
     rem = _s3(s3_remote_config)
     old = [result(objects, f"old {i}".encode() * 50, f"n{i % 5}", f"v{i}") for i in range(60)]
     assert transfer.push(objects, rem, old).ok
@@ -345,8 +348,8 @@ def test_a_push_loop_during_gc_loses_no_object_of_a_kept_entry(
         time.sleep(0.5)
         done = []
         for _ in range(3):
-            done.append(collect_remote(rem, [], Policy(keep_last=0, grace_hours=grace_s / 3600),
-                                       objects=objects))  # fmt: skip
+            policy = Policy(keep_last=0, grace_hours=grace_s / 3600)
+            done.append(collect_remote(rem, [], policy, objects=gc_objects))
         n_during = len(pushed)
     finally:
         stop.set()
@@ -354,7 +357,8 @@ def test_a_push_loop_during_gc_loses_no_object_of_a_kept_entry(
     assert not errors, errors
     assert n_during >= 4  # the loop really ran during gc
     assert sum(len(r.objects) for r in done) >= 30  # and gc really collected old objects
-    assert all(not r.lost for r in done)
+    if same_cache:
+        assert all(not r.lost for r in done)
     n, missing = _every_entry_is_whole(rem)
     assert n > 0 and missing == []
     for lock in pushed:
