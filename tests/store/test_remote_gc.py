@@ -98,7 +98,7 @@ def test_keep_last_keeps_the_newest_k_per_name(
     age(folder, 2 * DAY)
     res = collect_remote(folder, [], Policy(keep_last=k, grace_hours=24), objects=objects)
     kept_a = a[len(a) - k :] if k else []
-    for lock in a + [b]:
+    for lock in [*a, b]:
         kept = lock in kept_a or (lock is b and k > 0)
         assert entry_there(folder, lock) is kept, (lock.parts.code_version, k)
         assert on_remote(folder, lock) is kept
@@ -178,7 +178,7 @@ def test_folder_files_stay_while_a_manifest_naming_them_stays(
 def test_dry_run_deletes_nothing_and_counts_what_a_run_removes(
     folder: LocalRemote, objects: ObjectStore
 ) -> None:
-    a, b = _three_and_one(objects, folder)
+    _three_and_one(objects, folder)
     age(folder, 2 * DAY)
     before = sorted(x.key for x in folder.list_info(folder.root))
     dry = collect_remote(folder, [], Policy(keep_last=1), objects=objects, dry_run=True)
@@ -334,12 +334,14 @@ def test_a_push_loop_during_gc_loses_no_object_of_a_kept_entry(
             while not stop.is_set():
                 fresh = result(objects, f"fresh {i}".encode(), f"n{i % 5}", f"w{i}")
                 reuse = old[i % len(old)]
-                again = Lock.build(reuse.name, FingerprintParts(code_version=f"u{i}"), reuse.outputs)
+                again = Lock.build(
+                    reuse.name, FingerprintParts(code_version=f"u{i}"), reuse.outputs
+                )
                 res = transfer.push(objects, pusher, [fresh, again])
                 assert res.ok, res.failed
                 pushed.extend([fresh, again])
                 i += 1
-        except BaseException as e:  # noqa: BLE001 - reported by the test
+        except BaseException as e:
             errors.append(e)
 
     thread = threading.Thread(target=loop)
@@ -373,9 +375,7 @@ def _git(root: Path, *args: str) -> None:
     subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
 
 
-def test_cli_keeps_a_lock_committed_on_another_branch(
-    repo: Repo, cli: Any, tmp_path: Path
-) -> None:
+def test_cli_keeps_a_lock_committed_on_another_branch(repo: Repo, cli: Any, tmp_path: Path) -> None:
     """`pivot gc --remote origin --rev other`: a lock only on branch `other`, read through
     git without a checkout, keeps its result; `--dry-run --json` counts first."""
     url = f"file://{tmp_path}/remote"
