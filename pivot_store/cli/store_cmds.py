@@ -61,9 +61,7 @@ def gc(
     grace: float = typer.Option(24.0, "--grace", min=0, help="Keep objects newer than HOURS."),
     as_json: bool = JSON.typer(),
     remote: bool = typer.Option(False, "--remote", help="Collect on a remote (docs/remotes.md)."),
-    remote_name: str = typer.Argument(
-        None, help="With --remote: its name (default: default_remote)."
-    ),
+    name: str = typer.Argument(None, help="With --remote: its name (default: default_remote)."),
     rev: list[str] = typer.Option([], "--rev", help="With --remote: keep the locks at REF."),
     workspace: bool = typer.Option(True, help="With --remote: keep this work tree's locks."),
     keep_last: int = typer.Option(
@@ -73,13 +71,17 @@ def gc(
         None, "--keep-days", min=0, help="With --remote: newer than D days."
     ),
 ) -> None:
-    """Remove objects that no lock references and that are older than the grace period."""
+    """Remove objects that no lock references and that are older than the grace period.
+
+    With --remote [NAME]: remote gc, deleting run-cache entries and pointers the keep
+    policy drops, then the objects no kept result names (docs/remotes.md#remote-gc).
+    """
     if remote:
         from pivot_store.cli.remote_gc_cmds import remote_gc
 
-        _exit(remote_gc(remote_name, rev, workspace, keep_last, keep_days, grace, dry_run, as_json))
+        _exit(remote_gc(name, rev, workspace, keep_last, keep_days, grace, dry_run, as_json))
         return
-    if remote_name is not None:
+    if name is not None:
         raise typer.BadParameter("a remote name needs --remote")
     _exit(commands.gc(dry_run, grace, as_json))
 
