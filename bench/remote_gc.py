@@ -31,7 +31,7 @@ from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord  # noqa: E
 from pivot_store.manifest import Entry, Manifest  # noqa: E402
 from pivot_store.objects import ObjectStore  # noqa: E402
 from pivot_store.remote import Remote, open_remote  # noqa: E402
-from pivot_store.remote_gc import Policy, collect_remote  # noqa: E402
+from pivot_store.remote_gc import KeepPolicy, collect_remote  # noqa: E402
 
 
 def _moto_class():
@@ -68,7 +68,7 @@ def populate(objects: ObjectStore, remote: Remote, locks: list[Lock], jobs: int)
 def run_gc(remote: Remote, work: Path, keep_last: int, jobs: int, dry: bool) -> tuple:
     fresh = ObjectStore(work / f"gc-cache-{time.monotonic_ns()}")
     t0 = time.perf_counter()
-    res = collect_remote(remote, [], Policy(keep_last=keep_last, grace_hours=0),
+    res = collect_remote(remote, [], KeepPolicy(keep_last=keep_last, grace_hours=0),
                          objects=fresh, dry_run=dry, jobs=jobs)  # fmt: skip
     return time.perf_counter() - t0, res
 

@@ -38,7 +38,7 @@ from pivot_store.remote_scan import Record, Snapshot, amanifest_files, ascan_obj
 
 
 @dataclass(frozen=True)
-class Policy:
+class KeepPolicy:
     """What remote gc keeps besides the given locks (see the module doc)."""
 
     keep_last: int = 1
@@ -83,7 +83,7 @@ KINDS = ("entries", "pointers", "objects")
 def collect_remote(
     remote: Remote,
     locks: Iterable[Lock],
-    policy: Policy,
+    policy: KeepPolicy,
     *,
     objects: ObjectStore | None = None,
     dry_run: bool = False,
@@ -104,7 +104,7 @@ def collect_remote(
 
 
 def _keep_records(
-    records: dict[str, Record], locks: list[Lock], policy: Policy, now: float
+    records: dict[str, Record], locks: list[Lock], policy: KeepPolicy, now: float
 ) -> set[str]:
     """The relative keys of the records the policy keeps (parsed ones only)."""
     wanted = {(lk.name, lk.fingerprint, tuple(o.hash for o in lk.outputs)) for lk in locks}
@@ -179,7 +179,7 @@ async def _gather_manifests(
 
 
 async def _acollect(
-    remote: Remote, locks: list[Lock], policy: Policy, objects: ObjectStore | None,
+    remote: Remote, locks: list[Lock], policy: KeepPolicy, objects: ObjectStore | None,
     dry_run: bool, jobs: int, now: float,
 ) -> RemoteGcResult:  # fmt: skip
     res = RemoteGcResult(remote.name, dry_run)

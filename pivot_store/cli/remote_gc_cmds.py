@@ -24,7 +24,7 @@ def remote_gc(
     """Delete what the policy does not keep; 1 when a concurrent push lost an object."""
     from pivot_store import sync
     from pivot_store.git_locks import locks_at_ref
-    from pivot_store.remote_gc import Policy, collect_remote
+    from pivot_store.remote_gc import KeepPolicy, collect_remote
     from pivot_store.repo import Repo
 
     repo = Repo.find()
@@ -32,7 +32,7 @@ def remote_gc(
     for rev in revs:
         locks += locks_at_ref(repo.root, rev)
     remote = sync.remote(repo, name)
-    policy = Policy(keep_last=keep_last, keep_days=keep_days, grace_hours=grace)
+    policy = KeepPolicy(keep_last=keep_last, keep_days=keep_days, grace_hours=grace)
     res = collect_remote(remote, locks, policy, objects=repo.objects, dry_run=dry_run)
     if as_json:
         emit_json(res.to_json())

@@ -22,7 +22,7 @@ from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
 from pivot_store.manifest import Entry, Manifest
 from pivot_store.objects import ObjectStore
 from pivot_store.remote import LocalRemote, Remote, open_remote
-from pivot_store.remote_gc import Policy, collect_remote
+from pivot_store.remote_gc import KeepPolicy, collect_remote
 from pivot_store.remote_index import KnownIndex
 from pivot_store.repo import Repo
 
@@ -96,7 +96,7 @@ def test_keep_last_keeps_the_newest_k_per_name(
 ) -> None:
     a, b = _three_and_one(objects, folder)
     age(folder, 2 * DAY)
-    res = collect_remote(folder, [], Policy(keep_last=k, grace_hours=24), objects=objects)
+    res = collect_remote(folder, [], KeepPolicy(keep_last=k, grace_hours=24), objects=objects)
     kept_a = a[len(a) - k :] if k else []
     for lock in [*a, b]:
         kept = lock in kept_a or (lock is b and k > 0)
@@ -112,7 +112,7 @@ def test_locks_given_keep_their_results_and_objects(
     """The work tree's (or a ref's) locks keep their entries and objects, however old."""
     a, b = _three_and_one(objects, folder)
     age(folder, 2 * DAY)
-    collect_remote(folder, [a[0]], Policy(keep_last=0), objects=objects)
+    collect_remote(folder, [a[0]], KeepPolicy(keep_last=0), objects=objects)
     assert entry_there(folder, a[0]) and on_remote(folder, a[0])
     assert not any(entry_there(folder, x) or on_remote(folder, x) for x in (a[1], a[2], b))
 
@@ -126,7 +126,7 @@ def test_keep_days_keeps_recent_results_by_created_at(
     publish(objects, folder, old, now - timedelta(days=10))
     publish(objects, folder, new, now - timedelta(days=1))
     age(folder, 2 * DAY)
-    collect_remote(folder, [], Policy(keep_last=0, keep_days=3), objects=objects)
+    collect_remote(folder, [], KeepPolicy(keep_last=0, keep_days=3), objects=objects)
     assert entry_there(folder, new) and on_remote(folder, new)
     assert not entry_there(folder, old) and not on_remote(folder, old)
 
@@ -146,13 +146,13 @@ def test_grace_is_measured_on_the_remotes_own_mtimes(
     hour = time.time() - 3600
     for path in (folder.object_key(loose.oid), folder.key(runcache.entry_rel(just_now))):
         os.utime(path, (hour, hour))
-    res = collect_remote(folder, [], Policy(keep_last=0, grace_hours=24), objects=objects)
+    res = collect_remote(folder, [], KeepPolicy(keep_last=0, grace_hours=24), objects=objects)
     assert entry_there(folder, just_now) and on_remote(folder, just_now)
     assert folder.exists(folder.object_key(loose.oid))
     assert not entry_there(folder, stored_old) and not on_remote(folder, stored_old)
     assert res.objects == [stored_old.outputs[0].hash]
     # Grace 0: the same remote loses everything nothing keeps.
-    collect_remote(folder, [], Policy(keep_last=0, grace_hours=0), objects=objects)
+    collect_remote(folder, [], KeepPolicy(keep_last=0, grace_hours=0), objects=objects)
     assert not folder.exists(folder.object_key(loose.oid)) and not entry_there(folder, just_now)
 
 
@@ -167,7 +167,7 @@ def test_folder_files_stay_while_a_manifest_naming_them_stays(
     publish(objects, folder, gone, OLD)
     age(folder, 2 * DAY)
     elsewhere = ObjectStore(objects.root.parent.parent / "other")  # manifests from the remote
-    res = collect_remote(folder, [kept], Policy(keep_last=0), objects=elsewhere)
+    res = collect_remote(folder, [kept], KeepPolicy(keep_last=0), objects=elsewhere)
     oid = lambda b: hash_bytes(b)  # noqa: E731
     assert folder.exists(folder.object_key(kept.outputs[0].hash))
     assert all(folder.exists(folder.object_key(oid(b))) for b in (b"shared", b"only kept"))
@@ -181,13 +181,13 @@ def test_dry_run_deletes_nothing_and_counts_what_a_run_removes(
     _three_and_one(objects, folder)
     age(folder, 2 * DAY)
     before = sorted(x.key for x in folder.list_info(folder.root))
-    dry = collect_remote(folder, [], Policy(keep_last=1), objects=objects, dry_run=True)
+    dry = collect_remote(folder, [], KeepPolicy(keep_last=1), objects=objects, dry_run=True)
     assert sorted(x.key for x in folder.list_info(folder.root)) == before
     assert len(dry.entries) == 2 and len(dry.objects) == 2 and dry.pointers == []
     sizes = {x.key: x.size for x in folder.list_info(folder.root)}
     assert dry.nbytes["objects"] == 4  # b"a0", b"a1"
     assert dry.nbytes["entries"] == sum(sizes[folder.key(r)] for r in dry.entries)
-    real = collect_remote(folder, [], Policy(keep_last=1), objects=objects)
+    real = collect_remote(folder, [], KeepPolicy(keep_last=1), objects=objects)
     assert (real.entries, real.objects, real.nbytes) == (dry.entries, dry.objects, dry.nbytes)
     assert len(folder.list_info(folder.root)) == len(before) - 4
 
@@ -201,7 +201,7 @@ def test_a_push_after_gc_uploads_a_deleted_object_again(
     index = KnownIndex(objects.root, folder.identity)
     assert lock.outputs[0].hash in index.load()
     age(folder, 2 * DAY)
-    res = collect_remote(folder, [], Policy(keep_last=0), objects=objects)
+    res = collect_remote(folder, [], KeepPolicy(keep_last=0), objects=objects)
     assert res.objects == [lock.outputs[0].hash] and not on_remote(folder, lock)
     assert lock.outputs[0].hash not in index.load()
     again = transfer.push(objects, folder, [lock])
@@ -218,7 +218,7 @@ def test_newest_pointer_always_stays_and_older_ones_go(
         assert transfer.push(objects, folder, [lock], run_cache=False).ok
         pointers.publish_latest(folder, lock, created_at=datetime.now(UTC) - timedelta(hours=3 - i))
     age(folder, 2 * DAY)
-    res = collect_remote(folder, [], Policy(keep_last=0), objects=objects)
+    res = collect_remote(folder, [], KeepPolicy(keep_last=0), objects=objects)
     assert len(res.pointers) == 2
     assert pointers.latest_lock(folder, "p") == locks[2] and on_remote(folder, locks[2])
     assert not on_remote(folder, locks[0]) and not on_remote(folder, locks[1])
@@ -242,7 +242,7 @@ def test_unparsable_and_foreign_keys_are_left_and_reported(
     odd.parent.mkdir(parents=True)
     odd.write_text("{}")
     age(folder, 2 * DAY)
-    res = collect_remote(folder, [], Policy(keep_last=0), objects=objects)
+    res = collect_remote(folder, [], KeepPolicy(keep_last=0), objects=objects)
     assert set(res.unparsable) == {
         f"runs/a/{lock.fingerprint}/0123456789abcdef.json",
         f"runs/b/{lock.fingerprint}/{runcache.entry_id(lock)}.json",
@@ -264,7 +264,7 @@ def test_a_record_of_a_newer_pivot_stops_gc_before_any_delete(
     newer.write_text(json.dumps(doc))
     age(folder, 2 * DAY)
     with pytest.raises(RemoteError, match="newer pivot"):
-        collect_remote(folder, [], Policy(keep_last=0), objects=objects)
+        collect_remote(folder, [], KeepPolicy(keep_last=0), objects=objects)
     assert entry_there(folder, lock) and on_remote(folder, lock)
 
 
@@ -290,10 +290,10 @@ def test_entries_go_before_objects_so_a_failed_gc_leaves_no_broken_entry(
     proxy = make_faulty_proxy(every=2, modes=("403",), methods=["POST"])
     flaky = _s3(s3_remote_config, proxy.url)
     with pytest.raises(RemoteError):
-        collect_remote(flaky, [], Policy(keep_last=1, grace_hours=0), objects=objects)
+        collect_remote(flaky, [], KeepPolicy(keep_last=1, grace_hours=0), objects=objects)
     assert [entry_there(rem, lk) for lk in locks] == [False, False, True]
     assert all(on_remote(rem, lk) for lk in locks)
-    res = collect_remote(rem, [], Policy(keep_last=1, grace_hours=0), objects=objects)
+    res = collect_remote(rem, [], KeepPolicy(keep_last=1, grace_hours=0), objects=objects)
     assert [on_remote(rem, lk) for lk in locks] == [False, False, True]
     assert len(res.objects) == 2
 
@@ -350,7 +350,7 @@ def test_a_push_loop_during_gc_loses_no_object_of_a_kept_entry(
         time.sleep(0.5)
         done = []
         for _ in range(3):
-            policy = Policy(keep_last=0, grace_hours=grace_s / 3600)
+            policy = KeepPolicy(keep_last=0, grace_hours=grace_s / 3600)
             done.append(collect_remote(rem, [], policy, objects=gc_objects))
         n_during = len(pushed)
     finally:
