@@ -187,6 +187,8 @@ async def _acollect(
     snap = Snapshot()
     snap.objects, foreign = await ascan_objects(remote)
     snap.records, foreign2 = await ascan_records(remote, skew, jobs)
+    if remote.server_time is not None:  # the earlier clock makes everything look younger
+        now = min(now, remote.server_time)
     res.foreign = sorted(foreign + foreign2)
     res.unparsable = {r.rel: r.problem for r in snap.records.values() if r.lock is None}
 

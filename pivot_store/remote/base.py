@@ -98,6 +98,9 @@ class Remote:
         self.create = CREATE_MODES.get(url.partition("://")[0], "check")
         self._checked = 0
         self._check_lock = threading.Lock()
+        #: The store's own clock (Unix seconds) from its last listing's `Date`
+        #: header, where the backend has one (S3): remote gc's grace uses it.
+        self.server_time: float | None = None
 
     @property
     def fs(self) -> Any:

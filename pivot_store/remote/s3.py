@@ -142,6 +142,7 @@ class S3Remote(Remote):
             if token:
                 kw["ContinuationToken"] = token
             page = await self.fs._call_s3("list_objects_v2", **kw)
+            self._note_date(page)
             for o in page.get("Contents", []):
                 when = o["LastModified"]
                 mtime = when.timestamp() if hasattr(when, "timestamp") else float(when)
@@ -149,6 +150,16 @@ class S3Remote(Remote):
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return out
+
+    def _note_date(self, response: dict[str, Any]) -> None:
+        """Keep the bucket's clock (the response's `Date` header) as `server_time`."""
+        from email.utils import parsedate_to_datetime
+
+        date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        try:
+            self.server_time = parsedate_to_datetime(date).timestamp() if date else None
+        except (TypeError, ValueError):
+            self.server_time = None
 
     async def adelete_keys(self, keys: list[str]) -> None:
         """One `DeleteObjects` per 1,000 keys; a key that failed is an error naming it."""

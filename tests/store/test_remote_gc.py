@@ -298,6 +298,22 @@ def test_entries_go_before_objects_so_a_failed_gc_leaves_no_broken_entry(
     assert len(res.objects) == 2
 
 
+def test_a_gc_machine_whose_clock_runs_ahead_uses_the_buckets_clock(
+    s3_remote_config: dict[str, Any], tmp_path: Path
+) -> None:
+    """Grace on S3's clock: `LastModified` against the listing's `Date` header, so a
+    gc whose own clock is ten days ahead still keeps what was uploaded just now."""
+    objects = ObjectStore(tmp_path / "cache")
+    rem = _s3(s3_remote_config)
+    lock = result(objects, b"just uploaded")
+    publish(objects, rem, lock, OLD)
+    ahead = time.time() + 10 * DAY
+    res = collect_remote(rem, [], KeepPolicy(keep_last=0), objects=objects, now=ahead)
+    assert res.objects == [] and res.entries == []
+    assert entry_there(rem, lock) and on_remote(rem, lock)
+    assert rem.server_time is not None and abs(rem.server_time - time.time()) < 60
+
+
 def _every_entry_is_whole(rem: Remote) -> tuple[int, list[str]]:
     """(entries on the remote, objects they name that are missing)."""
     listed = rem.list_info(f"{rem.root}/runs")
