@@ -426,3 +426,20 @@ def test_cli_keeps_a_lock_committed_on_another_branch(repo: Repo, cli: Any, tmp_
     assert not on_remote(folder, nowhere)
     code, _, err = cli(*args, "--rev", "no-such-branch")
     assert code != 0 and "no-such-branch" in err, err
+
+
+def test_cli_keeps_the_work_trees_locks_unless_no_workspace(
+    repo: Repo, cli: Any, tmp_path: Path
+) -> None:
+    url = f"file://{tmp_path}/remote"
+    repo.save_config(Config(remotes={"origin": RemoteConfig(url=url)}, default_remote="origin"))
+    folder = open_remote(repo.config)
+    here = result(repo.objects, b"in the work tree", "w")
+    publish(repo.objects, folder, here, OLD)
+    repo.write_lock(here)
+    age(folder, 2 * DAY)  # type: ignore[arg-type]
+    code, out, _ = cli("gc", "--remote", "--keep-last", "0")
+    assert code == 0 and "removed 0 objects" in out and on_remote(folder, here)
+    code, out, _ = cli("gc", "--remote", "--keep-last", "0", "--no-workspace")
+    assert code == 0 and "removed 1 objects" in out and "removed 1 entries" in out
+    assert not on_remote(folder, here) and not entry_there(folder, here)
