@@ -443,3 +443,17 @@ def test_cli_keeps_the_work_trees_locks_unless_no_workspace(
     code, out, _ = cli("gc", "--remote", "--keep-last", "0", "--no-workspace")
     assert code == 0 and "removed 1 objects" in out and "removed 1 entries" in out
     assert not on_remote(folder, here) and not entry_there(folder, here)
+
+
+def test_a_pointer_published_after_gc_deleted_its_object_restores_it(
+    folder: LocalRemote, objects: ObjectStore
+) -> None:
+    """Remote-first: the push found an old object present, gc deleted it, then the
+    pointer was written (after gc's last listing): publishing it uploads it again."""
+    lock = result(objects, b"reused by a new pointer")
+    publish(objects, folder, lock, OLD)
+    age(folder, 2 * DAY)
+    collect_remote(folder, [], KeepPolicy(keep_last=0), objects=None)
+    assert not on_remote(folder, lock)
+    assert pointers.publish_latest(folder, lock, objects)
+    assert pointers.latest_lock(folder, lock.name) == lock and on_remote(folder, lock)
