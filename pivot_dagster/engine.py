@@ -109,7 +109,9 @@ class Engine:
             keys.remote_checkout_name(rel)
         except UnsafeName as e:
             raise TrackError(str(e), "write Path outputs outside .git/ and .pivot/") from None
-        rec = repo.add_path(full, move=self.checkout_mode in ("hardlink", "symlink"))
+        # By copy, never by linking the asset's own file in: the next run may rewrite
+        # it in place (root ignores 0444), which must not reach this result's object.
+        rec = repo.add_path(full, move=False)
         return _as_path_record(rec, name, rel)
 
     def save_computed(
@@ -295,7 +297,9 @@ class Engine:
         dest = keys.workspace_path(self.repo.root, out.path)
         check_remote_checkout(self.repo, out, dest)
         if self.repo.output_status(out) != "ok":
-            self.repo.checkout_output(out, dest, self.checkout_mode, previous=previous)
+            # A private copy: the asset's next run may write into it in place.
+            mode = "reflink" if self.checkout_mode == "reflink" else "copy"
+            self.repo.checkout_output(out, dest, mode, writable=True, previous=previous)
         return dest
 
     def object_path(self, out: OutputRecord) -> Path:

@@ -38,7 +38,9 @@ class PivotIOManager(ConfigurableIOManager):
         default=None, description="Remote name from .pivot/config.yaml for pulls and run-cache."
     )
     checkout_mode: str | None = Field(
-        default=None, description="hardlink / symlink / copy / reflink for Path outputs."
+        default=None,
+        description="Path outputs are private copies (the next run may rewrite them in "
+        "place); `reflink` makes them copy-on-write clones where the filesystem can.",
     )
     formats: dict[str, str] = Field(
         default_factory=dict, description="Asset key ('a/b') -> format name, forcing a format."

@@ -54,7 +54,8 @@ class Checkout:
                 f"unknown checkout mode {mode!r}", f"use {', '.join(first)} or {last}"
             )
         self.objects = objects
-        self.mode = "copy" if writable else mode
+        # A reflink is a private copy too: writing into it never reaches the object.
+        self.mode = mode if not writable or mode == "reflink" else "copy"
         self.warned = False
         # Hard links straight to the final name; off after the first failure
         # other than "exists" (another filesystem, no links), so each file is

@@ -80,3 +80,7 @@ class TransferError(PivotError):
     def __init__(self, what: str, fix: str | None = None, failures: list[str] | None = None):
         super().__init__(what, fix)
         self.failures = failures or []
+
+
+class GitError(PivotError):
+    """git could not tell what the project's history names (gc keeps those objects)."""

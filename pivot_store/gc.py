@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pivot_store import atomic
@@ -36,6 +37,8 @@ class GcResult:
     kept: int = 0
     freed: int = 0
     temps_removed: int = 0
+    git_refs: int | None = None  # refs whose locks were kept; None: not a git repository
+    runs_removed: int = 0  # local run-cache entries outside the keep policy
 
 
 def referenced(objects: ObjectStore, locks: Iterable[Lock]) -> set[str]:
@@ -50,10 +53,17 @@ def referenced(objects: ObjectStore, locks: Iterable[Lock]) -> set[str]:
 
 
 def collect(
-    objects: ObjectStore, used: set[str], *, grace_hours: float = 24.0, dry_run: bool = False
+    objects: ObjectStore,
+    used: set[str],
+    *,
+    grace_hours: float = 24.0,
+    dry_run: bool = False,
+    temp_root: Path | None = None,
 ) -> GcResult:
     """Remove every object not in `used` that entered the cache before the grace
-    period, and writers' stale temp files; the caller holds the exclusive lock."""
+    period, and writers' stale temp files (the cache's, and with `temp_root` every
+    one under that folder: a killed lock writer's in `stages/`); the caller holds
+    the exclusive lock."""
     result = GcResult()
     cutoff = time.time() - grace_hours * 3600
     for oid in objects.iter_oids():
@@ -74,19 +84,34 @@ def collect(
         result.freed += st.st_size
         if not dry_run:
             objects.remove(oid)
-    result.temps_removed = _remove_temps(objects, cutoff, dry_run)
+    result.temps_removed = _remove_temps(_scan(objects.tmp_dir), cutoff, dry_run)
+    if temp_root is not None:
+        skip = {os.path.abspath(objects.root), os.path.abspath(objects.tmp_dir)}
+        result.temps_removed += _remove_temps(_walk(temp_root, skip), cutoff, dry_run)
     return result
 
 
-def _remove_temps(objects: ObjectStore, cutoff: float, dry_run: bool) -> int:
+def _scan(folder: Path) -> Iterator[os.DirEntry[str]]:
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        yield from os.scandir(folder)
+
+
+def _walk(root: Path, skip: set[str]) -> Iterator[os.DirEntry[str]]:
+    """Every file under `root`, not entering `skip` (the objects: millions, no temps)."""
+    for entry in _scan(root):
+        if entry.is_dir(follow_symlinks=False):
+            if os.path.abspath(entry.path) not in skip:
+                yield from _walk(Path(entry.path), skip)
+        else:
+            yield entry
+
+
+def _remove_temps(entries: Iterable[os.DirEntry[str]], cutoff: float, dry_run: bool) -> int:
     """Temp files left by killed writers; only those older than the grace period."""
     count = 0
-    tmp_dir = objects.tmp_dir
-    if not tmp_dir.is_dir():
-        return 0
     live_cutoff = min(cutoff, time.time() - LIVE_TEMP_SECONDS)
-    for entry in os.scandir(tmp_dir):
-        if not atomic.is_temp(entry.name):
+    for entry in entries:
+        if not atomic.is_temp(entry.name) or not entry.is_file(follow_symlinks=False):
             continue
         try:
             mtime = entry.stat().st_mtime

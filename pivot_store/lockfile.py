@@ -425,28 +425,28 @@ def _load(path: Path) -> object:
         raise LockError(f"lock {path} does not exist", "materialize the asset first") from None
     except OSError as e:
         raise LockError(f"lock {path} cannot be read: {e.strerror}", FIX) from None
-    return _decode(raw, path)
+    return _decode(raw, str(path))
 
 
-def _decode(raw: bytes, path: Path | str) -> object:
+def _decode(raw: bytes, source: str) -> object:
     try:
         return yaml.load(raw, Loader=_LOADER)  # a safe loader: plain data only
     except RecursionError:
-        raise LockError(f"{path} is not a lock (nested too deeply)", FIX) from None
+        raise LockError(f"{source} is not a lock (nested too deeply)", FIX) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" (line {mark.line + 1})" if mark else ""
-        raise LockError(f"{path} is not valid YAML{line}", FIX) from None
+        raise LockError(f"{source} is not valid YAML{line}", FIX) from None
     except Exception as e:  # PyYAML's constructors: `!!timestamp x`, a `\U` escape past U+10FFFF
-        raise LockError(f"{path} is not valid YAML ({type(e).__name__})", FIX) from None
+        raise LockError(f"{source} is not valid YAML ({type(e).__name__})", FIX) from None
 
 
 def read_lock(path: Path) -> Lock:
     return parse_lock(_load(path), str(path))
 
 
-def loads_lock(raw: bytes, source: str) -> Lock:
-    """A lock from its file's bytes (e.g. read from git at a ref); `source` names it."""
+def lock_from_bytes(raw: bytes, source: str) -> Lock:
+    """A lock from its file's bytes read elsewhere (a git blob); `source` names it."""
     return parse_lock(_decode(raw, source), source)
 
 

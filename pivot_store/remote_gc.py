@@ -2,7 +2,7 @@
 
 A keep policy decides which run-cache entries (`runs/`) and `latest/` pointers
 stay: those matching a given lock (the work tree's, or at a git ref: see
-`git_locks`), the newest `keep_last` per name (asset and partition), those
+`git_history.refs_locks`), the newest `keep_last` per name (asset and partition), those
 created within `keep_days`, and every record the remote stored within the
 grace period (its own mtime: a concurrent push just wrote it). The newest
 valid pointer of a name always stays, so gc never turns an older result into
@@ -41,7 +41,7 @@ from pivot_store.remote_scan import Record, Snapshot, amanifest_files, ascan_obj
 class KeepPolicy:
     """What remote gc keeps besides the given locks (see the module doc)."""
 
-    keep_last: int = 1
+    keep_last: int | None = None  # None and keep_days None: no policy, every result stays
     keep_days: float | None = None
     grace_hours: float = 24.0
 
@@ -128,11 +128,13 @@ def _keep_records(
             or (rec.stamp is not None and rec.stamp > limit)  # readers skip it for now
         ):
             kept.add(rel)
+    everything = policy.keep_last is None and policy.keep_days is None
     for (is_pointer, _), recs in groups.items():
         recs.sort(key=lambda r: (r.created, r.entry_id), reverse=True)
         newest: list[str] = []
         for r in recs:
-            if r.entry_id not in newest and len(newest) < policy.keep_last:
+            k = policy.keep_last or 0
+            if everything or (r.entry_id not in newest and len(newest) < k):
                 newest.append(r.entry_id)
         kept |= {r.rel for r in recs if r.entry_id in newest}
         if is_pointer:  # the newest pointer readers would take always stays

@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pivot_store import keys
+from pivot_store import atomic, keys
 from pivot_store import oid as oids
 from pivot_store.checkout import Checkout
 from pivot_store.errors import LockError, NotAProject, TrackError
@@ -180,6 +180,7 @@ class Repo:
         names = [
             keys.name_from_lock_path(self.stages_dir, p)
             for p in self.stages_dir.rglob("*" + keys.LOCK_SUFFIX)
+            if not atomic.is_temp(p.name)  # a writer's temp, never a lock
         ]
         return sorted(names)
 

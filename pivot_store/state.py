@@ -9,6 +9,7 @@ never change an answer. `NullState` is the same interface doing nothing.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import struct
 import threading
@@ -25,6 +26,7 @@ MIN_SIZE = 64 * 1024
 # the same timestamp tick ("racy git"); such entries are not recorded.
 RACY_NS = 50_000_000
 _VALUE = struct.Struct("<QqqQ8s")
+log = logging.getLogger("pivot")
 
 
 def _key(path: Path) -> bytes:
@@ -68,21 +70,58 @@ class State(NullState):
         if self._env is None:
             import lmdb
 
-            self.path.mkdir(parents=True, exist_ok=True)
-            # sync=False: a crash may lose the last entries, which only costs a rehash.
-            self._env = lmdb.open(
-                str(self.path),
-                map_size=self.map_size,
-                sync=False,
-                metasync=False,
-                max_readers=512,
-                readahead=False,
-            )
+            try:
+                self._env = self._open()
+            except lmdb.Error as e:
+                self._set_aside(e)
+                self._env = self._open()
         return self._env
 
+    def _open(self):
+        import lmdb
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        # sync=False: a crash may lose the last entries, which only costs a rehash.
+        return lmdb.open(
+            str(self.path),
+            map_size=self.map_size,
+            sync=False,
+            metasync=False,
+            max_readers=512,
+            readahead=False,
+        )
+
+    def _set_aside(self, error: Exception) -> None:
+        """A damaged db is only a lost cache of hashes: say so once, move it aside
+        (kept for a post-mortem, not deleted), and start an empty one."""
+        if self._env is not None:
+            with contextlib.suppress(Exception):
+                self._env.close()
+            self._env = None
+        # Under tmp/ (git-ignored beside the cache), never deleted by pivot.
+        aside = (
+            self.path.parent / "tmp" / f"{self.path.name}.damaged-{time.time_ns()}-{os.getpid()}"
+        )
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):  # another process moved it first
+            os.replace(self.path, aside)
+        log.warning(
+            "pivot: the state db %s is damaged (%s); moved it to %s and started a new one"
+            " (it only caches hashes: files are hashed again)",
+            self.path,
+            str(error).strip() or type(error).__name__,
+            aside,
+        )
+
     def get(self, path: Path, st: os.stat_result) -> str | None:
-        with self._db().begin() as txn:
-            raw = txn.get(_key(path))
+        import lmdb
+
+        try:
+            with self._db().begin() as txn:
+                raw = txn.get(_key(path))
+        except lmdb.Error as e:  # damaged after it opened: heal, and know nothing
+            self._set_aside(e)
+            return None
         if raw is None or len(raw) != _VALUE.size:
             return None
         *stamp, digest = _VALUE.unpack(raw)
@@ -105,7 +144,11 @@ class State(NullState):
             with self._db().begin(write=True) as txn:
                 for key, value in items:
                     txn.put(key, value)
-        except Exception:  # a full or read-only db must not fail an add
+        except Exception as e:  # a full, read-only or damaged db must not fail an add
+            import lmdb
+
+            if isinstance(e, lmdb.CorruptedError | lmdb.InvalidError | lmdb.PageNotFoundError):
+                self._set_aside(e)
             return
 
     @contextlib.contextmanager

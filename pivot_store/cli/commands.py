@@ -18,6 +18,7 @@ from pivot_store.cli.output import emit_json, human_size, say
 if TYPE_CHECKING:
     from pivot_store.gc import GcResult
     from pivot_store.repo import Repo
+    from pivot_store.retention import KeepPolicy
 
 
 def init(path: Path) -> int:
@@ -108,31 +109,84 @@ def verify(as_json: bool, repair: bool, jobs: int) -> int:
     return 1 if res.corrupt else 0
 
 
-def collect_garbage(repo: Repo, *, grace_hours: float = 24.0, dry_run: bool = False) -> GcResult:
-    """gc of a project: what its locks and its local run-cache use is kept.
+def collect_garbage(
+    repo: Repo,
+    *,
+    grace_hours: float = 24.0,
+    dry_run: bool = False,
+    workspace_only: bool = False,
+    keep: KeepPolicy | None = None,
+) -> GcResult:
+    """gc of a project: what its locks, its local run-cache and (in a git repository,
+    unless `workspace_only`) the locks of every local branch, tag and HEAD use is kept.
 
     The exclusive hold spans computing `used` and collecting, so a writer
     (which holds the shared lock from its first object to the lock naming it)
-    never loses an object in between.
+    never loses an object in between. History is read before the hold: git
+    is slow next to a writer's wait, and committed locks do not change under it.
+    Local run-cache entries `keep` drops go first, then what only they named.
     """
     from pivot_store.gc import collect, referenced
+    from pivot_store.git_history import history_locks
+    from pivot_store.retention import KeepPolicy, local_entries, split
 
+    history = None if workspace_only else history_locks(repo.stages_dir)
+    past = history.locks if history is not None else []
     with repo.writing(exclusive=True):
-        used = referenced(repo.objects, chain(repo.iter_locks(), repo.iter_run_locks()))
-        return collect(repo.objects, used, grace_hours=grace_hours, dry_run=dry_run)
+        runs, dropped = split(local_entries(repo.runs_dir), keep or KeepPolicy())
+        if not dry_run:
+            for e in dropped:
+                e.path.unlink(missing_ok=True)
+        run_locks = (e.lock for e in runs)
+        used = referenced(repo.objects, chain(repo.iter_locks(), run_locks, past))
+        res = collect(
+            repo.objects,
+            used,
+            grace_hours=grace_hours,
+            dry_run=dry_run,
+            temp_root=repo.pivot_dir,
+        )
+    res.git_refs = len(history.refs) if history is not None else None
+    res.runs_removed = len(dropped)
+    return res
 
 
-def gc(dry_run: bool, grace: float, as_json: bool) -> int:
+def gc(
+    dry_run: bool,
+    grace: float,
+    as_json: bool,
+    workspace_only: bool = False,
+    keep_last: int | None = None,
+    keep_days: float | None = None,
+) -> int:
     from pivot_store.repo import Repo
+    from pivot_store.retention import KeepPolicy
 
-    res = collect_garbage(Repo.find(), grace_hours=grace, dry_run=dry_run)
+    res = collect_garbage(
+        Repo.find(),
+        grace_hours=grace,
+        dry_run=dry_run,
+        workspace_only=workspace_only,
+        keep=KeepPolicy(last=keep_last, days=keep_days),
+    )
     if as_json:
         emit_json(
-            {"removed": res.removed, "kept": res.kept, "freed": res.freed, "dry_run": dry_run}
+            {
+                "removed": res.removed,
+                "kept": res.kept,
+                "freed": res.freed,
+                "dry_run": dry_run,
+                "git_refs": res.git_refs,
+                "temps_removed": res.temps_removed,
+                "runs_removed": res.runs_removed,
+            }
         )
         return 0
     verb = "would remove" if dry_run else "removed"
     for oid in res.removed:
         say(f"{verb} {oid}")
-    say(f"{verb} {len(res.removed)} object(s), {human_size(res.freed)}; kept {res.kept}")
+    refs = "" if res.git_refs is None else f" (locks of {res.git_refs} git ref(s) included)"
+    say(f"{verb} {len(res.removed)} object(s), {human_size(res.freed)}; kept {res.kept}{refs}")
+    if res.runs_removed:
+        say(f"{verb} {res.runs_removed} local run-cache entr(ies) outside the keep policy")
     return 0

@@ -15,7 +15,7 @@ def remote_gc(
     name: str | None,
     revs: list[str],
     workspace: bool,
-    keep_last: int,
+    keep_last: int | None,
     keep_days: float | None,
     grace: float,
     dry_run: bool,
@@ -23,14 +23,14 @@ def remote_gc(
 ) -> int:
     """Delete what the policy does not keep; 1 when a concurrent push lost an object."""
     from pivot_store import sync
-    from pivot_store.git_locks import locks_at_ref
+    from pivot_store.git_history import refs_locks
     from pivot_store.remote_gc import KeepPolicy, collect_remote
     from pivot_store.repo import Repo
 
     repo = Repo.find()
     locks = list(repo.iter_locks()) if workspace else []
-    for rev in revs:
-        locks += locks_at_ref(repo.root, rev)
+    if revs:
+        locks += refs_locks(repo.stages_dir, revs)
     remote = sync.remote(repo, name)
     policy = KeepPolicy(keep_last=keep_last, keep_days=keep_days, grace_hours=grace)
     res = collect_remote(remote, locks, policy, objects=repo.objects, dry_run=dry_run)

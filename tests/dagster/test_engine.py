@@ -197,3 +197,30 @@ def test_a_remote_file_never_replaces_a_folder_here(tmp_path: Path) -> None:
     with pytest.raises(UnsafeName, match="folder here"):
         b.restore(lock, "x")
     assert (b.repo.root / "src" / "code.py").read_text() == "mine"
+
+
+def test_a_path_output_is_stored_by_copy_and_restored_as_a_private_copy(tmp_path: Path) -> None:
+    """Issue 15 item 2: the asset's own file never becomes the object, whatever the
+    project's checkout mode (hardlink here), so rewriting it in place (as the next
+    run does; root ignores 0444) leaves every stored result's bytes as they were."""
+    from pivot_store.integrity import verify
+
+    repo = _repo(tmp_path)
+    engine = Engine(repo)  # the project's hardlink mode
+    out = tmp_path / "out.txt"
+    out.write_text("one")
+    first = engine.store_value(Path("out.txt"), formats.by_name("path"), "report")
+    assert out.stat().st_ino != repo.objects.path(first.hash).stat().st_ino
+    with open(out, "w") as f:  # the next run rewrites it in place
+        f.write("two!")
+    second = engine.store_value(Path("out.txt"), formats.by_name("path"), "report")
+    assert repo.objects.path(first.hash).read_text() == "one"
+    # A hit on the first result checks it out again: a copy, writable in place.
+    engine.load(first, owner="report")
+    assert out.read_text() == "one"
+    assert out.stat().st_ino != repo.objects.path(first.hash).stat().st_ino
+    with open(out, "w") as f:
+        f.write("three")
+    assert repo.objects.path(first.hash).read_text() == "one"
+    assert repo.objects.path(second.hash).read_text() == "two!"
+    assert verify(repo.objects).corrupt == []

@@ -137,3 +137,78 @@ def test_collect_keeps_what_the_caller_uses(repo: Repo) -> None:
     assert res.removed == [oids["recent"]] and res.kept == 4
     assert res.freed == len(b"recent garbage")
     assert repo.objects.exists(oids["old"]) and not repo.objects.exists(oids["recent"])
+
+
+def test_gc_sweeps_dead_writers_temps_anywhere_under_pivot(project: Path, cli) -> None:
+    """Issue 15 item 4: a killed lock writer's temp in stages/ (or runs/) is swept; a
+    live writer's is not, and nothing outside .pivot/ is touched."""
+    import subprocess
+    import sys
+
+    assert cli("init")[0] == 0
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    pivot = project / ".pivot"
+    planted = {
+        pivot / "stages" / f".tmp-{dead}-aaaa.lock": False,  # False: must go
+        pivot / "stages" / "a" / "b" / f".tmp-{dead}-bbbb": False,
+        pivot / "runs" / "x" / "0123456789abcdef" / f".tmp-{dead}-cccc": False,
+        pivot / f".tmp-{dead}-config": False,
+        pivot / "stages" / f".tmp-{os.getpid()}-live": True,  # this live process's: stays
+        project / f".tmp-{dead}-user-file": True,  # the user's, outside .pivot
+    }
+    for path in planted:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a lock")
+    code, out, err = cli("gc", "--grace", "0", "--json")
+    assert code == 0, err
+    assert {p: p.exists() for p in planted} == planted
+    assert json.loads(out)["temps_removed"] == 4
+
+
+def test_keep_policy_bounds_the_local_run_cache(project: Path, cli) -> None:
+    """Issue 15: run-cache entries outside `--keep-last`/`--keep-days` go, then the
+    objects only they named; without a policy every entry stays (as before)."""
+    from pivot_store import runcache
+    from pivot_store.repo import Repo
+
+    assert cli("init")[0] == 0
+    repo = Repo(project)
+    now = time.time()
+    entries = []
+    for i, age_days in enumerate([30, 10, 1]):  # oldest first
+        added = repo.objects.add_bytes(f"result {i}".encode() * 100)
+        old = now - age_days * 86400
+        os.utime(repo.objects.path(added.oid), (old, old))
+        lock = Lock.build(
+            "asset/a",
+            FingerprintParts(params={"i": i}),
+            [OutputRecord(hash=added.oid, size=added.size, format="raw")],
+        )
+        runcache.write_local(repo.runs_dir, lock)
+        path = runcache.local_entry_path(repo.runs_dir, lock)
+        os.utime(path, (old, old))
+        entries.append((path, added.oid))
+
+    code, out, _ = cli("gc", "--grace", "0", "--json")
+    assert json.loads(out)["runs_removed"] == 0 and all(p.exists() for p, _ in entries)
+
+    code, out, _ = cli(
+        "gc", "--grace", "0", "--keep-last", "1", "--keep-days", "15", "--dry-run", "--json"
+    )
+    report = json.loads(out)
+    assert report["runs_removed"] == 1 and report["removed"] == [entries[0][1]]
+    assert all(p.exists() for p, _ in entries)  # a dry run removes nothing
+
+    code, out, _ = cli("gc", "--grace", "0", "--keep-last", "1", "--keep-days", "15", "--json")
+    assert code == 0
+    assert [p.exists() for p, _ in entries] == [False, True, True]
+    assert [repo.objects.exists(o) for _, o in entries] == [False, True, True]
+
+    code, out, _ = cli("gc", "--grace", "0", "--keep-last", "1", "--json")
+    assert [p.exists() for p, _ in entries] == [False, False, True]
+    assert [repo.objects.exists(o) for _, o in entries] == [False, False, True]

@@ -457,3 +457,17 @@ def test_a_pointer_published_after_gc_deleted_its_object_restores_it(
     assert not on_remote(folder, lock)
     assert pointers.publish_latest(folder, lock, objects)
     assert pointers.latest_lock(folder, lock.name) == lock and on_remote(folder, lock)
+
+
+def test_no_policy_keeps_every_result_and_collects_only_orphans(
+    folder: LocalRemote, objects: ObjectStore
+) -> None:
+    """Neither --keep-last nor --keep-days: every entry stays; an object no record names
+    (a push that stopped before its entry) goes once past the grace."""
+    a, b = _three_and_one(objects, folder)
+    orphan = objects.add_bytes(b"pushed, never named")
+    assert folder.put_bytes(folder.object_key(orphan.oid), b"pushed, never named")
+    age(folder, 2 * DAY)
+    res = collect_remote(folder, [], KeepPolicy(), objects=objects)
+    assert res.entries == [] and res.objects == [orphan.oid]
+    assert all(entry_there(folder, x) and on_remote(folder, x) for x in [*a, b])

@@ -15,7 +15,7 @@ import pytest
 import pivot_store.state as state_mod
 from pivot_store.hashing import hash_file
 from pivot_store.state import MIN_SIZE, RACY_NS, NullState, State
-from tests.store.conftest import ROOT
+from tests.store.conftest import ROOT, pivot_subprocess
 
 
 @pytest.fixture
@@ -155,3 +155,35 @@ def test_small_files_get_no_entry_and_batches_commit_once(
     s.set(bigs[0], bigs[0].stat(), hash_file(bigs[0]))  # outside a batch: at once
     assert writes == [5, 1]
     s.close()
+
+
+@pytest.mark.parametrize("damage", ["random", "truncated"])
+def test_a_damaged_state_db_is_set_aside_and_add_and_status_go_on(
+    project: Path, cli, damage: str
+) -> None:
+    """Issue 15 item 3: random bytes in data.mdb (as a disk or a bad copy leaves them)
+    cost one warning line and a rehash, never a failed command."""
+    import random
+
+    assert cli("init")[0] == 0
+    big = project / "big.bin"
+    big.write_bytes(b"x" * (MIN_SIZE + 10))
+    assert cli("add", "big.bin")[0] == 0
+    data = project / ".pivot" / "state.lmdb" / "data.mdb"
+    assert data.exists()
+    rng = random.Random(7)
+    if damage == "random":
+        data.write_bytes(rng.randbytes(data.stat().st_size or 8192))
+    else:
+        data.write_bytes(data.read_bytes()[:100])
+    (project / "other.bin").write_bytes(b"y" * (MIN_SIZE + 10))
+    # Real processes: the warning line is what a user's terminal shows.
+    done = pivot_subprocess("add", "other.bin", cwd=project)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "state db" in lines[0] and "damaged" in lines[0], lines
+    done = pivot_subprocess("status", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert "damaged" not in done.stderr  # healed once, then quiet
+    aside = list((project / ".pivot" / "tmp").glob("state.lmdb.damaged-*"))
+    assert len(aside) == 1 and (project / ".pivot" / "state.lmdb" / "data.mdb").exists()
