@@ -128,3 +128,34 @@ def _read_blobs(top: Path, blobs: list[str]) -> list[tuple[str, bytes]]:
         result.append((blob, out[start : start + int(size)]))
         pos = start + int(size) + 1  # content, then a newline
     return result
+
+
+def refs_locks(stages_dir: Path, refs: list[str]) -> list[Lock]:
+    """The locks under `stages_dir` at the given refs only (remote gc's `--rev`).
+
+    A ref that names no commit is a GitError naming it; outside git, too.
+    """
+    top = _toplevel(stages_dir.parent)
+    if top is None:
+        raise GitError(f"{stages_dir.parent} is not in a git repository", "gc without --rev")
+    rel = stages_dir.resolve().relative_to(top).as_posix()
+    bad = [r for r in refs if r.startswith("-")]
+    trees = _trees(top, [r for r in refs if not r.startswith("-")])
+    bad += [r for r in refs if r not in trees and not r.startswith("-")]
+    # Two refs at one tree are read once: a ref missing from `trees` may share one.
+    named = {r for r in bad if _git_ok(top, "rev-parse", "--verify", "--quiet", f"{r}^{{tree}}")}
+    if missing := [r for r in bad if r not in named]:
+        raise GitError(
+            f"{missing[0]!r} is not a branch, tag or commit of the git repository at {top}",
+            "pass an existing ref to --rev (`git branch -a`, `git tag`)",
+        )
+    blobs: dict[str, str] = {}
+    for ref, tree in trees.items():
+        for blob, path in _lock_blobs(top, tree, rel):
+            blobs.setdefault(blob, f"{ref}:{path}")
+    return [lock_from_bytes(raw, f"git {blobs[b]}") for b, raw in _read_blobs(top, list(blobs))]
+
+
+def _git_ok(top: Path, *args: str) -> bool:
+    done = subprocess.run(["git", "-C", str(top), *args], capture_output=True, check=False)
+    return done.returncode == 0

@@ -76,7 +76,31 @@ def publish_latest(
             when = last + timedelta(microseconds=1)
     key = remote.key(f"{keys.latest_prefix(lock.name)}/{keys.pointer_name(when, eid)}")
     data = runcache.entry_bytes(lock, when, objects)
-    return retrying(remote, lambda: remote.put_bytes(key, data), f"latest pointer {key}")
+    wrote = retrying(remote, lambda: remote.put_bytes(key, data), f"latest pointer {key}")
+    if wrote and objects is not None:
+        _restore(remote, lock, objects)
+    return wrote
+
+
+def _restore(remote: Remote, lock: Lock, objects: ObjectStore) -> None:
+    """After the pointer: upload again what remote gc deleted since the push checked it.
+
+    Remote gc (remote_gc.py) lists the records again after deleting; a pointer
+    written after that listing is checked here instead, so one of the two sees
+    the other. Only when this cache holds every object the lock names.
+    """
+    from pivot_store import oid as oids
+
+    if not all(objects.exists(o.hash) for o in lock.outputs):
+        return
+    needed = runcache.entry_objects(lock, objects)
+    if not all(objects.exists(o) for o in needed):
+        return
+    gone = set(needed) - remote.present(needed)
+    for oid in sorted(gone, key=oids.is_dir):  # files before their manifests
+        okey = remote.object_key(oid)
+        path = objects.path(oid)
+        retrying(remote, lambda okey=okey, path=path: remote.put_file(path, okey), okey)
 
 
 def latest_entry(

@@ -57,6 +57,16 @@ class KnownIndex:
             data = "".join(f"{k}\n" for k in sorted(known | new)).encode()
             atomic.write_replace(self.path, data, fsync=False)
 
+    def discard(self, keys: Iterable[str]) -> None:
+        """Forget `keys` (remote gc deleted them), so a later push checks and re-uploads them."""
+        gone = set(keys)
+        known = self.load()
+        if not gone & known:
+            return
+        with contextlib.suppress(OSError):
+            data = "".join(f"{k}\n" for k in sorted(known - gone)).encode()
+            atomic.write_replace(self.path, data, fsync=False)
+
     def drop(self) -> None:
         """Forget everything: the remote lost something this index claimed.
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from pivot_store import atomic, runcache
 from pivot_store import oid as oids
@@ -241,7 +241,29 @@ async def _apush(
 
         await amap(jobs, publish, good)
         result.entries.sort()
+        if result.entries and have:
+            await _recheck(remote, have, every, upload, jobs, result)
     return result
+
+
+async def _recheck(
+    remote: Remote, have: set[str], every: dict[str, Item],
+    upload: Callable[[Item], Awaitable[None]], jobs: int,
+    result: Result,
+) -> None:  # fmt: skip
+    """After writing entries: upload again what this push found present but is gone now.
+
+    Remote gc (remote_gc.py) may delete an old object between this push's check
+    and its entry; gc lists the entries again after deleting and restores what
+    a new one names, so one of the two sees the other (docs/remotes.md).
+    """
+    gone = have - await remote.apresent(have, jobs)
+    if not gone:
+        return
+    result.present = [o for o in result.present if o not in gone]
+    await amap(jobs, upload, [every[o] for o in sorted(gone) if not oids.is_dir(o)])
+    await amap(jobs, upload, [every[o] for o in sorted(gone) if oids.is_dir(o)])
+    result.transferred.sort()
 
 
 def _is_large(size: int | None) -> bool:

@@ -71,9 +71,27 @@ def gc(
     keep_days: float | None = typer.Option(
         None, "--keep-days", min=0, help="Keep run-cache results younger than D days."
     ),
+    remote: bool = typer.Option(False, "--remote", help="Collect on a remote (docs/remotes.md)."),
+    name: str = typer.Argument(None, help="With --remote: its name (default: default_remote)."),
+    rev: list[str] = typer.Option([], "--rev", help="With --remote: keep the locks at REF."),
+    workspace: bool = typer.Option(
+        True, "--workspace/--no-workspace", help="With --remote: keep the work tree's locks."
+    ),
 ) -> None:
     """Remove objects that no lock (work tree, local run-cache, every local git branch
-    and tag) references and that are older than the grace period."""
+    and tag) references and that are older than the grace period.
+
+    With --remote [NAME]: remote gc (docs/remotes.md#remote-gc), keeping the work
+    tree's locks, those at each --rev, the results --keep-last/--keep-days keep (no
+    policy keeps every result) and whatever the remote stored within the grace.
+    """
+    if remote:
+        from pivot_store.cli.remote_gc_cmds import remote_gc
+
+        _exit(remote_gc(name, rev, workspace, keep_last, keep_days, grace, dry_run, as_json))
+        return
+    if name is not None or rev:
+        raise typer.BadParameter("a remote name and --rev need --remote")
     _exit(commands.gc(dry_run, grace, as_json, workspace_only, keep_last, keep_days))
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from pivot_store.aio import _run_new_loop, amap, run_new_loop
 from pivot_store.config import Config, RemoteConfig
 from pivot_store.errors import RemoteError
-from pivot_store.remote.base import HEAD_MAX, Remote
+from pivot_store.remote.base import HEAD_MAX, Listed, Remote
 from pivot_store.remote.errors import (
     BACKOFF,
     RETRIES,
@@ -49,6 +49,7 @@ __all__ = [
     "READ_TIMEOUT",
     "RETRIES",
     "KnownIndex",
+    "Listed",
     "LocalRemote",
     "Remote",
     "S3Remote",

@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,6 +49,34 @@ CREATE_MODES = {
 _MEMORY_LOCK = threading.Lock()
 
 
+@dataclass(frozen=True)
+class Listed:
+    """One key found by `Remote.list_info`: its size and the store's own mtime.
+
+    `mtime` (Unix seconds) is the remote's clock (S3 `LastModified`, a
+    folder's `st_mtime`), not the writer's claim: remote gc's grace period
+    is measured on it.
+    """
+
+    key: str
+    size: int
+    mtime: float
+
+
+def info_mtime(info: dict[str, Any]) -> float | None:
+    """The modification time in an fsspec `info` dict, whatever the backend calls it."""
+    for name in ("LastModified", "last_modified", "mtime", "updated", "modified", "created"):
+        value = info.get(name)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return None
+
+
 class Remote:
     """The generic backend: any fsspec filesystem (memory://, gs://, az://, ...)."""
 
@@ -68,6 +98,9 @@ class Remote:
         self.create = CREATE_MODES.get(url.partition("://")[0], "check")
         self._checked = 0
         self._check_lock = threading.Lock()
+        #: The store's own clock (Unix seconds) from its last listing's `Date`
+        #: header, where the backend has one (S3): remote gc's grace uses it.
+        self.server_time: float | None = None
 
     @property
     def fs(self) -> Any:
@@ -126,6 +159,33 @@ class Remote:
 
     def list_dirs(self, key: str) -> list[str]:
         return self.list_names(key)
+
+    def list_info(self, key: str) -> list[Listed]:
+        """Every key under folder `key`, at any depth, with size and mtime (remote gc).
+
+        A backend that reports no time gives `now`: such a key always looks
+        young, so gc's grace keeps it rather than guessing.
+        """
+        import time
+
+        try:
+            found = self.fs.find(key, detail=True)
+        except FileNotFoundError:
+            return []
+        now = time.time()
+        out = []
+        for k, info in sorted(found.items()):
+            if info.get("type") == "directory":
+                continue
+            mtime = info_mtime(info)
+            out.append(Listed(str(k), int(info.get("size") or 0), now if mtime is None else mtime))
+        return out
+
+    def delete_keys(self, keys: list[str]) -> None:
+        """Delete `keys` (already gone is fine). Only remote gc deletes."""
+        for k in keys:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(k)
 
     def present(self, wanted: Iterable[str], *, map_fn: Any = None, jobs: int = 20) -> set[str]:
         """Which of `wanted` the remote has (see `apresent`). `map_fn` is ignored."""
@@ -186,6 +246,12 @@ class Remote:
 
     async def aput_file(self, local: Path, key: str) -> bool:
         return await asyncio.to_thread(self.put_file, local, key)
+
+    async def alist_info(self, key: str) -> list[Listed]:
+        return await asyncio.to_thread(self.list_info, key)
+
+    async def adelete_keys(self, keys: list[str]) -> None:
+        await asyncio.to_thread(self.delete_keys, keys)
 
     async def aput_bytes(self, key: str, data: bytes) -> bool:
         return await asyncio.to_thread(self.put_bytes, key, data)

@@ -14,7 +14,7 @@ from typing import Any
 
 from pivot_store import atomic
 from pivot_store.errors import RemoteError
-from pivot_store.remote.base import Remote
+from pivot_store.remote.base import Listed, Remote
 
 
 class LocalRemote(Remote):
@@ -52,6 +52,29 @@ class LocalRemote(Remote):
             return [n for n in os.listdir(key) if not atomic.is_temp(n)]
         except (FileNotFoundError, NotADirectoryError):
             return []
+
+    def list_info(self, key: str) -> list[Listed]:
+        """Every file under `key` (temp files of writers skipped), with `st_mtime`."""
+        out: list[Listed] = []
+        for folder, dirs, files in os.walk(key):
+            dirs.sort()
+            for n in sorted(files):
+                if atomic.is_temp(n):
+                    continue
+                path = os.path.join(folder, n)
+                try:
+                    st = os.stat(path)
+                except FileNotFoundError:
+                    continue
+                out.append(Listed(path, st.st_size, st.st_mtime))
+        return out
+
+    def delete_keys(self, keys: list[str]) -> None:
+        for k in keys:
+            try:
+                os.unlink(k)
+            except FileNotFoundError:
+                continue
 
     def _publish(self, key: str, write: Any) -> bool:
         final = self._p(key)

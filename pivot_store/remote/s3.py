@@ -17,13 +17,15 @@ from typing import Any, TypeVar
 
 from pivot_store.aio import amap
 from pivot_store.errors import CorruptObject, RemoteError
-from pivot_store.remote.base import Remote
+from pivot_store.remote.base import Listed, Remote
 from pivot_store.remote.errors import aretrying, classify, error_code, retrying
 
 #: Part and range size: objects of two parts or more go multipart / in ranged GETs.
 #: (Measured against moto, 256 MiB: 16 MiB x 8 in flight GETs in 2.7 s, 8 MiB x 16
 #: or x 8 in 4.9 s; puts are the same either way.)
 MULTIPART_CHUNK = 16 * 2**20
+#: Keys per DeleteObjects request (the S3 maximum).
+DELETE_BATCH = 1000
 #: Parts or ranged GETs in flight for one large object (on top of `jobs` objects).
 RANGE_JOBS = 8
 T = TypeVar("T")
@@ -85,6 +87,12 @@ class S3Remote(Remote):
     def put_file(self, local: Path, key: str) -> bool:
         return self.run(self.aput_file, local, key)
 
+    def list_info(self, key: str) -> list[Listed]:
+        return self.run(self.alist_info, key)
+
+    def delete_keys(self, keys: list[str]) -> None:
+        self.run(self.adelete_keys, keys)
+
     def put_bytes(self, key: str, data: bytes) -> bool:
         return self.run(self.aput_bytes, key, data)
 
@@ -123,6 +131,56 @@ class S3Remote(Remote):
             token = out.get("NextContinuationToken")
             if not out.get("IsTruncated") or not token:
                 return names
+
+    async def alist_info(self, key: str) -> list[Listed]:
+        """One `list_objects_v2` per 1,000 keys; `LastModified` is the bucket's clock."""
+        bucket, path = self._bk(key.rstrip("/") + "/")
+        out: list[Listed] = []
+        token: str | None = None
+        while True:
+            kw: dict[str, Any] = {"Bucket": bucket, "Prefix": path}
+            if token:
+                kw["ContinuationToken"] = token
+            page = await self.fs._call_s3("list_objects_v2", **kw)
+            self._note_date(page)
+            for o in page.get("Contents", []):
+                when = o["LastModified"]
+                mtime = when.timestamp() if hasattr(when, "timestamp") else float(when)
+                out.append(Listed(f"{bucket}/{o['Key']}", int(o.get("Size", 0)), mtime))
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return out
+
+    def _note_date(self, response: dict[str, Any]) -> None:
+        """Keep the bucket's clock (the response's `Date` header) as `server_time`."""
+        from email.utils import parsedate_to_datetime
+
+        date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        try:
+            self.server_time = parsedate_to_datetime(date).timestamp() if date else None
+        except (TypeError, ValueError):
+            self.server_time = None
+
+    async def adelete_keys(self, keys: list[str]) -> None:
+        """One `DeleteObjects` per 1,000 keys; a key that failed is an error naming it."""
+        by_bucket: dict[str, list[str]] = {}
+        for k in keys:
+            bucket, path = self._bk(k)
+            by_bucket.setdefault(bucket, []).append(path)
+        for bucket, paths in by_bucket.items():
+            for i in range(0, len(paths), DELETE_BATCH):
+                batch = [{"Key": p} for p in paths[i : i + DELETE_BATCH]]
+                out = await self.fs._call_s3(
+                    "delete_objects", Bucket=bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+                errors = out.get("Errors") or []
+                if errors:
+                    first = errors[0]
+                    raise RemoteError(
+                        f"remote {self.name!r}: could not delete {len(errors)} key(s), "
+                        f"e.g. {first.get('Key')}: {first.get('Code')} {first.get('Message')}",
+                        "check the credentials' s3:DeleteObject permission and run gc again",
+                    )
 
     async def alist_names(self, key: str) -> list[str]:
         return [n for n in await self._alist(key, False) if "/" not in n]
