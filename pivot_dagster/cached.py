@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, asset
 
-from pivot_dagster import asset_keys, fingerprint, flights, formats, handoff
+from pivot_dagster import asset_keys, fingerprint, flights, formats, handoff, returns
 from pivot_dagster.code_version import source_code_version
 from pivot_dagster.engine import Engine
 from pivot_dagster.handoff import CacheHit, Deferred, pivot_type
@@ -71,11 +71,12 @@ def cached(fn: Callable[..., Any] | None = None, *, code_version: str | None = N
             if found is not None:
                 h = found.lock.outputs[0].hash
                 ctx.log.info(f"pivot: cache hit for {name} (fingerprint {parts.digest(name)})")
-                return MaterializeResult(
+                hit = MaterializeResult(
                     value=CacheHit(found.lock, parts),
                     data_version=DataVersion(h),
                     metadata=handoff.parts_metadata(parts),
                 )
+                return returns.on_hit(ctx, hit)
         upstream = plan.upstream if plan is not None else None
         args = tuple(_resolve(a, upstream) for a in args)
         kwargs = {k: _resolve(v, upstream) for k, v in kwargs.items()}
@@ -86,11 +87,9 @@ def cached(fn: Callable[..., Any] | None = None, *, code_version: str | None = N
                 flights.release(plan.engine.repo, plan.name)
             raise
         if plan is None:
-            return value
+            return returns.on_miss(value, None)
         meta = handoff.parts_metadata(plan.parts)
-        if isinstance(value, MaterializeResult):
-            return value._replace(metadata={**(value.metadata or {}), **meta})
-        return MaterializeResult(value=value, metadata=meta)
+        return returns.on_miss(value, meta, lambda: flights.release(plan.engine.repo, plan.name))
 
     wrapper.__signature__ = _rewrite_signature(fn)  # type: ignore[attr-defined]
     wrapper.__pivot_code_version__ = derived  # type: ignore[attr-defined]
@@ -156,13 +155,8 @@ def _rewrite_signature(fn: Callable[..., Any]) -> inspect.Signature:
         else:
             inner = Any if ann is inspect.Parameter.empty else ann
             params.append(p.replace(annotation=pivot_type(inner)))
-    ret = hints.get("return", sig.return_annotation)
-    if typing.get_origin(ret) is MaterializeResult:
-        args = typing.get_args(ret)
-        ret = args[0] if args else Any
-    elif ret is MaterializeResult or ret is inspect.Signature.empty:
-        ret = Any
-    return sig.replace(parameters=params, return_annotation=MaterializeResult[pivot_type(ret)])
+    ret = returns.annotation(fn, hints.get("return", sig.return_annotation))
+    return sig.replace(parameters=params, return_annotation=ret)
 
 
 def _is_context_type(ann: Any) -> bool:
@@ -186,8 +180,9 @@ def _is_config_or_resource(ann: Any) -> bool:
 def _plan(ctx: AssetExecutionContext, derived: str | None, explicit: bool) -> _Plan | None:
     """The step's plan, or None when this step cannot be cached."""
     assets_def = ctx.assets_def
-    if len(assets_def.keys) != 1:
-        ctx.log.warning("pivot: `cached` supports single-asset definitions; running the body")
+    why = returns.not_cacheable(ctx)
+    if why is not None:
+        returns.log_once(ctx, why)
         return None
     key = ctx.asset_key
     op_ctx = ctx.op_execution_context
@@ -196,9 +191,10 @@ def _plan(ctx: AssetExecutionContext, derived: str | None, explicit: bool) -> _P
     if not isinstance(io, PivotIOManager):
         ctx.log.warning("pivot: the asset's IO manager is not PivotIOManager; not cached")
         return None
-    if op_ctx.has_partition_key_range and not op_ctx.has_partition_key:
+    own = assets_def.partitions_def is not None  # an unpartitioned asset ignores the run's
+    if own and op_ctx.has_partition_key_range and not op_ctx.has_partition_key:
         return None
-    partition = op_ctx.partition_key if op_ctx.has_partition_key else None
+    partition = op_ctx.partition_key if own and op_ctx.has_partition_key else None
     engine = io.engine()
     cv = fingerprint.resolve_code_version(assets_def, key, derived, explicit)
     if cv is None:
