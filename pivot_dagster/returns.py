@@ -94,7 +94,7 @@ def not_cacheable(ctx: AssetExecutionContext) -> str | None:
         return "`cached` does not cache multi-asset definitions yet; running the body"
     out = assets_def.op.output_def_named(assets_def.get_output_name_for_asset_key(ctx.asset_key))
     if out.dagster_type.is_nothing:
-        return "a Nothing-typed asset (`-> None`) is not cached; its body always runs"
+        return "a Nothing-typed asset (-> None) is not cached; its body always runs"
     if ctx.selected_asset_check_keys:
         return "its asset checks are selected and only the body computes them; running the body"
     return None
@@ -110,7 +110,7 @@ def log_once(ctx: AssetExecutionContext, why: str) -> None:
         if key in _LOGGED:
             return
         _LOGGED.add(key)
-    ctx.log.info(f"pivot: {key[0]}: {why}")
+    ctx.log.warning(f"pivot: {key[0]}: {why}")
 
 
 # --- a miss: the body's result, with the fingerprint attached ---------------------------
