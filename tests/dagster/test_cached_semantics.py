@@ -235,6 +235,30 @@ def test_multi_asset_runs_uncached(project: Path, tmp_path: Path, dagster_instan
     assert (load_stored(project, "left"), load_stored(project, "right")) == (1, 2)
 
 
+def test_multi_asset_annotated_with_results(project: Path, dagster_instance) -> None:
+    """`-> tuple[MaterializeResult, MaterializeResult]` is a multi_asset's: kept as it is."""
+
+    @multi_asset(specs=[dg.AssetSpec("up"), dg.AssetSpec("down")])
+    @cached
+    def pair() -> tuple[MaterializeResult, MaterializeResult]:
+        CALLS.append("pair")
+        return (
+            MaterializeResult(asset_key="up", metadata={"n": 1}),
+            MaterializeResult(asset_key="down", metadata={"n": 2}),
+        )
+
+    CALLS.clear()
+    _run([pair], _pivot(project), dagster_instance)
+    assert CALLS == ["pair"]
+    assert [
+        _user_meta(m) for k in ("up", "down") for m in materializations(dagster_instance, k)
+    ] == [
+        {"n": 1},
+        {"n": 2},
+    ]
+    assert _locks(project) == []
+
+
 # --- C6: MaterializeResult metadata, with and without a value ------------------------------
 def test_valueless_result_stores_nothing_and_keeps_metadata(
     project: Path, tmp_path: Path, dagster_instance
