@@ -123,8 +123,8 @@ def on_miss(
     manager (a value-less `MaterializeResult`, a generator yielding nothing or
     failing); otherwise `handle_output` does.
     """
-    if inspect.isgenerator(value):
-        return _each(value, meta, release or _noop)
+    if inspect.isgenerator(value):  # not cached: as it is (its Outputs may name outputs)
+        return value if meta is None else _each(value, meta, release or _noop)
     if isinstance(value, Output | MaterializeResult) or meta is not None:
         value = _as_result(value, meta)
         if _has_no_value(value) and release is not None:

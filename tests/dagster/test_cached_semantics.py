@@ -235,6 +235,22 @@ def test_multi_asset_runs_uncached(project: Path, tmp_path: Path, dagster_instan
     assert (load_stored(project, "left"), load_stored(project, "right")) == (1, 2)
 
 
+def test_multi_asset_generator_runs_uncached(project: Path, dagster_instance) -> None:
+    @multi_asset(outs={"first": dg.AssetOut(), "second": dg.AssetOut()})
+    @cached
+    def both():
+        CALLS.append("both")
+        yield Output(1, output_name="first", metadata={"n": 1})
+        yield Output(2, output_name="second")
+
+    CALLS.clear()
+    for _ in range(2):
+        r = _run([both], _pivot(project), dagster_instance)
+        assert (r.asset_value("first"), r.asset_value("second")) == (1, 2)
+    assert CALLS == ["both", "both"]
+    assert _user_meta(materializations(dagster_instance, "first")[-1]) == {"n": 1}
+
+
 def test_multi_asset_annotated_with_results(project: Path, dagster_instance) -> None:
     """`-> tuple[MaterializeResult, MaterializeResult]` is a multi_asset's: kept as it is."""
 
