@@ -188,20 +188,29 @@ def on_hit(ctx: AssetExecutionContext, result: MaterializeResult) -> Materialize
     """
     hit = result.value
     if not isinstance(hit, CacheHit):
-        return result
+        return _yielded(ctx, result)
     earlier = _earlier_materialization(ctx, hit.lock.fingerprint, hit.lock.outputs[0].hash)
     if earlier is None:
         ctx.log.info(
             "pivot: the run that stored this result is not in this instance; "
             "the hit carries pivot's metadata only"
         )
-        return result
+        return _yielded(ctx, result)
     user = {k: v for k, v in earlier.metadata.items() if not k.startswith("pivot/")}
     data_version = result.data_version
     recorded = (earlier.tags or {}).get(DATA_VERSION_TAG)
     if recorded and recorded != hit.lock.outputs[0].hash:
         data_version = DataVersion(recorded)  # the user's own, given on the miss
-    return result._replace(metadata={**user, **(result.metadata or {})}, data_version=data_version)
+    result = result._replace(
+        metadata={**user, **(result.metadata or {})}, data_version=data_version
+    )
+    return _yielded(ctx, result)
+
+
+def _yielded(ctx: AssetExecutionContext, result: MaterializeResult) -> Any:
+    """`result`, yielded when the op has other outputs (its unselected checks'): Dagster
+    reads a returned result there as a tuple, one entry per output."""
+    return (r for r in [result]) if len(ctx.op_def.output_defs) > 1 else result
 
 
 def _earlier_materialization(ctx: AssetExecutionContext, fp: str, h: str) -> Any:

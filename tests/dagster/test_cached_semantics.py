@@ -214,6 +214,33 @@ def test_asset_checks_run_with_the_body(project: Path, tmp_path: Path, dagster_i
     assert load_stored(project, "checked") == 4
 
 
+def test_asset_left_out_checks_hits(project: Path, dagster_instance) -> None:
+    """A subsettable asset run without its checks is cached as usual."""
+
+    @multi_asset(
+        outs={"sub": dg.AssetOut(code_version="1")},
+        check_specs=[AssetCheckSpec("positive", asset="sub")],
+        can_subset=True,
+    )
+    @cached
+    def sub(context: dg.AssetExecutionContext):  # yields: Dagster reads a returned result
+        CALLS.append("sub")  # of a subset as a tuple
+        yield MaterializeResult(value=6)
+        if context.selected_asset_check_keys:
+            yield AssetCheckResult(passed=True)
+
+    CALLS.clear()
+    no_checks = dg.AssetSelection.assets("sub").without_checks()
+    _run([sub], _pivot(project), dagster_instance)  # with its check: the body runs
+    runs = [_run([sub], _pivot(project), dagster_instance, selection=no_checks) for _ in "12"]
+    # The run with the check stored its value as plain PivotIOManager does; whether the
+    # first run without it can reuse that depends on the fingerprint parts, the second hits.
+    assert hits(dagster_instance, runs[1].run_id) == {"sub": True}
+    assert not runs[1].get_asset_check_evaluations()
+    assert runs[1].asset_value("sub") == 6 and load_stored(project, "sub") == 6
+    assert CALLS in (["sub"], ["sub", "sub"])
+
+
 def test_multi_asset_runs_uncached(project: Path, tmp_path: Path, dagster_instance) -> None:
     def make(decorate: bool) -> Any:
         def two():
