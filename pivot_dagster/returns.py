@@ -92,8 +92,8 @@ def not_cacheable(ctx: AssetExecutionContext) -> str | None:
     assets_def = ctx.assets_def
     if len(assets_def.keys) != 1:
         return "`cached` does not cache multi-asset definitions yet; running the body"
-    out = assets_def.op.output_def_named(assets_def.get_output_name_for_asset_key(ctx.asset_key))
-    if out.dagster_type.is_nothing:
+    name, op_def = assets_def.get_output_name_for_asset_key(ctx.asset_key), ctx.op_def
+    if op_def.has_output(name) and op_def.output_def_named(name).dagster_type.is_nothing:
         return "a Nothing-typed asset (-> None) is not cached; its body always runs"
     if ctx.selected_asset_check_keys:
         return "its asset checks are selected and only the body computes them; running the body"
