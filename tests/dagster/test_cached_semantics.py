@@ -333,14 +333,22 @@ def test_hit_keeps_the_users_metadata(project: Path, dagster_instance) -> None:
         CALLS.append("summary")
         return MaterializeResult(value=4, metadata={"rows": 4, "note": "computed"})
 
+    @asset(code_version="1")
+    @cached
+    def loose(summary):  # unannotated: Any, as in Dagster
+        CALLS.append("loose")
+        return MaterializeResult(value={"s": summary}, metadata={"rows": 1})
+
     CALLS.clear()
-    _run([summary], _pivot(project), dagster_instance)
-    r = _run([summary], _pivot(project), dagster_instance)
-    assert CALLS == ["summary"]
-    assert hits(dagster_instance, r.run_id) == {"summary": True}
+    _run([summary, loose], _pivot(project), dagster_instance)
+    r = _run([summary, loose], _pivot(project), dagster_instance)
+    assert CALLS == ["summary", "loose"]
+    assert hits(dagster_instance, r.run_id) == {"summary": True, "loose": True}
+    assert r.output_for_node("loose") == {"s": 4} == load_stored(project, "loose")
     first, hit = materializations(dagster_instance, "summary")
     assert _user_meta(hit) == _user_meta(first) == {"rows": 4, "note": "computed"}
     assert hit.tags[DATA_VERSION_TAG] == first.tags[DATA_VERSION_TAG]
+    assert [_user_meta(m) for m in materializations(dagster_instance, "loose")] == [{"rows": 1}] * 2
 
 
 # --- C7: an unpartitioned downstream in a partitioned run ------------------------------------
