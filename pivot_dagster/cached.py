@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, asset
 
-from pivot_dagster import asset_keys, explain, fingerprint, flights, formats, handoff
+from pivot_dagster import asset_keys, explain, fingerprint, flights, formats, handoff, returns
 from pivot_dagster.code_version import derive
 from pivot_dagster.engine import Engine
 from pivot_dagster.handoff import CacheHit, Deferred, pivot_type
@@ -96,11 +96,12 @@ def cached(
                     f"pivot: cache hit for {plan.name} (fingerprint {plan.parts.digest(plan.name)})"
                     f" {explain.hit_line(explain.source_label(found.source), found.lock.origin)}"
                 )
-                return MaterializeResult(
+                hit = MaterializeResult(
                     value=CacheHit(found.lock, plan.parts, found.source),
                     data_version=DataVersion(found.lock.outputs[0].hash),
                     metadata=handoff.parts_metadata(plan.parts),
                 )
+                return returns.on_hit(ctx, hit)
             ctx.log.info(f"pivot: cache miss for {plan.name}: {explain.joined(causes)}")
         upstream = plan.upstream if plan is not None else None
         started = time.perf_counter()
@@ -113,12 +114,10 @@ def cached(
                 flights.release(plan.engine.repo, plan.name)
             raise
         if plan is None:
-            return value
+            return returns.on_miss(value, None)
         took = time.perf_counter() - started
         meta = {**handoff.parts_metadata(plan.parts), **handoff.miss_metadata(causes, took)}
-        if isinstance(value, MaterializeResult):
-            return value._replace(metadata={**(value.metadata or {}), **meta})
-        return MaterializeResult(value=value, metadata=meta)
+        return returns.on_miss(value, meta, lambda: flights.release(plan.engine.repo, plan.name))
 
     wrapper.__signature__ = _rewrite_signature(fn)  # type: ignore[attr-defined]
     wrapper.__pivot_code_version__ = derived  # type: ignore[attr-defined]
@@ -193,13 +192,8 @@ def _rewrite_signature(fn: Callable[..., Any]) -> inspect.Signature:
         else:
             inner = Any if ann is inspect.Parameter.empty else ann
             params.append(p.replace(annotation=pivot_type(inner)))
-    ret = hints.get("return", sig.return_annotation)
-    if typing.get_origin(ret) is MaterializeResult:
-        args = typing.get_args(ret)
-        ret = args[0] if args else Any
-    elif ret is MaterializeResult or ret is inspect.Signature.empty:
-        ret = Any
-    return sig.replace(parameters=params, return_annotation=MaterializeResult[pivot_type(ret)])
+    ret = returns.annotation(fn, hints.get("return", sig.return_annotation))
+    return sig.replace(parameters=params, return_annotation=ret)
 
 
 def _is_context_type(ann: Any) -> bool:
@@ -229,8 +223,9 @@ def _plan(
 ) -> _Plan | None:
     """The step's plan, or None when this step cannot be cached."""
     assets_def = ctx.assets_def
-    if len(assets_def.keys) != 1:
-        ctx.log.warning("pivot: `cached` supports single-asset definitions; running the body")
+    why = returns.not_cacheable(ctx)
+    if why is not None:
+        returns.log_once(ctx, why)
         return None
     key = ctx.asset_key
     op_ctx = ctx.op_execution_context
@@ -239,9 +234,10 @@ def _plan(
     if not isinstance(io, PivotIOManager):
         ctx.log.warning("pivot: the asset's IO manager is not PivotIOManager; not cached")
         return None
-    if op_ctx.has_partition_key_range and not op_ctx.has_partition_key:
+    own = assets_def.partitions_def is not None  # an unpartitioned asset ignores the run's
+    if own and op_ctx.has_partition_key_range and not op_ctx.has_partition_key:
         return None
-    partition = op_ctx.partition_key if op_ctx.has_partition_key else None
+    partition = op_ctx.partition_key if own and op_ctx.has_partition_key else None
     engine = io.engine()
     cv, code = fingerprint.resolve_code(assets_def, key, derived, explicit, code)
     if cv is None:

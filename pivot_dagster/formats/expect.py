@@ -103,9 +103,10 @@ def returns_path(fn: Any) -> bool | None:
 
 
 def is_path_type(ret: Any) -> bool | None:
-    """Whether an annotation (`MaterializeResult[T]` seen through) is a Path; None: says nothing."""
+    """Whether an annotation (`MaterializeResult[T]`, `Output[T]` seen through) is a Path;
+    None: says nothing."""
     origin = typing.get_origin(ret) or ret
-    if getattr(origin, "__name__", None) == "MaterializeResult":
+    if getattr(origin, "__name__", None) in ("MaterializeResult", "Output"):
         args = typing.get_args(ret)
         ret = args[0] if args else Any
     if ret in (inspect.Signature.empty, Any, None) or isinstance(ret, str):
