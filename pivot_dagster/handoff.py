@@ -49,6 +49,7 @@ FOUND_IN_KEY = "pivot/found_in"  # a hit: local lock / local run-cache / remote 
 COMPUTED_BY_KEY = "pivot/computed_by"  # the origin's deployment and run
 COMPUTED_AT_KEY = "pivot/computed_at"  # the origin's time (UTC, ISO 8601)
 SAVED_KEY = "pivot/saved_s"  # a hit: the compute time it saved (the origin's duration)
+PARTITION_HASHES_KEY = "pivot/partition_hashes"  # a range run: {partition key: hash}
 # Integrity checks (pivot_dagster.checks).
 OBJECTS_CHECKED_KEY = "pivot/objects_checked"
 LOCKS_CHECKED_KEY = "pivot/locks_checked"

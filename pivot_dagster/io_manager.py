@@ -16,7 +16,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from dagster import ConfigurableIOManager, DataVersion, InputContext, OutputContext
+from dagster import (
+    ConfigurableIOManager,
+    DataVersion,
+    InputContext,
+    MetadataValue,
+    OutputContext,
+)
 from dagster._core.execution.plan.outputs import StepOutputHandle
 from pydantic import Field, PrivateAttr
 
@@ -111,6 +117,9 @@ class PivotIOManager(ConfigurableIOManager):
 
     # --- output ----------------------------------------------------------------
     def handle_output(self, context: OutputContext, obj: Any) -> None:
+        if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
+            self._handle_range(context, obj)
+            return
         engine = self.engine()
         name = _output_lock_name(context)
         given = context.output_metadata or {}
@@ -149,13 +158,52 @@ class PivotIOManager(ConfigurableIOManager):
             f"pivot: {'cache hit' if hit else 'stored'} {name} -> {out.hash} ({out.format})"
         )
 
+    def _handle_range(self, context: OutputContext, obj: Any) -> None:
+        """One output for several partitions (a single-run backfill, a partition-range
+        run): a dict `{partition key: value}` is stored as one result per partition,
+        each with its own lock, the same ones single-partition runs write and read.
+
+        Recorded as computed, never as a cache entry: the range's body saw the whole
+        range, so pivot does not claim that a single-partition run would compute the
+        same value (a later single-partition `cached` run computes its own, then hits).
+        """
+        engine = self.engine()
+        pkeys = list(context.asset_partition_keys)
+        key = context.asset_key.to_user_string()
+        if not (isinstance(obj, dict) and set(obj) == set(pkeys)):
+            raise PivotError(
+                f"{key}: one output covers {len(pkeys)} partitions",
+                "return a dict {partition key: value} with one value per partition, or "
+                "launch the backfill with a multi-run backfill policy (one run per partition)",
+            )
+        origin = handoff.origin_for(_or_none(lambda: context.run_id), context.output_metadata or {})
+        hashes = {}
+        for pk in pkeys:
+            name = asset_keys.lock_name(context.asset_key, pk)
+            parts = self._plain_parts(context, pk)
+            handler = formats.choose(obj[pk], self._forced_format(context))
+            lock = engine.save_computed(
+                name, parts, obj[pk], handler, context.name, run_cache=False, origin=origin
+            )
+            remote_first.write_through(
+                engine,
+                lock,
+                cacheable=False,
+                remote_first=self.remote_first,
+                push_on_write=self.push_on_write,
+                step_log=context.log,
+            )
+            hashes[pk] = lock.outputs[0].hash
+        context.add_output_metadata({handoff.PARTITION_HASHES_KEY: MetadataValue.json(hashes)})
+        context.log.info(f"pivot: stored {key} for {len(pkeys)} partitions, one lock each")
+
     def _forced_format(self, context: OutputContext) -> str | None:
         forced = (context.definition_metadata or {}).get(handoff.FORMAT_KEY)
         if forced is None and context.has_asset_key:
             forced = self.formats.get(context.asset_key.to_user_string())
         return handoff.value_of(forced)
 
-    def _plain_parts(self, context: OutputContext) -> FingerprintParts:
+    def _plain_parts(self, context: OutputContext, partition: Any = None) -> FingerprintParts:
         """Parts for an asset without `cached`: recorded for provenance, never used to skip."""
         spec = _or_none(lambda: context.asset_spec) if context.has_asset_key else None
         spec_cv = getattr(spec, "code_version", None)
@@ -163,7 +211,7 @@ class PivotIOManager(ConfigurableIOManager):
             code_version=spec_cv or f"run-{context.run_id}",
             params=_or_none(lambda: context.step_context.op_config),
             deps={},
-            partition=_partition(context),
+            partition=partition if partition is not None else _partition(context),
         )
 
     # --- input -----------------------------------------------------------------

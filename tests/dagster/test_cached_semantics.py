@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pytest
 from dagster import (
     AllPartitionMapping,
     AssetCheckResult,
@@ -389,3 +390,65 @@ def test_unpartitioned_downstream_hits_in_a_partitioned_run(
     ]
     assert load_stored(project, "total") == ord("a") + ord("b") + ord("c")
     assert "total.lock" in _locks(project)
+
+
+# --- single-run backfills of value assets: one lock per partition -----------------------
+def _range_assets(decorate: bool) -> list[Any]:
+    wrap = cached if decorate else (lambda f: f)
+
+    @asset(partitions_def=PARTS, backfill_policy=BackfillPolicy.single_run(), code_version="1")
+    @wrap
+    def per_day(context: dg.AssetExecutionContext) -> dict:
+        CALLS.append(",".join(context.partition_keys))
+        return {pk: f"value {pk}" for pk in context.partition_keys}
+
+    @asset(partitions_def=PARTS, code_version="1")
+    @wrap
+    def reader(per_day: str) -> str:
+        return per_day.upper()
+
+    return [per_day, reader]
+
+
+@pytest.mark.parametrize("decorate", [False, True])
+def test_a_range_run_stores_one_result_per_partition(
+    decorate: bool, project: Path, dagster_instance
+) -> None:
+    """Issue 14: a single-run backfill whose body returns {partition: value} writes each
+    partition's lock, which single-partition runs then read; any other value fails with
+    the convention named."""
+    CALLS.clear()
+    per_day, reader = _range_assets(decorate)
+    r = _run([per_day], _pivot(project), dagster_instance, tags=RANGE)
+    assert CALLS == ["a,b,c"]
+    assert _locks(project) == [f"per_day/@{pk}.lock" for pk in "abc"]
+    for pk in "abc":
+        assert load_stored(project, "per_day", pk) == f"value {pk}"
+    got = _events(dagster_instance, r.run_id, DagsterEventType.ASSET_MATERIALIZATION)
+    assert len(got) == 3
+    r = _run(
+        [per_day.to_source_assets()[0], reader],
+        _pivot(project),
+        dagster_instance,
+        partition_key="b",
+    )
+    assert r.output_for_node("reader") == "VALUE B"
+
+
+def test_a_range_run_returning_one_value_names_the_convention(
+    project: Path, dagster_instance
+) -> None:
+    @asset(partitions_def=PARTS, backfill_policy=BackfillPolicy.single_run())
+    def lumped(context: dg.AssetExecutionContext) -> int:
+        return 3
+
+    r = materialize(
+        [lumped],
+        resources=_pivot(project),
+        instance=dagster_instance,
+        tags=RANGE,
+        raise_on_error=False,
+    )
+    assert not r.success
+    failure = r.get_step_failure_events()[0].step_failure_data.error
+    assert "one output covers 3 partitions" in str(failure) and "dict" in str(failure)
