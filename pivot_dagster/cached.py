@@ -27,7 +27,14 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from dagster import AssetExecutionContext, DataVersion, MaterializeResult, asset
+from dagster import (
+    AssetExecutionContext,
+    DagsterTypeCheckDidNotPass,
+    DataVersion,
+    MaterializeResult,
+    asset,
+)
+from dagster._core.execution.plan.execute_step import do_type_check
 
 from pivot_dagster import asset_keys, explain, fingerprint, flights, formats, handoff, returns
 from pivot_dagster.code_version import derive
@@ -106,7 +113,7 @@ def cached(
         upstream = plan.upstream if plan is not None else None
         started = time.perf_counter()
         args = tuple(_resolve(a, upstream) for a in args)
-        kwargs = {k: _resolve(v, upstream) for k, v in kwargs.items()}
+        kwargs = {k: _resolve_input(ctx, k, v, upstream) for k, v in kwargs.items()}
         try:
             value = fn(*args, **kwargs)
         except BaseException:
@@ -175,6 +182,36 @@ def _step_key(ctx: AssetExecutionContext) -> str:
 
 def _resolve(value: Any, upstream: fingerprint.UpstreamLocks | None) -> Any:
     return value.resolve(upstream) if isinstance(value, Deferred) else value
+
+
+def _resolve_input(
+    ctx: AssetExecutionContext, name: str, value: Any, upstream: fingerprint.UpstreamLocks | None
+) -> Any:
+    """A deferred input's value, type-checked against the input's own annotation.
+
+    Dagster's input type check saw only the deferred marker (which `PivotType`
+    accepts), so without this a value of the wrong type (say the dict of several
+    partitions into a `str` input) would reach the body; plain Dagster fails
+    the step before the body, with the same error.
+    """
+    if not isinstance(value, Deferred):
+        return value
+    resolved = value.resolve(upstream)
+    step = ctx.op_execution_context._step_execution_context  # internal
+    input_def = step.op_def.input_def_named(name) if step.op_def.has_input(name) else None
+    dagster_type = getattr(input_def, "dagster_type", None)
+    if isinstance(dagster_type, handoff.PivotType):
+        check = do_type_check(step.for_type(dagster_type.inner), dagster_type.inner, resolved)
+        if not check.success:
+            raise DagsterTypeCheckDidNotPass(
+                description=(
+                    f'Type check failed for step input "{name}" - expected type'
+                    f' "{dagster_type.inner.display_name}". Description: {check.description}'
+                ),
+                metadata=check.metadata,
+                dagster_type=dagster_type.inner,
+            )
+    return resolved
 
 
 def _rewrite_signature(fn: Callable[..., Any]) -> inspect.Signature:
