@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterInstance, FilesystemIOManager, asset, materialize
+from dagster import DagsterInstance, FilesystemIOManager, asset, materialize, multi_asset
 
 from pivot_dagster import PivotIOManager, cached
 
@@ -49,6 +49,10 @@ class Setup:
         if fn is None:
             return lambda f: asset(**kw)(self.wrap(f))
         return asset(**kw)(self.wrap(fn))
+
+    def multi_asset(self, **kw: Any) -> Any:
+        """`@multi_asset(**kw)` over `wrap(fn)`."""
+        return lambda f: multi_asset(**kw)(self.wrap(f))
 
     def materialize(self, assets: list[Any], **kw: Any) -> Any:
         """`materialize` with this setup's IO manager and instance (raises on failure)."""

@@ -110,7 +110,7 @@ def test_multiple_partitions_without_dict_annotation(io_setup: Setup, annotation
 
     if annotation == "none":
 
-        def downstream_asset(upstream_asset):  # noqa: ANN001, ANN202
+        def downstream_asset(upstream_asset):
             return upstream_asset
     else:
 
