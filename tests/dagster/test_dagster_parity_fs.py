@@ -6,8 +6,7 @@ upstream step keys are kept; its assertions on FilesystemIOManager's file
 paths (`base_dir/<run id>/op_a/result`, `one/two/three/asset1`, the
 `c|2020-04-22` back-compat multipartition file) are FilesystemIOManager's
 own layout and are left out. Op jobs have no `cached` (it decorates assets),
-so their cases run on the two IO managers only. The re-execution case is
-`test_io_manager_ops.py` (issue 14 P2); the loader cases that swap in a
+so op-job cases are in `test_dagster_parity_ops.py`. The loader cases that swap in a
 custom IO manager test Dagster's loader, not an IO manager, and are left out.
 """
 
@@ -22,101 +21,14 @@ from dagster import (
     AssetsDefinition,
     DailyPartitionsDefinition,
     Definitions,
-    In,
-    Nothing,
     Output,
     StaticPartitionsDefinition,
     define_asset_job,
     graph,
-    job,
     op,
 )
 
-from tests.dagster.parity import Setup, differs, handled_outputs, loaded_inputs
-
-OP_SETUPS = pytest.mark.parametrize("io_setup", ["filesystem", "pivot"], indirect=True)
-
-
-# --- op jobs --------------------------------------------------------------------------
-@OP_SETUPS
-def test_op_job_outputs(io_setup: Setup) -> None:
-    """`test_fs_io_manager` / `_base_dir`: two outputs stored, one input loaded from op_a."""
-    s = io_setup
-
-    @op
-    def op_a(_context) -> Any:
-        return [1, 2, 3]
-
-    @op
-    def op_b(_context, _df: Any) -> Any:
-        assert _df == [1, 2, 3]
-        return 1
-
-    @job(resource_defs=s.resources)
-    def asset_job() -> None:
-        op_b(op_a())
-
-    r = asset_job.execute_in_process(instance=s.instance)
-    assert r.success and r.output_for_node("op_a") == [1, 2, 3] and r.output_for_node("op_b") == 1
-    assert len(handled_outputs(r)) == 2
-    (loaded,) = loaded_inputs(r)
-    assert loaded.event_specific_data.upstream_step_key == "op_a"
-
-
-@OP_SETUPS
-def test_op_nothing_outputs(io_setup: Setup) -> None:
-    """`test_fs_io_manager_ops_none`: `-> None` ops and Nothing inputs store nothing."""
-    s = io_setup
-
-    @op
-    def op1() -> None:
-        pass
-
-    @op(ins={"abc": In(Nothing)})
-    def op2() -> None:
-        pass
-
-    @job(resource_defs=s.resources)
-    def job1() -> None:
-        op2(op1())
-
-    r = job1.execute_in_process(instance=s.instance)
-    assert r.success and handled_outputs(r) == []
-
-
-@OP_SETUPS
-@pytest.mark.parametrize("kind", ["local_func", "lambda"])
-def test_unpicklable_output_fails(
-    io_setup: Setup, kind: str, request: pytest.FixtureRequest
-) -> None:
-    """`test_fs_io_manager_unpicklable`: Dagster's "Object ... is not picklable" error."""
-    s = io_setup
-    differs(
-        request,
-        s,
-        "pivot names the value it cannot store with its own UnserializableValue (the step"
-        " fails as with Dagster, with a different exception type)",
-        where=("pivot",),
-    )
-    from dagster import DagsterInvariantViolationError
-
-    @op
-    def unpicklable() -> Any:
-        def local_func() -> int:
-            return 1
-
-        return local_func if kind == "local_func" else (lambda x: x * x)
-
-    @op
-    def op_b(_i: Any) -> int:
-        return 1
-
-    @job(resource_defs=s.resources)
-    def the_job() -> None:
-        op_b(unpicklable())
-
-    with pytest.raises(DagsterInvariantViolationError, match=r"Object .* is not picklable"):
-        the_job.execute_in_process(instance=s.instance)
+from tests.dagster.parity import Setup, handled_outputs, loaded_inputs
 
 
 # --- assets ---------------------------------------------------------------------------
