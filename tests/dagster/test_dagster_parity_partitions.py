@@ -376,7 +376,7 @@ def test_missing_multipartition_upstream_fails(io_setup: Setup) -> None:
     s.materialize([multipartitioned], partition_key=present)
     assets = [multipartitioned.to_source_asset(), downstream_of_multipartitioned]
     missing = MultiPartitionKey({"abc": "c", "date": "2020-04-21"})
-    with pytest.raises(Exception):  # noqa: B017 - FileNotFoundError vs pivot's MissingUpstream
+    with pytest.raises(FileNotFoundError, match="2020-04-21"):  # pivot: MissingUpstream
         s.materialize(assets, partition_key=missing)
     r = s.materialize(assets, partition_key=present)
     assert r.output_for_node("downstream_of_multipartitioned") == str(present)
