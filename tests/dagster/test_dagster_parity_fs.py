@@ -1,5 +1,5 @@
-"""Dagster's `storage_tests/test_fs_io_manager.py` and `test_asset_value_loader.py` (and the
-partition-mapping cases of `asset_defs_tests`), ported to our three setups.
+"""Dagster's `storage_tests/test_fs_io_manager.py` asset cases and `test_asset_value_loader.py`,
+ported to our three setups (partition mappings: `test_dagster_parity_partitions.py`).
 
 Dagster's assertions on values, HANDLED_OUTPUT / LOADED_INPUT counts and
 upstream step keys are kept; its assertions on FilesystemIOManager's file
@@ -21,11 +21,18 @@ from dagster import (
     AssetsDefinition,
     DailyPartitionsDefinition,
     Definitions,
+    MultiPartitionKey,
+    MultiPartitionsDefinition,
     Output,
+    PartitionMapping,
     StaticPartitionsDefinition,
+    TimeWindowPartitionMapping,
     define_asset_job,
     graph,
     op,
+)
+from dagster._core.definitions.partitions.mapping.partition_mapping import (
+    UpstreamPartitionsResult,
 )
 
 from tests.dagster.parity import Setup, handled_outputs, loaded_inputs
@@ -158,6 +165,111 @@ def test_unannotated_none_is_stored(io_setup: Setup) -> None:
     (stored,) = [e for e in handled_outputs(r) if e.step_key == "asset1"]
     assert "path" not in stored.event_specific_data.metadata
     assert r.output_for_node("asset2") == [None]
+
+
+class _NoPartitions(PartitionMapping):
+    """Maps every downstream partition to no upstream partition at all."""
+
+    def get_upstream_mapped_partitions_result_for_partitions(
+        self, downstream_subset: Any, downstream_def: Any, upstream_partitions_def: Any, *_: Any
+    ) -> UpstreamPartitionsResult:
+        return UpstreamPartitionsResult(
+            partitions_subset=upstream_partitions_def.empty_subset(),
+            required_but_nonexistent_subset=upstream_partitions_def.empty_subset(),
+        )
+
+    def get_downstream_partitions_for_partitions(self, *args: Any, **kw: Any) -> Any:
+        raise NotImplementedError
+
+    def validate_partition_mapping(self, *args: Any, **kw: Any) -> None:
+        return None
+
+    @property
+    def description(self) -> str:
+        return "no partitions"
+
+
+def test_mapping_to_no_partitions_gives_none(io_setup: Setup) -> None:
+    """`test_fs_io_manager_partitioned_no_partitions`: the input is None."""
+    s = io_setup
+    daily = DailyPartitionsDefinition(start_date="2020-02-01")
+    seen: list[Any] = []
+
+    @s.asset(partitions_def=daily)
+    def asset1() -> Any: ...
+
+    @s.asset(partitions_def=daily, ins={"asset1": AssetIn(partition_mapping=_NoPartitions())})
+    def asset2(asset1: Any) -> Any:
+        seen.append(asset1)
+
+    r = s.materialize([asset1.to_source_asset(), asset2], partition_key="2020-02-01")
+    assert r.success and seen == [None]
+
+
+def test_partitioned_self_dependency(io_setup: Setup) -> None:
+    """`test_fs_io_manager_partitioned_self_dep`: day 1 sees None, day 2 sees day 1."""
+    s = io_setup
+    mapping = TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
+
+    def a(a: int | None) -> int:
+        return 1 if a is None else a + 1
+
+    a_def = s.asset(
+        a,
+        partitions_def=DailyPartitionsDefinition(start_date="2020-01-01"),
+        ins={"a": AssetIn(partition_mapping=mapping)},
+    )
+    assert s.materialize([a_def], partition_key="2020-01-01").output_for_node("a") == 1
+    assert s.materialize([a_def], partition_key="2020-01-02").output_for_node("a") == 2
+
+
+def test_multipartitions(io_setup: Setup) -> None:
+    """`test_multipartitions_fs_io_manager`: two outputs stored; the value flows."""
+    s = io_setup
+    multi = MultiPartitionsDefinition(
+        {"a": StaticPartitionsDefinition(["a", "b"]), "1": StaticPartitionsDefinition(["1", "2"])}
+    )
+
+    @s.asset(partitions_def=multi)
+    def asset1() -> int:
+        return 1
+
+    @s.asset(partitions_def=multi)
+    def asset2(asset1: int) -> int:
+        return asset1 + 1
+
+    key = MultiPartitionKey({"a": "a", "1": "1"})
+    r = s.materialize([asset1, asset2], partition_key=key)
+    assert len(handled_outputs(r)) == 2 and r.output_for_node("asset2") == 2
+
+
+def test_missing_multipartition_upstream_fails(io_setup: Setup) -> None:
+    """`test_backcompat_multipartitions_fs_io_manager` (its value half): a downstream of a
+    never-materialized multipartition fails, a materialized one loads."""
+    s = io_setup
+    composite = MultiPartitionsDefinition(
+        {
+            "abc": StaticPartitionsDefinition(["a", "b", "c"]),
+            "date": DailyPartitionsDefinition(start_date="2020-01-01"),
+        }
+    )
+
+    @s.asset(partitions_def=composite)
+    def multipartitioned(context: AssetExecutionContext) -> str:
+        return str(context.partition_key)
+
+    @s.asset(partitions_def=composite)
+    def downstream_of_multipartitioned(multipartitioned: str) -> str:
+        return multipartitioned
+
+    present = MultiPartitionKey({"abc": "c", "date": "2020-04-22"})
+    s.materialize([multipartitioned], partition_key=present)
+    assets = [multipartitioned.to_source_asset(), downstream_of_multipartitioned]
+    missing = MultiPartitionKey({"abc": "c", "date": "2020-04-21"})
+    with pytest.raises(FileNotFoundError, match="2020-04-21"):  # pivot: MissingUpstream
+        s.materialize(assets, partition_key=missing)
+    r = s.materialize(assets, partition_key=present)
+    assert r.output_for_node("downstream_of_multipartitioned") == str(present)
 
 
 # --- test_asset_value_loader.py -------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Dagster's `definitions_tests/test_materialize_result.py` and
-`decorators_tests/test_asset_check_decorator.py`, ported to our three setups.
+"""Dagster's `definitions_tests/test_materialize_result.py`, ported to our three setups
+(the asset-check decorator's cases are in `test_dagster_parity_checks.py`).
 
 Each case keeps Dagster's assertions on values, metadata, tags, check results
 and errors; the cached setup runs every case twice where a second run can hit,
@@ -17,7 +17,6 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
     AssetExecutionContext,
-    AssetIn,
     AssetOut,
     AssetSpec,
     DagsterInvariantViolationError,
@@ -25,7 +24,6 @@ from dagster import (
     DagsterTypeCheckDidNotPass,
     MaterializeResult,
     StaticPartitionsDefinition,
-    asset_check,
 )
 from dagster._core.definitions.utils import NoValueSentinel
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
@@ -281,68 +279,3 @@ def test_iterator_values(io_setup: Setup) -> None:
     assert handled_outputs(r) == []
     with pytest.raises(DagsterTypeCheckDidNotPass):
         s.materialize([values])
-
-
-# --- decorators_tests/test_asset_check_decorator.py ----------------------------------
-@pytest.mark.parametrize("value", [3, 11])
-def test_check_loads_the_asset_value(io_setup: Setup, value: int) -> None:
-    """`test_asset_check_with_asset_value` style: an `@asset_check` with the asset as its
-    input reads the stored value through the IO manager, and its verdict follows it."""
-    s = io_setup
-
-    @s.asset
-    def checked_asset() -> int:
-        return value
-
-    @asset_check(asset=checked_asset)
-    def under_ten(checked_asset: int) -> AssetCheckResult:
-        return AssetCheckResult(passed=checked_asset < 10, metadata={"seen": checked_asset})
-
-    for r in _twice(s, [checked_asset, under_ten]):
-        (ev,) = r.get_asset_check_evaluations()
-        assert ev.passed is (value < 10) and ev.metadata["seen"].value == value
-
-
-def test_check_with_additional_ins(io_setup: Setup) -> None:
-    """`test_additional_ins`: a check reads another asset through `additional_ins`."""
-    s = io_setup
-
-    @s.asset
-    def asset1() -> int:
-        return 5
-
-    @s.asset
-    def asset2() -> int:
-        return 4
-
-    @asset_check(asset=asset1, additional_ins={"asset2": AssetIn()})
-    def check1(asset1: int, asset2: int) -> AssetCheckResult:
-        return AssetCheckResult(passed=asset1 == 5 and asset2 == 4)
-
-    for r in _twice(s, [asset1, asset2, check1]):
-        (ev,) = r.get_asset_check_evaluations()
-        assert ev.passed
-
-
-def test_blocking_check_stops_the_downstream(io_setup: Setup) -> None:
-    """`test_blocking`: a failed blocking check fails the run; the downstream never runs."""
-    s = io_setup
-    ran: list[int] = []
-
-    @s.asset
-    def upstream() -> int:
-        return 1
-
-    @asset_check(asset=upstream, blocking=True)
-    def never_passes(upstream: int) -> AssetCheckResult:
-        return AssetCheckResult(passed=False)
-
-    @s.asset
-    def downstream(upstream: int) -> int:
-        ran.append(upstream)
-        return upstream
-
-    r = s.materialize([upstream, never_passes, downstream], raise_on_error=False)
-    assert not r.success and ran == []
-    (ev,) = r.get_asset_check_evaluations()
-    assert not ev.passed
