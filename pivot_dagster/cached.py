@@ -22,12 +22,12 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, asset
 
-from pivot_dagster import asset_keys, fingerprint, flights, formats, handoff
+from pivot_dagster import asset_keys, fingerprint, flights, formats, handoff, inputs
 from pivot_dagster.code_version import source_code_version
 from pivot_dagster.engine import Engine
 from pivot_dagster.handoff import CacheHit, Deferred, pivot_type
@@ -49,13 +49,30 @@ class _Plan(NamedTuple):
     wait_s: float  # how long to wait for another process computing this fingerprint
 
 
-def cached(fn: Callable[..., Any] | None = None, *, code_version: str | None = None) -> Any:
+def cached(
+    fn: Callable[..., Any] | None = None,
+    *,
+    code_version: str | None = None,
+    file_deps: Sequence[str] = (),
+    exclude_resources: Sequence[str] = (),
+) -> Any:
     """Decorate an asset function (under `@asset`) so a fingerprint match skips its body.
 
     `code_version` overrides both the asset's and the one derived from source.
+    `file_deps`: files and folders the body reads itself (relative to the pivot
+    project root, or absolute); their content is part of the fingerprint.
+    `exclude_resources`: resource keys (`"db"`) or fields (`"db.password"`)
+    left out of the fingerprint's resource config (docs/fingerprint.md, Inputs).
     """
+    if isinstance(file_deps, str) or isinstance(exclude_resources, str):
+        raise TypeError("cached(file_deps=..., exclude_resources=...) take lists of strings")
     if fn is None:
-        return lambda f: cached(f, code_version=code_version)
+        return lambda f: cached(
+            f,
+            code_version=code_version,
+            file_deps=file_deps,
+            exclude_resources=exclude_resources,
+        )
     derived = code_version or source_code_version(fn)
 
     @functools.wraps(fn)
@@ -95,6 +112,7 @@ def cached(fn: Callable[..., Any] | None = None, *, code_version: str | None = N
     wrapper.__signature__ = _rewrite_signature(fn)  # type: ignore[attr-defined]
     wrapper.__pivot_code_version__ = derived  # type: ignore[attr-defined]
     wrapper.__pivot_explicit__ = code_version is not None  # type: ignore[attr-defined]
+    wrapper.__pivot_inputs__ = inputs.Declared(tuple(file_deps), tuple(exclude_resources))  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -210,6 +228,8 @@ def _plan(ctx: AssetExecutionContext, derived: str | None, explicit: bool) -> _P
             return list(op_ctx.asset_partition_keys_for_input(input_name))
         return None
 
+    job = step.job_def
+    declared = inputs.declared(fingerprint.pivot_function(assets_def))
     upstream: fingerprint.UpstreamLocks = {}
     parts = fingerprint.asset_parts(
         engine.repo,
@@ -221,7 +241,18 @@ def _plan(ctx: AssetExecutionContext, derived: str | None, explicit: bool) -> _P
         partitions_for=partitions_for,
         fallback=io.upstream_fallback(ctx.instance),
         seen=upstream,
+        **inputs.extra_parts(
+            engine.repo,
+            assets_def,
+            declared,
+            asset_graph=job.asset_layer.asset_graph,
+            resource_defs=job.resource_defs,
+            run_resources=step.run_config.get("resources"),
+            instance=ctx.instance,
+        ),
     )
+    for why in fingerprint.missing_reasons(parts):
+        ctx.log.warning(f"pivot: {why}")
     expected = formats.expect.for_asset(assets_def, key, io.formats)
     name = asset_keys.lock_name(key, partition)
     return _Plan(engine, name, parts, upstream, expected, io.single_flight_timeout_s)

@@ -38,6 +38,7 @@ PATH_KEY = "pivot/path"
 FINGERPRINT_KEY = "pivot/fingerprint"
 CACHE_HIT_KEY = "pivot/cache_hit"
 SOURCE_KEY = "pivot/source"  # only on results a sensor pulled from elsewhere
+NOT_CACHED_KEY = "pivot/not_cached"  # why a result could not be cached (an unnamed input)
 # Integrity checks (pivot_dagster.checks).
 OBJECTS_CHECKED_KEY = "pivot/objects_checked"
 LOCKS_CHECKED_KEY = "pivot/locks_checked"
@@ -128,8 +129,15 @@ def parts_from_json(raw: Any) -> FingerprintParts:
 
 
 def parts_metadata(parts: FingerprintParts) -> dict[str, Any]:
-    """The output metadata `cached` attaches so `handle_output` knows the parts."""
-    return {PARTS_KEY: MetadataValue.json(parts_to_json(parts))}
+    """The output metadata `cached` attaches so `handle_output` knows the parts, and
+    why the result cannot be reused when an input has no name pivot can record."""
+    from pivot_dagster.fingerprint import missing_reasons
+
+    meta: dict[str, Any] = {PARTS_KEY: MetadataValue.json(parts_to_json(parts))}
+    reasons = missing_reasons(parts)
+    if reasons:
+        meta[NOT_CACHED_KEY] = MetadataValue.text("; ".join(reasons))
+    return meta
 
 
 def parts_from_metadata(meta: Mapping[str, Any] | None) -> FingerprintParts | None:

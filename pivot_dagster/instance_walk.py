@@ -13,7 +13,10 @@ push is retried on the next call and never lost; what is already on the
 remote is skipped by `transfer.push`, so a retry pushes nothing twice.
 
 `pull_matching` asks, in topological order, what this deployment would compute
-now (`fingerprint.asset_parts` outside a run: the same parts as `cached`), and
+now (`fingerprint.asset_parts` outside a run: the same parts as `cached`,
+resources' config, file deps and non-pivot upstreams' data versions included
+through `inputs.extra_parts`; an asset whose resources' config this process
+cannot resolve is not pulled), and
 takes a matching result from the local or remote run-cache: objects fetched
 and hash-checked, lock and run-cache entry written, and an
 `AssetMaterialization` returned with the content hash as data version. An
@@ -32,8 +35,9 @@ from typing import Any, NamedTuple
 
 from dagster import AssetKey, AssetMaterialization, AssetRecordsFilter
 
-from pivot_dagster import asset_keys, fingerprint, formats, handoff
+from pivot_dagster import asset_keys, fingerprint, formats, handoff, inputs
 from pivot_dagster.engine import LOCK_SOURCE, Engine
+from pivot_dagster.resource_config import ResourceConfigError
 from pivot_store import runcache
 from pivot_store.errors import PivotError
 from pivot_store.lockfile import Lock
@@ -187,8 +191,21 @@ def pull_matching(
             ok, params = default_params(ad)
             if cv is None or not ok:
                 continue
+            try:
+                extra = inputs.extra_parts(
+                    repo,
+                    ad,
+                    inputs.declared(fn),
+                    asset_graph=graph,
+                    resource_defs=rdef.get_top_level_resources(),
+                    run_resources=None,
+                    instance=instance,
+                )
+            except ResourceConfigError as e:
+                log.info("pivot: %s not pulled: its resources' config: %s", key, e)
+                continue
             for pk in _partitions(ad, instance):
-                ev = _pull_one(graph, ad, key, pk, cv, params, engine)
+                ev = _pull_one(graph, ad, key, pk, cv, params, engine, extra)
                 if ev is not None:
                     events.append(ev)
     return events
@@ -202,6 +219,7 @@ def _pull_one(
     cv: str,
     params: Any,
     engine: Engine,
+    extra: dict[str, Any],
 ) -> AssetMaterialization | None:
     def partitions_for(_input: str, up_key: AssetKey) -> list[Any] | None:
         if graph.get(up_key).partitions_def is None:
@@ -217,6 +235,7 @@ def _pull_one(
         params=params,
         partition=partition,
         partitions_for=partitions_for,
+        **extra,
     )
     if fingerprint.has_missing(parts):
         return None
