@@ -76,9 +76,7 @@ class UpstreamSource:
     def _pivot_io(self, key: Any) -> bool:
         if key not in self._pivot:
             io_key = self._io_key(key)
-            self._pivot[key] = io_key is not None and is_pivot_resource(
-                self._resources.get(io_key)
-            )
+            self._pivot[key] = io_key is not None and is_pivot_resource(self._resources.get(io_key))
         return self._pivot[key]
 
     def __call__(self, key: Any, partition: Any) -> str | None:

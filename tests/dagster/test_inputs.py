@@ -42,7 +42,7 @@ def _defs(repo: Repo, env: str) -> Definitions:
         resources={
             "io_manager": PivotIOManager(project_dir=str(repo.root)),
             "warehouse": Warehouse(env=env),
-        },  # fmt: skip
+        },
     )
 
 
