@@ -3,9 +3,11 @@
 An upstream is *pivot's* when its IO manager key resolves to a `PivotIOManager`
 and the instance's latest materialization of it (that partition) is pivot's,
 or the instance records none (a fresh instance beside committed locks). Its
-value is then its lock's content hash, as before. Everything else (an
-upstream on another IO manager, one that moved to another IO manager since
-pivot last stored it, a `deps=[AssetSpec("ext")]` external asset, an
+value is then its lock's content hash, as before. On pivot's IO manager but
+last materialized by something else (moved away and back, a runless report):
+a miss, since the body would load pivot's lock, which is not current.
+Everything else (an upstream on another IO manager, including one that moved
+there since pivot stored it, a `deps=[AssetSpec("ext")]` external asset, an
 observable source asset) counts through the instance's latest data version
 record (materialization first, then observation; `get_latest_data_version_record`):
 
@@ -81,11 +83,17 @@ class UpstreamSource:
 
     def __call__(self, key: Any, partition: Any) -> str | None:
         pk = asset_keys.partition_str(partition)
-        if self._pivot_io(key):
-            latest = self._latest_materialization(key, pk)
-            if latest is None or handoff.recorded(latest.asset_materialization.metadata):
-                return None
-        return self.instance_value(key, pk)
+        if not self._pivot_io(key):
+            return self.instance_value(key, pk)
+        latest = self._latest_materialization(key, pk)
+        if latest is None or handoff.recorded(latest.asset_materialization.metadata):
+            return None
+        # On pivot's IO manager, but recorded by something else since: the input the
+        # body would load is pivot's lock, which the instance says is not current.
+        return (
+            f"{fingerprint.MISSING_DEP}: upstream `{_where(key, pk)}` is on pivot's IO manager"
+            " but its latest materialization is not pivot's (materialize it again)"
+        )
 
     def _latest_materialization(self, key: Any, pk: str | None) -> Any:
         if self._instance is None:
@@ -98,7 +106,7 @@ class UpstreamSource:
 
     def instance_value(self, key: Any, pk: str | None) -> str:
         """`dv:...` from the instance, or a `missing: ...` value saying why not."""
-        where = key.to_user_string() + (f"[{pk}]" if pk else "")
+        where = _where(key, pk)
         if self._instance is None:
             return f"{fingerprint.MISSING_DEP}: upstream `{where}` is not pivot's and no instance"
         record = self._instance.get_latest_data_version_record(key, partition_key=pk)
@@ -108,8 +116,17 @@ class UpstreamSource:
         return value
 
 
+def _where(key: Any, pk: str | None) -> str:
+    return key.to_user_string() + (f"[{pk}]" if pk else "")
+
+
 def for_graph(asset_graph: Any, resources: Mapping[str, Any], instance: Any) -> UpstreamSource:
-    """The judge for assets of `asset_graph` (a job's or a repository's)."""
+    """The judge for assets of `asset_graph` (a job's or a repository's).
+
+    A job's graph shows an upstream outside the run's selection as an external
+    stub; its definitions' graph (`source_asset_graph`) says what it really is.
+    """
+    asset_graph = getattr(asset_graph, "source_asset_graph", asset_graph)
 
     def io_key(key: Any) -> str | None:
         if not asset_graph.has(key):

@@ -149,3 +149,31 @@ def test_observable_source_asset(project: Path, tmp_path: Path, dagster_instance
     assert CALLS == ["uses_src", "uses_src"]
     key = AssetKey("src")
     assert dagster_instance.get_latest_data_version_record(key) is not None
+
+
+def test_moved_back_to_pivot_is_a_miss_until_rematerialized(
+    project: Path, tmp_path: Path, dagster_instance: Any
+) -> None:
+    """Back on pivot's IO manager but last materialized elsewhere: pivot's lock is not
+    the current value, so nothing is reused until `base` is materialized again."""
+    CALLS.clear()
+    res = _res(project, tmp_path)
+    BASE["value"] = 1
+    assert materialize([base_on_pivot, doubled], resources=res, instance=dagster_instance).success
+    BASE["value"] = 5
+    assert materialize([base_on_fs], resources=res, instance=dagster_instance).success
+
+    def run() -> bool:
+        r = materialize([base_on_pivot, doubled], resources=res, instance=dagster_instance,
+                        selection=[doubled])  # fmt: skip
+        return hits(dagster_instance, r.run_id)["doubled"]
+
+    assert run() is False
+    meta = materializations(dagster_instance, "doubled")[-1].metadata
+    assert "latest materialization is not pivot's" in meta["pivot/not_cached"].value
+    assert run() is False
+    assert materialize([base_on_pivot], resources=res, instance=dagster_instance).success
+    assert run() is False  # base is pivot's again, with new content
+    assert load_stored(project, "doubled") == 10
+    assert run() is True
+    assert CALLS == ["doubled"] * 4
