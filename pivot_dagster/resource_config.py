@@ -14,8 +14,10 @@ value is not (rotate a password without recomputing). Anything else the user
 wants left out is named in `cached(exclude_resources=[...])`: `"db"` drops the
 whole resource, `"db.password"` one (dotted, nested) field.
 
-IO managers are not recorded: they decide where a value is stored, not what
-it is (pivot's own config is the store). A resource without config (a plain
+A resource held in a field of another (`creds: Creds`) is recorded inside it,
+under the field's name, by the same rules. IO managers are not recorded: they
+decide where a value is stored, not what it is (pivot's own config is the
+store). A resource without config (a plain
 object given to `Definitions`) is recorded as `{}`: pivot cannot see its state.
 """
 
@@ -84,7 +86,24 @@ def config_of(resource_def: Any, run_config: Any = None) -> dict[str, Any]:
         errors = "; ".join(e.message for e in result.errors or [])
         raise ResourceConfigError(errors or "invalid resource config")
     resolved = _names_for_env(result.value, raw)
-    return jsonable_params(resolved)
+    config = jsonable_params(resolved)
+    config.update(_nested(resource_def))
+    return config
+
+
+def _nested(resource_def: Any) -> dict[str, Any]:
+    """Resources held in fields of a ConfigurableResource (`creds: Creds`): Dagster keeps
+    them out of the outer config schema, so each is recorded under its field name."""
+    out: dict[str, Any] = {}
+    for attr, nested in sorted((getattr(resource_def, "nested_resources", None) or {}).items()):
+        nested_def = (
+            nested.get_resource_definition()
+            if hasattr(nested, "get_resource_definition")
+            else nested
+        )
+        if not is_io_manager(nested_def):
+            out[attr] = config_of(nested_def)
+    return out
 
 
 def resource_parts(

@@ -26,6 +26,22 @@ class Warehouse(ConfigurableResource):
     port: int = 5432
 
 
+class Creds(ConfigurableResource):
+    user: str = "nobody"
+
+
+class Client(ConfigurableResource):
+    creds: Creds
+    region: str = "eu"
+
+
+@asset(code_version="1")
+@cached
+def whoami(client: Client) -> str:
+    CALLS.append("whoami")
+    return f"{client.creds.user}@{client.region}"
+
+
 @asset(code_version="1")
 @cached
 def report(warehouse: Warehouse) -> str:
@@ -110,3 +126,21 @@ def test_run_config_overrides_the_definition(project: Path, dagster_instance: An
     assert hits(dagster_instance, r.run_id) == {"report": False}
     assert load_stored(project, "report") == "rows from dev"
     assert CALLS == ["qa", "dev"]
+
+
+def test_nested_resource_config_counts(project: Path, dagster_instance: Any) -> None:
+    CALLS.clear()
+    io = PivotIOManager(project_dir=str(project))
+
+    def run(user: str) -> bool:
+        res = {"io_manager": io, "client": Client(creds=Creds(user=user))}
+        r = materialize([whoami], resources=res, instance=dagster_instance)
+        return hits(dagster_instance, r.run_id)["whoami"]
+
+    assert run("alice") is False
+    assert run("alice") is True
+    assert run("bob") is False
+    assert load_stored(project, "whoami") == "bob@eu"
+    lock = Repo.open(project).read_lock("whoami")
+    assert lock.parts.resources == {"client": {"creds": {"user": "bob"}, "region": "eu"}}
+    assert CALLS == ["whoami", "whoami"]
