@@ -28,6 +28,12 @@ def from_ext() -> str:
     return "from ext"
 
 
+@asset(code_version="1")
+@cached(file_deps=["in.txt"])
+def from_file() -> str:
+    return "from a file"
+
+
 def _repo(root: Path, remote: Path) -> Repo:
     repo = Repo.open(root)
     repo.save_config(
@@ -86,3 +92,23 @@ def test_pull_agrees_with_the_step(tmp_path: Path, dagster_instance: Any) -> Non
             )
         }
         assert metas == {"report": True, "from_ext": True}
+
+
+def test_pull_needs_the_same_file_deps(tmp_path: Path, dagster_instance: Any) -> None:
+    remote = tmp_path / "remote"
+    a = _repo(tmp_path / "a", remote)
+    (a.root / "in.txt").write_text("1")
+    res = {"io_manager": PivotIOManager(project_dir=str(a.root))}
+    assert materialize([from_file], resources=res, instance=dagster_instance).success
+    assert not push_new_materializations(dagster_instance, a, "origin").failed
+    b = _repo(tmp_path / "b", remote)
+    defs = Definitions(
+        assets=[from_file], resources={"io_manager": PivotIOManager(project_dir=str(b.root))}
+    )
+    with instance_for_test() as inst_b:
+        assert pull_matching(defs, b, "origin", instance=inst_b) == []  # no file here
+        (b.root / "in.txt").write_text("2")
+        assert pull_matching(defs, b, "origin", instance=inst_b) == []  # another file
+        (b.root / "in.txt").write_text("1")
+        got = pull_matching(defs, b, "origin", instance=inst_b)
+        assert [e.asset_key.to_user_string() for e in got] == ["from_file"]
