@@ -27,6 +27,7 @@ from typing import Any
 from dagster import DagsterType, MetadataValue, TypeCheck
 from dagster._core.types.dagster_type import resolve_dagster_type
 
+from pivot_dagster.fingerprint import missing_reasons
 from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
 
 # --- metadata keys -----------------------------------------------------------------
@@ -131,8 +132,6 @@ def parts_from_json(raw: Any) -> FingerprintParts:
 def parts_metadata(parts: FingerprintParts) -> dict[str, Any]:
     """The output metadata `cached` attaches so `handle_output` knows the parts, and
     why the result cannot be reused when an input has no name pivot can record."""
-    from pivot_dagster.fingerprint import missing_reasons
-
     meta: dict[str, Any] = {PARTS_KEY: MetadataValue.json(parts_to_json(parts))}
     reasons = missing_reasons(parts)
     if reasons:
