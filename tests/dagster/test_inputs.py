@@ -112,3 +112,34 @@ def test_pull_needs_the_same_file_deps(tmp_path: Path, dagster_instance: Any) ->
         (b.root / "in.txt").write_text("1")
         got = pull_matching(defs, b, "origin", instance=inst_b)
         assert [e.asset_key.to_user_string() for e in got] == ["from_file"]
+
+
+def test_pull_follows_a_self_dependency(tmp_path: Path, dagster_instance: Any) -> None:
+    """Day 2 names day 1's content for the sensor as for the step: with day 1 unknown
+    here, day 2 is not pulled; once day 1 is there, both are, in order."""
+    import shutil
+
+    from tests.dagster.test_fingerprint import DAY1, DAY2, cumsum
+
+    remote = tmp_path / "remote"
+    a = _repo(tmp_path / "a", remote)
+    res = {"io_manager": PivotIOManager(project_dir=str(a.root))}
+    for day in (DAY1, DAY2):
+        assert materialize([cumsum], resources=res, instance=dagster_instance,
+                           partition_key=day).success  # fmt: skip
+    assert not push_new_materializations(dagster_instance, a, "origin").failed
+    day1_entries = remote / "runs" / "cumsum" / f"@{DAY1}"
+    assert day1_entries.is_dir()
+    hidden = tmp_path / "hidden"
+    shutil.move(day1_entries, hidden)  # the remote knows day 2 only
+    c = _repo(tmp_path / "c", remote)
+    defs_c = Definitions(
+        assets=[cumsum], resources={"io_manager": PivotIOManager(project_dir=str(c.root))}
+    )
+    with instance_for_test() as inst_c:
+        got = pull_matching(defs_c, c, "origin", instance=inst_c)
+        assert [e.partition for e in got if e.partition in (DAY1, DAY2)] == []
+        shutil.move(hidden, day1_entries)
+        got = pull_matching(defs_c, c, "origin", instance=inst_c)
+        assert [e.partition for e in got if e.partition in (DAY1, DAY2)] == [DAY1, DAY2]
+        assert load_stored(c.root, "cumsum", DAY2) == 2
