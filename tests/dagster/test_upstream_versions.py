@@ -17,6 +17,7 @@ from dagster import (
     AssetSpec,
     DataVersion,
     FilesystemIOManager,
+    StaticPartitionsDefinition,
     asset,
     materialize,
     observable_source_asset,
@@ -177,3 +178,41 @@ def test_moved_back_to_pivot_is_a_miss_until_rematerialized(
     assert load_stored(project, "doubled") == 10
     assert run() is True
     assert CALLS == ["doubled"] * 4
+
+
+DAYS = StaticPartitionsDefinition(["d1", "d2"])
+# Given to Dagster as a definition: only then does it know the external's partitions
+# (a spec only in `deps` is an unpartitioned key: any partition's new version counts).
+EXT_P = AssetSpec("ext_p", partitions_def=DAYS)
+
+
+@asset(code_version="1", partitions_def=DAYS, deps=[EXT_P])
+@cached
+def per_day(context) -> str:
+    CALLS.append(context.partition_key)
+    return context.partition_key
+
+
+def test_partitioned_external_dep_per_partition(
+    project: Path, tmp_path: Path, dagster_instance: Any
+) -> None:
+    CALLS.clear()
+    res = _res(project, tmp_path)
+
+    def observe_p(pk: str, version: str) -> None:
+        dagster_instance.report_runless_asset_event(
+            AssetObservation(asset_key="ext_p", partition=pk, tags={DATA_VERSION_TAG: version})
+        )
+
+    def run(pk: str) -> bool:
+        r = materialize([EXT_P, per_day], resources=res, instance=dagster_instance,
+                        partition_key=pk, selection=[per_day])  # fmt: skip
+        return hits(dagster_instance, r.run_id)["per_day"]
+
+    observe_p("d1", "v1")
+    observe_p("d2", "v1")
+    assert [run("d1"), run("d2"), run("d1"), run("d2")] == [False, False, True, True]
+    observe_p("d2", "v2")  # only d2 changed
+    assert [run("d1"), run("d2")] == [True, False]
+    assert Repo.open(project).read_lock("per_day/@d2").parts.deps == {"ext_p/@d2": "dv:v2"}
+    assert CALLS == ["d1", "d2", "d2"]
