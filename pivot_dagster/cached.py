@@ -36,7 +36,16 @@ from dagster import (
 )
 from dagster._core.execution.plan.execute_step import do_type_check
 
-from pivot_dagster import asset_keys, explain, fingerprint, flights, formats, handoff, returns
+from pivot_dagster import (
+    asset_keys,
+    explain,
+    fingerprint,
+    flights,
+    formats,
+    handoff,
+    inputs,
+    returns,
+)
 from pivot_dagster.code_version import derive
 from pivot_dagster.engine import Engine
 from pivot_dagster.handoff import CacheHit, Deferred, pivot_type
@@ -65,6 +74,8 @@ def cached(
     code_deps: Sequence[Any] = (),
     max_age: timedelta | None = None,
     exclude: Sequence[str] = (),
+    file_deps: Sequence[str] = (),
+    exclude_resources: Sequence[str] = (),
 ) -> Any:
     """Decorate an asset function (under `@asset`) so a fingerprint match skips its body.
 
@@ -76,10 +87,22 @@ def cached(
     left out of the fingerprint; a change to them then REUSES results computed
     with other values, so name only keys that cannot change the value.
     A run tagged `pivot/refresh` (`true`, or asset keys) recomputes (see docs/fingerprint.md).
+    `file_deps`: files and folders the body reads itself (relative to the pivot
+    project root, or absolute); their content is part of the fingerprint.
+    `exclude_resources`: resource keys (`"db"`) or fields (`"db.password"`)
+    left out of the fingerprint's resource config (docs/fingerprint.md, Inputs).
     """
+    if isinstance(file_deps, str) or isinstance(exclude_resources, str):
+        raise TypeError("cached(file_deps=..., exclude_resources=...) take lists of strings")
     if fn is None:
         return lambda f: cached(
-            f, code_version=code_version, code_deps=code_deps, max_age=max_age, exclude=exclude
+            f,
+            code_version=code_version,
+            code_deps=code_deps,
+            max_age=max_age,
+            exclude=exclude,
+            file_deps=file_deps,
+            exclude_resources=exclude_resources,
         )
     walk = None if code_version else derive(fn, code_deps)
     derived = code_version or walk.version
@@ -133,6 +156,8 @@ def cached(
     wrapper.__pivot_code_reason__ = walk.reason if walk else None  # type: ignore[attr-defined]
     wrapper.__pivot_max_age__ = max_age  # type: ignore[attr-defined]
     wrapper.__pivot_exclude__ = excluded  # type: ignore[attr-defined]
+    declared = inputs.Declared(tuple(file_deps), tuple(exclude_resources))
+    wrapper.__pivot_inputs__ = declared  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -288,6 +313,8 @@ def _plan(
             return list(op_ctx.asset_partition_keys_for_input(input_name))
         return None
 
+    job = step.job_def
+    declared = inputs.declared(fingerprint.pivot_function(assets_def))
     upstream: fingerprint.UpstreamLocks = {}
     parts = fingerprint.asset_parts(
         engine.repo,
@@ -300,7 +327,18 @@ def _plan(
         partitions_for=partitions_for,
         fallback=io.upstream_fallback(ctx.instance),
         seen=upstream,
+        **inputs.extra_parts(
+            engine.repo,
+            assets_def,
+            declared,
+            asset_graph=job.asset_layer.asset_graph,
+            resource_defs=job.resource_defs,
+            run_resources=step.run_config.get("resources"),
+            instance=ctx.instance,
+        ),
     )
+    for why in fingerprint.missing_reasons(parts):
+        ctx.log.warning(f"pivot: {why}")
     expected = formats.expect.for_asset(assets_def, key, io.formats)
     name = asset_keys.lock_name(key, partition)
     return _Plan(engine, name, parts, upstream, expected, io.single_flight_timeout_s)

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from pivot_dagster import formats, handoff
+from pivot_dagster import fingerprint, formats, handoff
 from pivot_dagster.asset_keys import PARTITION_MARK
 from pivot_dagster.engine import LOCAL_SOURCE, LOCK_SOURCE, Engine, Found
 from pivot_dagster.fingerprint import MISSING_DEP
@@ -111,11 +111,19 @@ def decide(
 
 # --- misses ------------------------------------------------------------------------------
 def missing_upstreams(parts: FingerprintParts) -> list[str]:
-    return [
+    """An input the fingerprint cannot name (an upstream without a result, one with
+    no data version, a declared file that is absent): never a hit, whatever is stored."""
+    plain = [
         f"upstream `{n}` missing (no pivot result)"
         for n, h in parts.deps.items()
         if h == MISSING_DEP
     ]
+    named = [
+        why
+        for why in fingerprint.missing_reasons(parts)
+        if not why.endswith("has no stored result: not cached")
+    ]
+    return plain + named
 
 
 def miss_causes(name: str, parts: FingerprintParts, previous: Previous) -> list[str]:

@@ -18,9 +18,11 @@ from pivot_dagster import asset_keys
 from pivot_store.lockfile import FingerprintParts, Lock
 from pivot_store.repo import Repo
 
-MISSING_DEP = "missing"
+MISSING_DEP = "missing"  # a dep value: "missing", or "missing: <why>" (see `missing_reasons`)
 # The upstream locks a fingerprint was computed from, by (repo root, lock name).
 UpstreamLocks = dict[tuple[Path, str], Lock]
+# (upstream key, partition) -> its value when it is not pivot's, else None.
+UpstreamSource = Callable[[Any, Any], str | None]
 
 
 def jsonable_params(config: Any) -> dict[str, Any]:
@@ -54,6 +56,7 @@ def dep_hashes(
     deps: Iterable[tuple[Any, Any]],
     fallback: Callable[[str], Lock | None] | None = None,
     seen: UpstreamLocks | None = None,
+    source: UpstreamSource | None = None,
 ) -> dict[str, str]:
     """`{upstream lock name: content hash}` for (asset key, partition key) pairs.
 
@@ -63,10 +66,17 @@ def dep_hashes(
     Each lock read is added to `seen` by (repo root, name), so the step loads
     exactly the upstream values the fingerprint names without parsing their
     locks again (and an input read from another project never gets them).
+    `source(key, partition)` (see `upstream_versions`) gives the value of an
+    upstream that is not pivot's (its Dagster data version), or None to read
+    the lock.
     """
     out: dict[str, str] = {}
     for key, partition in deps:
         name = asset_keys.lock_name(key, partition)
+        other = source(key, partition) if source is not None else None
+        if other is not None:
+            out[name] = other
+            continue
         lock = repo.read_lock(name)
         if lock is None and fallback is not None:
             lock = fallback(name)
@@ -86,6 +96,8 @@ def build_parts(
     deps: dict[str, str],
     partition: Any,
     code: Mapping[str, str] | None = None,
+    resources: dict[str, Any] | None = None,
+    files: dict[str, str] | None = None,
 ) -> FingerprintParts:
     """`code`: {qualified name: hash} of what a derived code version covers (see
     `code_version.derive`); empty when the version was given (the user's promise)."""
@@ -95,11 +107,30 @@ def build_parts(
         params=jsonable_params(params),
         deps=dict(sorted(deps.items())),
         partition=asset_keys.partition_str(partition),
+        resources=dict(sorted((resources or {}).items())),
+        files=dict(sorted((files or {}).items())),
     )
 
 
+def _is_missing(value: str) -> bool:
+    return value == MISSING_DEP or value.startswith(MISSING_DEP + ":")
+
+
 def has_missing(parts: FingerprintParts) -> bool:
-    return MISSING_DEP in parts.deps.values()
+    """An input pivot cannot name (no lock, no data version, no file): never a hit."""
+    return any(_is_missing(v) for v in (*parts.deps.values(), *parts.files.values()))
+
+
+def missing_reasons(parts: FingerprintParts) -> list[str]:
+    """Why `has_missing`, in words, for the run log and the materialization metadata."""
+    out = []
+    for where, values in (("upstream", parts.deps), ("file dep", parts.files)):
+        for name, v in values.items():
+            if v == MISSING_DEP:
+                out.append(f"{where} `{name}` has no stored result: not cached")
+            elif _is_missing(v):
+                out.append(f"{v[len(MISSING_DEP) + 1 :].strip()}: not cached")
+    return out
 
 
 # --- shared by `cached` (inside a step) and the pull sensor (outside any run) ----
@@ -137,11 +168,12 @@ def upstream_pairs(assets_def: Any, key: Any, partitions_for: PartitionsFor) -> 
     `partitions_for(input name, upstream key)` gives the upstream partition keys
     this partition reads, or None for an unpartitioned upstream: a step asks its
     context, the pull sensor asks the asset graph, and both then agree.
+    A self-dependency (a partition reading its own earlier partitions through a
+    partition mapping) is an upstream like any other: day N's fingerprint
+    names day N-1's content, so recomputing day N-1 makes day N a miss.
     """
     pairs: list[tuple] = []
     for input_name, up_key in assets_def.keys_by_input_name.items():
-        if up_key == key:
-            continue
         pkeys = partitions_for(input_name, up_key)
         if pkeys is None:
             pairs.append((up_key, None))
@@ -162,13 +194,19 @@ def asset_parts(
     fallback: Callable[[str], Lock | None] | None = None,
     seen: UpstreamLocks | None = None,
     code: Mapping[str, str] | None = None,
+    source: UpstreamSource | None = None,
+    resources: dict[str, Any] | None = None,
+    files: dict[str, str] | None = None,
 ) -> FingerprintParts:
-    """The parts this deployment computes for one asset partition, from local locks."""
+    """The parts this deployment computes for one asset partition, from local locks
+    (and, through `source`, the instance's data versions of non-pivot upstreams)."""
     pairs = upstream_pairs(assets_def, key, partitions_for)
     return build_parts(
         code_version=code_version,
         code=code,
         params=params,
-        deps=dep_hashes(repo, pairs, fallback, seen),
+        deps=dep_hashes(repo, pairs, fallback, seen, source),
         partition=partition,
+        resources=resources,
+        files=files,
     )

@@ -31,6 +31,7 @@ from typing import Any
 from dagster import DagsterType, MetadataValue, TypeCheck
 from dagster._core.types.dagster_type import resolve_dagster_type
 
+from pivot_dagster.fingerprint import missing_reasons
 from pivot_store.lockfile import FingerprintParts, Lock, Origin, OutputRecord
 
 # --- metadata keys -----------------------------------------------------------------
@@ -50,6 +51,7 @@ COMPUTED_BY_KEY = "pivot/computed_by"  # the origin's deployment and run
 COMPUTED_AT_KEY = "pivot/computed_at"  # the origin's time (UTC, ISO 8601)
 SAVED_KEY = "pivot/saved_s"  # a hit: the compute time it saved (the origin's duration)
 PARTITION_HASHES_KEY = "pivot/partition_hashes"  # a range run: {partition key: hash}
+NOT_CACHED_KEY = "pivot/not_cached"  # why a result could not be cached (an unnamed input)
 # Integrity checks (pivot_dagster.checks).
 OBJECTS_CHECKED_KEY = "pivot/objects_checked"
 LOCKS_CHECKED_KEY = "pivot/locks_checked"
@@ -141,8 +143,13 @@ def parts_from_json(raw: Any) -> FingerprintParts:
 
 
 def parts_metadata(parts: FingerprintParts) -> dict[str, Any]:
-    """The output metadata `cached` attaches so `handle_output` knows the parts."""
-    return {PARTS_KEY: MetadataValue.json(parts_to_json(parts))}
+    """The output metadata `cached` attaches so `handle_output` knows the parts, and
+    why the result cannot be reused when an input has no name pivot can record."""
+    meta: dict[str, Any] = {PARTS_KEY: MetadataValue.json(parts_to_json(parts))}
+    reasons = missing_reasons(parts)
+    if reasons:
+        meta[NOT_CACHED_KEY] = MetadataValue.text("; ".join(reasons))
+    return meta
 
 
 def parts_from_metadata(meta: Mapping[str, Any] | None) -> FingerprintParts | None:

@@ -13,7 +13,10 @@ push is retried on the next call and never lost; what is already on the
 remote is skipped by `transfer.push`, so a retry pushes nothing twice.
 
 `pull_matching` asks, in topological order, what this deployment would compute
-now (`fingerprint.asset_parts` outside a run: the same parts as `cached`), and
+now (`fingerprint.asset_parts` outside a run: the same parts as `cached`,
+resources' config, file deps and non-pivot upstreams' data versions included
+through `inputs.extra_parts`; an asset whose resources' config this process
+cannot resolve is not pulled), and
 takes a matching result from the local or remote run-cache: objects fetched
 and hash-checked, lock and run-cache entry written, and an
 `AssetMaterialization` returned with the content hash as data version. An
@@ -32,8 +35,9 @@ from typing import Any, NamedTuple
 
 from dagster import AssetKey, AssetMaterialization, AssetRecordsFilter
 
-from pivot_dagster import asset_keys, explain, fingerprint, formats, handoff
+from pivot_dagster import asset_keys, explain, fingerprint, formats, handoff, inputs
 from pivot_dagster.engine import LOCK_SOURCE, Engine
+from pivot_dagster.resource_config import ResourceConfigError
 from pivot_store import runcache
 from pivot_store.errors import PivotError
 from pivot_store.lockfile import Lock
@@ -184,9 +188,22 @@ def pull_matching(
             cv, code, ok, params = outside_inputs(ad, key, fn)
             if cv is None or not ok:
                 continue
+            try:
+                extra = inputs.extra_parts(
+                    repo,
+                    ad,
+                    inputs.declared(fn),
+                    asset_graph=graph,
+                    resource_defs=rdef.get_top_level_resources(),
+                    run_resources=None,
+                    instance=instance,
+                )
+            except ResourceConfigError as e:
+                log.info("pivot: %s not pulled: its resources' config: %s", key, e)
+                continue
             for pk in _partitions(ad, instance):
                 max_age = getattr(fn, "__pivot_max_age__", None)
-                ev = _pull_one(graph, ad, key, pk, cv, params, engine, code, max_age)
+                ev = _pull_one(graph, ad, key, pk, cv, params, engine, code, extra, max_age)
                 if ev is not None:
                     events.append(ev)
     return events
@@ -218,6 +235,7 @@ def outside_parts(
     params: Any,
     repo: Repo,
     code: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Any:
     """The parts a run would compute now for one partition, asked of the asset graph."""
 
@@ -236,6 +254,7 @@ def outside_parts(
         params=params,
         partition=partition,
         partitions_for=partitions_for,
+        **(extra or {}),
     )
 
 
@@ -248,9 +267,10 @@ def _pull_one(
     params: Any,
     engine: Engine,
     code: dict[str, str],
+    extra: dict[str, Any],
     max_age: timedelta | None = None,
 ) -> AssetMaterialization | None:
-    parts = outside_parts(graph, ad, key, partition, cv, params, engine.repo, code)
+    parts = outside_parts(graph, ad, key, partition, cv, params, engine.repo, code, extra)
     if fingerprint.has_missing(parts):
         return None
     name = asset_keys.lock_name(key, partition)

@@ -15,8 +15,9 @@ from typing import Any
 
 from dagster import AssetKey
 
-from pivot_dagster import asset_keys, explain, fingerprint, formats, instance_walk
+from pivot_dagster import asset_keys, explain, fingerprint, formats, inputs, instance_walk
 from pivot_dagster.engine import Engine
+from pivot_dagster.resource_config import ResourceConfigError
 from pivot_dagster.sensors import _as_pivot
 from pivot_store.errors import NotAProject, PivotError
 from pivot_store.repo import Repo
@@ -58,9 +59,21 @@ def report(defs: Any, asset: str, partition: str | None = None, instance: Any = 
     except NotAProject:
         return [f"{asset}: cache miss: a run would compute it", "  no earlier result", *notes]
     engine = Engine(repo, remote=None, pull_missing=False)  # local only: fetch nothing
+    try:  # the resources, file deps and non-pivot upstreams a run would see
+        extra = inputs.extra_parts(
+            repo,
+            ad,
+            inputs.declared(fn),
+            asset_graph=rdef.asset_graph,
+            resource_defs=rdef.get_top_level_resources(),
+            run_resources=None,
+            instance=instance,
+        )
+    except ResourceConfigError as e:
+        return [f"{asset}: cannot tell: its resources' config is not known here ({e})", *notes]
     with instance_walk._partition_context(instance):
         parts = instance_walk.outside_parts(
-            rdef.asset_graph, ad, key, partition, cv, params, repo, code
+            rdef.asset_graph, ad, key, partition, cv, params, repo, code, extra
         )
     name = asset_keys.lock_name(key, partition)
     expected = formats.expect.for_asset(ad, key, io.formats)
