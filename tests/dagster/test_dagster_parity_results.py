@@ -279,3 +279,22 @@ def test_iterator_values(io_setup: Setup) -> None:
     assert handled_outputs(r) == []
     with pytest.raises(DagsterTypeCheckDidNotPass):
         s.materialize([values])
+
+
+def test_value_through_a_custom_io_manager_key(io_setup: Setup) -> None:
+    """`test_materialize_result_with_custom_io_manager_custom_key`: the manager under
+    another resource key stores and loads (and `cached` finds it there: a hit)."""
+    s = io_setup
+
+    @s.asset(io_manager_key="io_whatever_manager")
+    def up():
+        return MaterializeResult(value="hello")
+
+    @s.asset(deps=[up], io_manager_key="io_whatever_manager")
+    def down(up: str):
+        return MaterializeResult(value=up + " world")
+
+    for r in _twice(s, [up, down], resources={"io_whatever_manager": s.io_manager}):
+        assert r.asset_value("down") == "hello world"
+    if s.is_cached:
+        assert r.asset_materializations_for_node("down")[0].metadata["pivot/cache_hit"].value

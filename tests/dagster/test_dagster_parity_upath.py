@@ -47,11 +47,14 @@ def test_json_values_round_trip(io_setup: Setup, data: Any) -> None:
     def consumed(produced: Any) -> Any:
         return produced
 
-    for _ in range(2):
+    for run in range(2):
         r = s.materialize([produced, consumed])
         for node in ("produced", "consumed"):
             out = r.output_for_node(node)
             assert out == data and type(out) is type(data)
+            if s.is_cached:  # the second run is a hit, and returns the same
+                (mat,) = r.asset_materializations_for_node(node)
+                assert mat.metadata["pivot/cache_hit"].value is (run == 1)
 
 
 @pytest.mark.parametrize(
