@@ -109,11 +109,12 @@ class PivotIOManager(ConfigurableIOManager):
         """`remote`, else the project's default remote (None without remotes)."""
         return self.engine().remote
 
-    def upstream_fallback(self, instance: Any = None) -> Any:
-        """In remote-first mode, how a missing upstream lock is found; else None."""
+    def upstream_resolver(self, instance: Any = None) -> Any:
+        """In remote-first mode, which upstream lock is current (the instance decides,
+        a local lock is used only when it agrees); else None (the local lock is)."""
         if not self.remote_first:
             return None
-        return remote_first.fallback(self.engine(), instance)
+        return remote_first.resolver(self.engine(), instance)
 
     # --- output ----------------------------------------------------------------
     def handle_output(self, context: OutputContext, obj: Any) -> None:
@@ -254,9 +255,12 @@ class PivotIOManager(ConfigurableIOManager):
         self, context: InputContext, name: str, typ: Any, locks: Mapping[tuple[Path, str], Lock]
     ) -> Any:
         engine = self.engine()
-        lock = locks.get((engine.repo.root, name)) or engine.repo.read_lock(name)
-        if lock is None and self.remote_first:
-            lock = self.upstream_fallback(_or_none(lambda: context.instance))(name)
+        lock = locks.get((engine.repo.root, name))  # judged already by the fingerprint
+        if lock is None:
+            lock = engine.repo.read_lock(name)
+            if self.remote_first:
+                resolve = self.upstream_resolver(_or_none(lambda: context.instance))
+                lock = resolve(name, lock)
         # A source asset's (or a built context's) upstream output has no name.
         out_name = _or_none(lambda: context.upstream_output.name) or "result"
         if self.remote_first and lock is not None:

@@ -1,0 +1,81 @@
+"""Remote-first on long-lived workers (Celery): each keeps its `.pivot/` between runs.
+
+Two project dirs ("workers") share one instance and one moto bucket. A worker's
+local lock of an upstream may be runs behind the instance; it is a cache, used
+only when it names the value the instance recorded (issue 16), both for the
+fingerprint (`cached`) and for loading an input (a plain asset).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dagster import asset, instance_for_test, materialize
+
+from pivot_dagster import PivotIOManager, cached
+from pivot_store.config import Config, RemoteConfig
+from pivot_store.repo import Repo
+from tests.dagster.helpers import load_stored
+
+CALLS: list[str] = []
+
+
+def _graph(version: str) -> list[Any]:
+    @asset(code_version=version)
+    @cached
+    def prices() -> list:
+        CALLS.append("prices")
+        return [1, 2, 3] if version == "1" else [10, 20, 30]
+
+    @asset(code_version="1")
+    @cached
+    def stats(prices: list) -> int:
+        CALLS.append("stats")
+        return sum(prices)
+
+    @asset
+    def shown(prices: list) -> str:
+        """Not `cached`: its input is loaded by the IO manager before the body."""
+        CALLS.append("shown")
+        return f"max={max(prices)}"
+
+    return [prices, stats, shown]
+
+
+def _worker(root: Path, cfg: dict[str, Any]) -> PivotIOManager:
+    repo = Repo.open(root)
+    repo.save_config(Config(remotes={"s3": RemoteConfig(**cfg)}, default_remote="s3"))
+    return PivotIOManager(project_dir=str(repo.root), remote_first=True)
+
+
+def _run(io: PivotIOManager, inst: Any, assets: list[Any], names: list[str]) -> None:
+    sel = [a for a in assets if a.key.to_user_string() in names]
+    assert materialize(assets, resources={"io_manager": io}, instance=inst, selection=sel).success
+
+
+def test_a_workers_stale_upstream_lock_is_not_trusted(
+    tmp_path: Path, s3_remote_config: dict[str, Any]
+) -> None:
+    one = _worker(tmp_path / "worker1", s3_remote_config)
+    two = _worker(tmp_path / "worker2", s3_remote_config)
+    with instance_for_test() as inst:
+        v1 = _graph("1")
+        CALLS.clear()
+        _run(one, inst, v1, ["prices", "stats", "shown"])
+        assert sorted(CALLS) == ["prices", "shown", "stats"]
+        # prices' code changes; it runs on worker 2. Worker 1 still holds the old lock.
+        v2 = _graph("2")
+        _run(two, inst, v2, ["prices"])
+        assert load_stored(one.get_repo().root, "prices") == [1, 2, 3]  # stale on worker 1
+        CALLS.clear()
+        _run(one, inst, v2, ["stats", "shown"])
+        # The downstream on worker 1 sees the instance's value, not its disk's.
+        assert sorted(CALLS) == ["shown", "stats"]
+        assert load_stored(one.get_repo().root, "stats") == 60
+        assert load_stored(one.get_repo().root, "shown") == "max=30"
+        assert load_stored(one.get_repo().root, "prices") == [10, 20, 30]  # cache refreshed
+        # Agreement: the refreshed local lock is used, the cached step hits.
+        CALLS.clear()
+        _run(one, inst, v2, ["stats"])
+        assert CALLS == []
