@@ -37,11 +37,15 @@ from pivot_dagster import (
 )
 from pivot_dagster.engine import Engine, MissingUpstream, UntrustedPickle
 from pivot_dagster.handoff import CacheHit, Deferred, PivotType
+from pivot_store.config import remote_from
 from pivot_store.errors import PivotError
 from pivot_store.lockfile import FingerprintParts, Lock
 from pivot_store.repo import Repo
 
 __all__ = ["MissingUpstream", "PivotIOManager", "UntrustedPickle"]
+
+#: The name of the remote given by `remote_url` when `remote` names none.
+URL_REMOTE_NAME = "io_manager"
 
 
 class PivotIOManager(ConfigurableIOManager):
@@ -50,6 +54,18 @@ class PivotIOManager(ConfigurableIOManager):
     project_dir: str = Field(default=".", description="Project folder holding `.pivot/`.")
     remote: str | None = Field(
         default=None, description="Remote name from .pivot/config.yaml for pulls and run-cache."
+    )
+    remote_url: str | None = Field(
+        default=None,
+        description="A remote by URL (s3://bucket/prefix) for a worker without "
+        ".pivot/config.yaml; named `remote` (default 'io_manager'). Also PIVOT_REMOTE_URL.",
+    )
+    remote_endpoint_url: str | None = Field(
+        default=None, description="With remote_url: an S3-compatible endpoint."
+    )
+    remote_region: str | None = Field(default=None, description="With remote_url: the region.")
+    remote_profile: str | None = Field(
+        default=None, description="With remote_url: the AWS profile for credentials."
     )
     checkout_mode: str | None = Field(
         default=None,
@@ -90,7 +106,16 @@ class PivotIOManager(ConfigurableIOManager):
         if self._engine is None:
             repo = Repo.open(Path(self.project_dir).resolve(), create=True)
             remote = self.remote
-            if not remote:
+            given = remote_from(
+                self.remote_url,
+                endpoint_url=self.remote_endpoint_url,
+                region=self.remote_region,
+                profile=self.remote_profile,
+            )
+            if given is not None:
+                remote = remote or URL_REMOTE_NAME
+                repo.use_remote(remote, given)
+            elif not remote:
                 remote = repo.config.default_remote if repo.config.remotes else None
             self._engine = Engine(
                 repo,

@@ -11,12 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from dagster import asset, instance_for_test, materialize
 
 from pivot_dagster import PivotIOManager, cached
 from pivot_store.config import Config, RemoteConfig
 from pivot_store.repo import Repo
 from tests.dagster.helpers import load_stored
+from tests.fixtures.s3 import KEY, REGION, SECRET, S3Server
 
 CALLS: list[str] = []
 
@@ -79,3 +81,45 @@ def test_a_workers_stale_upstream_lock_is_not_trusted(
         CALLS.clear()
         _run(one, inst, v2, ["stats"])
         assert CALLS == []
+
+
+@pytest.mark.parametrize("how", ["io_manager", "environment"])
+def test_an_empty_worker_reaches_the_remote_by_url(
+    tmp_path: Path,
+    s3_server: S3Server,
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    """No .pivot/config.yaml anywhere: the remote is given by URL (issue 16)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    url = f"s3://{s3_bucket}/store"
+
+    def worker(name: str) -> PivotIOManager:
+        root = tmp_path / name
+        if how == "io_manager":
+            return PivotIOManager(project_dir=str(root), remote_first=True, remote_url=url,
+                                  remote_endpoint_url=s3_server.endpoint_url,
+                                  remote_region=REGION)  # fmt: skip
+        return PivotIOManager(project_dir=str(root), remote_first=True)
+
+    if how == "environment":
+        monkeypatch.setenv("PIVOT_REMOTE_URL", url)
+        monkeypatch.setenv("PIVOT_REMOTE_ENDPOINT_URL", s3_server.endpoint_url)
+        monkeypatch.setenv("PIVOT_REMOTE_REGION", REGION)
+    v1 = _graph("1")
+    with instance_for_test() as inst:
+        CALLS.clear()
+        _run(worker("w1"), inst, v1, ["prices", "stats"])
+        assert sorted(CALLS) == ["prices", "stats"]
+    keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]]
+    assert any(k.startswith("store/runs/stats/") for k in keys)
+    # A second empty worker with a new instance: both hit through the remote.
+    with instance_for_test() as inst:
+        CALLS.clear()
+        io = worker("w2")
+        _run(io, inst, v1, ["prices", "stats"])
+        assert CALLS == []
+        assert load_stored(io.get_repo().root, "stats") == 6
+    assert not (tmp_path / "w2" / ".pivot" / "config.yaml").read_text().count("s3://")
