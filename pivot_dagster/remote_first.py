@@ -192,6 +192,7 @@ def require_remote(remote: str | None) -> str:
     if remote is None:
         raise PivotError(
             "remote-first mode needs a remote",
-            "set `remote` or `remote_url` on PivotIOManager, PIVOT_REMOTE_URL, or default_remote in .pivot/config.yaml",
+            "set `remote` or `remote_url` on PivotIOManager, PIVOT_REMOTE_URL in the "
+            "environment, or default_remote in .pivot/config.yaml",
         )
     return remote

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The real parts some tests need (tests/fixtures/parts.py): Debian's chromium for
-# the UI test, git for the .gitignore test, redis-server for the Celery test, mount(8) and root for the tmpfs
-# disk-full tests. Installs what is missing when root with apt-get; otherwise
+# the UI test, git for the .gitignore test, redis-server for the Celery test,
+# mount(8) and root for the tmpfs disk-full tests. Installs what is missing when root with apt-get; otherwise
 # warns: those tests then skip locally and fail under CI=true.
 set -eu
 missing=()
