@@ -45,6 +45,7 @@ class Cluster:
         folder.mkdir(exist_ok=True)
         log = folder.with_suffix(".log")
         exe = Path(sys.executable).with_name("celery")
+        opts = "--pool solo -c 1 --without-gossip --without-mingle --without-heartbeat -l INFO"
         proc = subprocess.Popen(
             [
                 str(exe),
@@ -57,18 +58,10 @@ class Cluster:
                 "worker",
                 "-Q",
                 queues,
-                "-c",
-                "1",
-                "--pool",
-                "solo",
                 "-n",
                 f"{name}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-l",
-                "INFO",
-            ],  # fmt: skip
+                *opts.split(),
+            ],
             cwd=folder,
             env={**self.env, "PIVOT_TEST_PRICES_VERSION": version},
             stdout=open(log, "wb"),  # noqa: SIM115
