@@ -4,7 +4,8 @@ Steps are routed to worker queues by the `dagster-celery/queue` tag, so a
 downstream runs on another worker than its upstream. `PIVOT_TEST_PRICES_VERSION`
 is `prices`' code version (the workers are restarted to change it, as a deploy
 would); every body appends `<asset> <worker dir>` to `$PIVOT_TEST_CALLS`.
-`python celery_defs.py` runs the job once (the orchestrator, in its own process).
+`python celery_defs.py` runs the job once for partition d1 of `daily` (the
+orchestrator, in its own process).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from dagster import (
     DagsterInstance,
     Definitions,
+    StaticPartitionsDefinition,
     asset,
     define_asset_job,
     execute_job,
@@ -25,6 +27,7 @@ from dagster_celery import celery_executor
 
 from pivot_dagster import PivotIOManager, cached
 
+DAYS = StaticPartitionsDefinition(["d1", "d2"])
 VERSION = os.environ.get("PIVOT_TEST_PRICES_VERSION", "1")
 
 
@@ -65,6 +68,13 @@ def counts(raw: list) -> int:
     return len(raw)
 
 
+@asset(code_version="1", partitions_def=DAYS, op_tags=_on("w1"))
+@cached
+def daily(context, prices: list) -> str:
+    _called("daily")
+    return f"{context.partition_key}:{sum(prices)}"
+
+
 @asset(op_tags=_on("w1"))
 def shown(prices: list) -> str:
     """Not `cached`: its input is loaded by the IO manager on worker 1."""
@@ -72,7 +82,7 @@ def shown(prices: list) -> str:
     return f"max={max(prices)}"
 
 
-ASSETS = [raw, prices, report, counts, shown]
+ASSETS = [raw, prices, report, counts, daily, shown]
 defs = Definitions(
     assets=ASSETS,
     jobs=[define_asset_job("all", selection=ASSETS)],
@@ -87,7 +97,8 @@ def main() -> int:
     config = {"execution": {"config": {"broker": broker, "backend": broker}}}
     with DagsterInstance.get() as instance:
         job = ReconstructableJob.for_file(__file__, "all_job")
-        with execute_job(job, instance=instance, run_config=config) as result:
+        tags = {"dagster/partition": "d1"}  # `daily`'s partition; the others have none
+        with execute_job(job, instance=instance, run_config=config, tags=tags) as result:
             return 0 if result.success else 1
 
 

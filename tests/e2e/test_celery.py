@@ -31,7 +31,7 @@ from tests.fixtures.s3 import KEY, REGION, SECRET, S3Server
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 DEFS = Path(__file__).with_name("celery_defs.py")
-CACHED = {"raw", "prices", "report", "counts"}
+CACHED = {"raw", "prices", "report", "counts", "daily"}
 
 
 class Cluster:
@@ -145,8 +145,9 @@ def test_celery_workers_keep_their_disk_and_never_serve_a_stale_upstream(
     w2 = c.start("w2", "w2", "1")
     ran = c.run("1")
     assert ran == {("raw", "w1"), ("prices", "w2"), ("report", "w1"), ("counts", "w2"),
-                   ("shown", "w1")}  # fmt: skip
+                   ("daily", "w1"), ("shown", "w1")}  # fmt: skip
     assert load_stored(w1, "report") == {"total": 60}
+    assert load_stored(w1, "daily", "d1") == "d1:60"
 
     before = len(counting.log)
     assert c.run("1") == {("shown", "w1")}  # every cached step hits
@@ -163,10 +164,11 @@ def test_celery_workers_keep_their_disk_and_never_serve_a_stale_upstream(
     c.start("w1", "w1", "2")
     c.start("w2", "w2", "2")
     ran = c.run("2")
-    assert ran == {("prices", "w2"), ("report", "w1"), ("shown", "w1")}
+    assert ran == {("prices", "w2"), ("report", "w1"), ("daily", "w1"), ("shown", "w1")}
     assert load_stored(w2, "prices") == [20, 40, 60]
     assert load_stored(w1, "report") == {"total": 120}  # not the old entry
     assert load_stored(w1, "shown") == "max=60"
+    assert load_stored(w1, "daily", "d1") == "d1:120"
     home = Path(c.env["DAGSTER_HOME"])
     report_lock = load_lock(w1, "report")
     assert _instance_hash(home, "report")[1] == report_lock.outputs[0].hash
@@ -178,6 +180,7 @@ def test_celery_workers_keep_their_disk_and_never_serve_a_stale_upstream(
     assert c.run("2") == {("shown", "w3")}
     assert load_stored(w3, "report") == {"total": 120}
     assert load_stored(w3, "shown") == "max=60"
+    assert load_stored(w3, "daily", "d1") == "d1:120"
 
 
 def load_lock(project: Path, name: str) -> Any:
