@@ -56,26 +56,41 @@ def _run(io: PivotIOManager, inst: Any, assets: list[Any], names: list[str]) -> 
     assert materialize(assets, resources={"io_manager": io}, instance=inst, selection=sel).success
 
 
-def test_a_workers_stale_upstream_lock_is_not_trusted(
+def _stale_on_worker_one(tmp: Path, cfg: dict[str, Any], inst: Any) -> tuple[Any, list[Any]]:
+    """Worker 1 computed the graph; then prices' code changed and it ran on worker 2."""
+    one = _worker(tmp / "worker1", cfg)
+    two = _worker(tmp / "worker2", cfg)
+    CALLS.clear()
+    _run(one, inst, _graph("1"), ["prices", "stats", "shown"])
+    assert sorted(CALLS) == ["prices", "shown", "stats"]
+    v2 = _graph("2")
+    _run(two, inst, v2, ["prices"])
+    assert load_stored(one.get_repo().root, "prices") == [1, 2, 3]  # stale on worker 1
+    CALLS.clear()
+    return one, v2
+
+
+def test_a_stale_upstream_lock_is_not_loaded(
     tmp_path: Path, s3_remote_config: dict[str, Any]
 ) -> None:
-    one = _worker(tmp_path / "worker1", s3_remote_config)
-    two = _worker(tmp_path / "worker2", s3_remote_config)
+    """The input load of a plain asset: the instance's value, not the worker's disk's."""
     with instance_for_test() as inst:
-        v1 = _graph("1")
-        CALLS.clear()
-        _run(one, inst, v1, ["prices", "stats", "shown"])
-        assert sorted(CALLS) == ["prices", "shown", "stats"]
-        # prices' code changes; it runs on worker 2. Worker 1 still holds the old lock.
-        v2 = _graph("2")
-        _run(two, inst, v2, ["prices"])
-        assert load_stored(one.get_repo().root, "prices") == [1, 2, 3]  # stale on worker 1
-        CALLS.clear()
-        _run(one, inst, v2, ["stats", "shown"])
-        # The downstream on worker 1 sees the instance's value, not its disk's.
-        assert sorted(CALLS) == ["shown", "stats"]
-        assert load_stored(one.get_repo().root, "stats") == 60
+        one, v2 = _stale_on_worker_one(tmp_path, s3_remote_config, inst)
+        _run(one, inst, v2, ["shown"])
+        assert CALLS == ["shown"]
         assert load_stored(one.get_repo().root, "shown") == "max=30"
+        assert load_stored(one.get_repo().root, "prices") == [10, 20, 30]  # cache refreshed
+
+
+def test_a_stale_upstream_lock_is_not_fingerprinted(
+    tmp_path: Path, s3_remote_config: dict[str, Any]
+) -> None:
+    """A `cached` downstream on worker 1 misses (the old entry is not hit) and computes."""
+    with instance_for_test() as inst:
+        one, v2 = _stale_on_worker_one(tmp_path, s3_remote_config, inst)
+        _run(one, inst, v2, ["stats"])
+        assert CALLS == ["stats"]
+        assert load_stored(one.get_repo().root, "stats") == 60
         assert load_stored(one.get_repo().root, "prices") == [10, 20, 30]  # cache refreshed
         # Agreement: the refreshed local lock is used, the cached step hits.
         CALLS.clear()
