@@ -94,8 +94,9 @@ class PivotIOManager(ConfigurableIOManager):
     remote_first: bool = Field(
         default=False,
         description="For executors that isolate steps: every output is on the remote before "
-        "the step ends (or the step fails), and upstream locks missing locally are resolved "
-        "from the remote (see pivot_dagster.remote_first).",
+        "the step ends (or the step fails), and an upstream's value is the one the instance "
+        "records: a local lock is used only when it agrees, else it is resolved from the "
+        "remote (see pivot_dagster.remote_first).",
     )
 
     _engine: Engine | None = PrivateAttr(default=None)
