@@ -325,7 +325,7 @@ def _plan(
         params=fingerprint.without_keys(op_ctx.op_config, exclude),
         partition=partition,
         partitions_for=partitions_for,
-        fallback=io.upstream_fallback(ctx.instance),
+        resolve=io.upstream_resolver(ctx.instance),
         seen=upstream,
         **inputs.extra_parts(
             engine.repo,

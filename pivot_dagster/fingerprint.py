@@ -54,15 +54,16 @@ def without_keys(config: Any, exclude: Iterable[str]) -> dict[str, Any]:
 def dep_hashes(
     repo: Repo,
     deps: Iterable[tuple[Any, Any]],
-    fallback: Callable[[str], Lock | None] | None = None,
+    resolve: Callable[[str, Lock | None], Lock | None] | None = None,
     seen: UpstreamLocks | None = None,
     source: UpstreamSource | None = None,
 ) -> dict[str, str]:
     """`{upstream lock name: content hash}` for (asset key, partition key) pairs.
 
     An upstream with no lock counts as "missing": the fingerprint then matches
-    nothing stored before the upstream existed, so the body runs. `fallback`
-    (remote-first mode) may find the lock elsewhere when there is none locally.
+    nothing stored before the upstream existed, so the body runs. `resolve`
+    (remote-first mode: `remote_first.resolver`) judges the local lock against the
+    instance, the authority, and may replace it or find one elsewhere.
     Each lock read is added to `seen` by (repo root, name), so the step loads
     exactly the upstream values the fingerprint names without parsing their
     locks again (and an input read from another project never gets them).
@@ -78,8 +79,8 @@ def dep_hashes(
             out[name] = other
             continue
         lock = repo.read_lock(name)
-        if lock is None and fallback is not None:
-            lock = fallback(name)
+        if resolve is not None:
+            lock = resolve(name, lock)
         if lock is None:
             out[name] = MISSING_DEP
         else:
@@ -191,7 +192,7 @@ def asset_parts(
     params: Any,
     partition: Any,
     partitions_for: PartitionsFor,
-    fallback: Callable[[str], Lock | None] | None = None,
+    resolve: Callable[[str, Lock | None], Lock | None] | None = None,
     seen: UpstreamLocks | None = None,
     code: Mapping[str, str] | None = None,
     source: UpstreamSource | None = None,
@@ -205,7 +206,7 @@ def asset_parts(
         code_version=code_version,
         code=code,
         params=params,
-        deps=dep_hashes(repo, pairs, fallback, seen, source),
+        deps=dep_hashes(repo, pairs, resolve, seen, source),
         partition=partition,
         resources=resources,
         files=files,

@@ -37,11 +37,15 @@ from pivot_dagster import (
 )
 from pivot_dagster.engine import Engine, MissingUpstream, UntrustedPickle
 from pivot_dagster.handoff import CacheHit, Deferred, PivotType
+from pivot_store.config import remote_from
 from pivot_store.errors import PivotError
 from pivot_store.lockfile import FingerprintParts, Lock
 from pivot_store.repo import Repo
 
 __all__ = ["MissingUpstream", "PivotIOManager", "UntrustedPickle"]
+
+#: The name of the remote given by `remote_url` when `remote` names none.
+URL_REMOTE_NAME = "io_manager"
 
 
 class PivotIOManager(ConfigurableIOManager):
@@ -50,6 +54,18 @@ class PivotIOManager(ConfigurableIOManager):
     project_dir: str = Field(default=".", description="Project folder holding `.pivot/`.")
     remote: str | None = Field(
         default=None, description="Remote name from .pivot/config.yaml for pulls and run-cache."
+    )
+    remote_url: str | None = Field(
+        default=None,
+        description="A remote by URL (s3://bucket/prefix) for a worker without "
+        ".pivot/config.yaml; named `remote` (default 'io_manager'). Also PIVOT_REMOTE_URL.",
+    )
+    remote_endpoint_url: str | None = Field(
+        default=None, description="With remote_url: an S3-compatible endpoint."
+    )
+    remote_region: str | None = Field(default=None, description="With remote_url: the region.")
+    remote_profile: str | None = Field(
+        default=None, description="With remote_url: the AWS profile for credentials."
     )
     checkout_mode: str | None = Field(
         default=None,
@@ -78,8 +94,9 @@ class PivotIOManager(ConfigurableIOManager):
     remote_first: bool = Field(
         default=False,
         description="For executors that isolate steps: every output is on the remote before "
-        "the step ends (or the step fails), and upstream locks missing locally are resolved "
-        "from the remote (see pivot_dagster.remote_first).",
+        "the step ends (or the step fails), and an upstream's value is the one the instance "
+        "records: a local lock is used only when it agrees, else it is resolved from the "
+        "remote (see pivot_dagster.remote_first).",
     )
 
     _engine: Engine | None = PrivateAttr(default=None)
@@ -90,7 +107,16 @@ class PivotIOManager(ConfigurableIOManager):
         if self._engine is None:
             repo = Repo.open(Path(self.project_dir).resolve(), create=True)
             remote = self.remote
-            if not remote:
+            given = remote_from(
+                self.remote_url,
+                endpoint_url=self.remote_endpoint_url,
+                region=self.remote_region,
+                profile=self.remote_profile,
+            )
+            if given is not None:
+                remote = remote or URL_REMOTE_NAME
+                repo.use_remote(remote, given)
+            elif not remote:
                 remote = repo.config.default_remote if repo.config.remotes else None
             self._engine = Engine(
                 repo,
@@ -109,11 +135,12 @@ class PivotIOManager(ConfigurableIOManager):
         """`remote`, else the project's default remote (None without remotes)."""
         return self.engine().remote
 
-    def upstream_fallback(self, instance: Any = None) -> Any:
-        """In remote-first mode, how a missing upstream lock is found; else None."""
+    def upstream_resolver(self, instance: Any = None) -> Any:
+        """In remote-first mode, which upstream lock is current (the instance decides,
+        a local lock is used only when it agrees); else None (the local lock is)."""
         if not self.remote_first:
             return None
-        return remote_first.fallback(self.engine(), instance)
+        return remote_first.resolver(self.engine(), instance)
 
     # --- output ----------------------------------------------------------------
     def handle_output(self, context: OutputContext, obj: Any) -> None:
@@ -254,9 +281,12 @@ class PivotIOManager(ConfigurableIOManager):
         self, context: InputContext, name: str, typ: Any, locks: Mapping[tuple[Path, str], Lock]
     ) -> Any:
         engine = self.engine()
-        lock = locks.get((engine.repo.root, name)) or engine.repo.read_lock(name)
-        if lock is None and self.remote_first:
-            lock = self.upstream_fallback(_or_none(lambda: context.instance))(name)
+        lock = locks.get((engine.repo.root, name))  # judged already by the fingerprint
+        if lock is None:
+            lock = engine.repo.read_lock(name)
+            if self.remote_first:
+                resolve = self.upstream_resolver(_or_none(lambda: context.instance))
+                lock = resolve(name, lock)
         # A source asset's (or a built context's) upstream output has no name.
         out_name = _or_none(lambda: context.upstream_output.name) or "result"
         if self.remote_first and lock is not None:

@@ -4,15 +4,21 @@ Write-through (`write_through`, called by the IO manager after each stored
 output): with `push_on_write` the result is pushed and a failure is a warning
 (the push sensor retries it); in remote-first mode it is pushed or the step fails.
 
-Remote-first mode: every step may run on an empty machine that shares only the
-remote. With Dagster's k8s/docker/celery executors each step starts with an
-empty `.pivot/`, so the local store is only a cache and the remote is the record:
+Remote-first mode: every step may run on a machine that shares only the remote
+(and usually the instance) with the others. With Dagster's k8s/docker
+executors each step starts with an empty `.pivot/`; Celery workers keep theirs
+between steps and runs. Either way the local store is only a cache and the
+remote (with the instance) is the record:
 
 - after an output is stored (or restored on a hit), its objects and run-cache
   entry are pushed before the step ends, then a "latest" pointer for its lock
   name is published (`pointers.publish_latest`: a new immutable file per
   result, newest by created_at wins, nothing overwritten);
-- an upstream lock missing locally is resolved, in order, from (1) this Dagster
+- an upstream's lock is the one this Dagster instance records: a local lock
+  is a cache of it, used only when its hash is the one the instance's latest
+  materialization recorded (a long-lived Celery worker keeps its `.pivot/`
+  from earlier runs, so its lock may name an older value). A lock missing or
+  disagreeing locally is resolved, in order, from (1) this Dagster
   instance's latest materialization of that asset partition (its `pivot/hash`
   and `pivot/fingerprint` metadata, looked up in the remote run-cache): the
   authority inside one deployment, whose steps share the instance; then (2) the
@@ -72,15 +78,22 @@ def _from_instance(engine: Engine, name: str, recorded: tuple[str, str]) -> RunE
     return engine.latest_entry(name, output_hash=h)
 
 
-def _resolve(engine: Engine, name: str, instance: Any) -> Lock | None:
+def _agrees(lock: Lock | None, recorded: tuple[str, str]) -> bool:
+    return lock is not None and bool(lock.outputs) and lock.outputs[0].hash == recorded[1]
+
+
+def _resolve(engine: Engine, name: str, instance: Any, local: Lock | None = None) -> Lock | None:
     # The instance is the authority: when it records a result, only that result
-    # is used (never another deployment's newer pointer); pointers decide only
-    # when the instance knows nothing of this asset.
+    # is used (never another deployment's newer pointer, never a local lock that
+    # names another value: a long-lived worker's disk may be runs behind, issue 16);
+    # the local lock, then pointers, decide only when the instance knows nothing.
     recorded = _recorded(name, instance) if instance is not None else None
     if recorded is False:
         log.warning("pivot: the instance's latest materialization of %s is not pivot's", name)
         return None
     if recorded is not None:
+        if _agrees(local, recorded):
+            return local  # the cache agrees: no remote request
         entry = _from_instance(engine, name, recorded)
         if entry is None:
             log.warning(
@@ -89,6 +102,8 @@ def _resolve(engine: Engine, name: str, instance: Any) -> Lock | None:
                 name,
             )
             return None
+    elif local is not None:
+        return local
     else:
         entry = engine.latest_entry(name)
     if entry is None:
@@ -105,19 +120,20 @@ def _resolve(engine: Engine, name: str, instance: Any) -> Lock | None:
 
 
 def resolve_upstream(repo: Repo, remote: str, name: str, instance: Any = None) -> Lock | None:
-    """The current lock of upstream `name` from the instance or the remote; written locally."""
-    return _resolve(Engine(repo, remote=remote), name, instance)
+    """The current lock of upstream `name`: the local one when the instance agrees (or
+    knows nothing), else the instance's (or the remote's latest) result, written locally."""
+    return _resolve(Engine(repo, remote=remote), name, instance, repo.read_lock(name))
 
 
-def fallback(engine: Engine, instance: Any) -> Callable[[str], Lock | None]:
-    """`fingerprint.dep_hashes`' fallback for a missing upstream lock."""
+def resolver(engine: Engine, instance: Any) -> Callable[[str, Lock | None], Lock | None]:
+    """`fingerprint.dep_hashes`' and the input load's judge of an upstream's local lock."""
 
-    def find(name: str) -> Lock | None:
+    def current(name: str, local: Lock | None) -> Lock | None:
         if engine.remote is None:
-            return None
-        return _resolve(engine, name, instance)
+            return local
+        return _resolve(engine, name, instance, local)
 
-    return find
+    return current
 
 
 def push_result(engine: Engine, lock: Lock, *, run_cache: bool, latest: bool) -> list[str]:
@@ -176,6 +192,7 @@ def require_remote(remote: str | None) -> str:
     if remote is None:
         raise PivotError(
             "remote-first mode needs a remote",
-            "set `remote` on PivotIOManager or default_remote in .pivot/config.yaml",
+            "set `remote` or `remote_url` on PivotIOManager, PIVOT_REMOTE_URL in the "
+            "environment, or default_remote in .pivot/config.yaml",
         )
     return remote

@@ -9,10 +9,17 @@ remotes:
 default_remote: origin
 checkout_mode: hardlink
 ```
+
+A worker without a config file (a container, a Celery worker) names its remote
+in the environment instead; `with_env_remote` adds it to the loaded config:
+`PIVOT_REMOTE_URL` (required), `PIVOT_REMOTE_ENDPOINT_URL`, `PIVOT_REMOTE_REGION`,
+`PIVOT_REMOTE_PROFILE`, `PIVOT_REMOTE_JOBS`, under the name `PIVOT_REMOTE_NAME`
+(default `env`). It is the default remote unless the file names one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +94,55 @@ class Config(BaseModel):
         return name, self.remotes[name]
 
 
+#: The environment's remote: variable suffix -> RemoteConfig field.
+ENV_PREFIX = "PIVOT_REMOTE_"
+ENV_FIELDS = ("url", "endpoint_url", "region", "profile", "jobs")
+ENV_DEFAULT_NAME = "env"
+
+
+def remote_from(
+    url: str | None,
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+    jobs: int | str | None = None,
+) -> RemoteConfig | None:
+    """A RemoteConfig from given settings (None without a URL); ConfigError when invalid."""
+    if not url:
+        return None
+    given = {"endpoint_url": endpoint_url, "region": region, "profile": profile, "jobs": jobs}
+    try:
+        return RemoteConfig(url=url, **{k: v for k, v in given.items() if v not in (None, "")})
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"remote {url!r} is invalid at {where}: {first['msg']}",
+            "fix the remote URL or its settings",
+        ) from None
+
+
+def with_remote(config: Config, name: str, remote: RemoteConfig) -> Config:
+    """`config` plus `remote` as `name` (replacing one of that name), in memory only.
+    It becomes the default unless the file names another default."""
+    remotes = {**config.remotes, name: remote}
+    default = config.default_remote if config.default_remote in config.remotes else name
+    return config.model_copy(update={"remotes": remotes, "default_remote": default})
+
+
+def with_env_remote(config: Config, environ: Mapping[str, str]) -> Config:
+    """`config` plus the environment's remote (`PIVOT_REMOTE_URL` ...), if one is set.
+    Never saved: the file keeps only what `pivot remote` wrote."""
+    given = {f: environ.get(ENV_PREFIX + f.upper()) for f in ENV_FIELDS}
+    remote = remote_from(given.pop("url"), **given)
+    if remote is None:
+        return config
+    return with_remote(config, environ.get(ENV_PREFIX + "NAME") or ENV_DEFAULT_NAME, remote)
+
+
 def load_config(path: Path) -> Config:
+    """The file's config alone (`Repo.config` adds the environment's remote)."""
     if not path.exists():
         return Config()
     try:

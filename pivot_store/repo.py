@@ -30,7 +30,7 @@ from pivot_store.objects import ObjectStore
 from pivot_store.state import MIN_SIZE, State
 
 if TYPE_CHECKING:
-    from pivot_store.config import Config
+    from pivot_store.config import Config, RemoteConfig
     from pivot_store.remote import Remote
     from pivot_store.sync import Target
     from pivot_store.transfer_result import Result
@@ -95,15 +95,31 @@ class Repo:
     # --- parts --------------------------------------------------------------
     @cached_property
     def config(self) -> Config:
+        """The file's config plus the process's remotes: the environment's
+        (`PIVOT_REMOTE_URL` ..., see config.py) and any `use_remote` added."""
+        from pivot_store.config import with_env_remote
+
+        return with_env_remote(self.file_config(), os.environ)
+
+    def file_config(self) -> Config:
+        """`.pivot/config.yaml` alone: what `pivot remote` edits and saves."""
         from pivot_store.config import load_config
 
         return load_config(self.config_path)
+
+    def use_remote(self, name: str, remote: RemoteConfig) -> None:
+        """Add `remote` as `name` for this process only (the IO manager's `remote_url`),
+        the default unless the file names one. Every remote user goes through
+        `config.remote(name)` (sync.opened), so this is the one factory's input."""
+        from pivot_store.config import with_remote
+
+        self.__dict__["config"] = with_remote(self.config, name, remote)
 
     def save_config(self, config: Config) -> None:
         from pivot_store.config import save_config
 
         save_config(self.config_path, config)
-        self.__dict__["config"] = config
+        self.__dict__.pop("config", None)  # re-read with the environment's remote
 
     @cached_property
     def objects(self) -> ObjectStore:

@@ -30,7 +30,7 @@ def add(
     from pivot_store.errors import ConfigError
 
     repo = _repo()
-    data = repo.config.model_dump(mode="json")
+    data = repo.file_config().model_dump(mode="json")
     if name in data["remotes"]:
         raise ConfigError(f"remote {name!r} already exists", "use `pivot remote modify`")
     data["remotes"][name] = {"url": url}
@@ -54,8 +54,8 @@ def remove(name: str) -> None:
     from pivot_store.config import Config
 
     repo = _repo()
-    _known(repo.config, name)
-    data = repo.config.model_dump(mode="json")
+    _known(repo.file_config(), name)
+    data = repo.file_config().model_dump(mode="json")
     del data["remotes"][name]
     if data.get("default_remote") == name:
         data["default_remote"] = None
@@ -68,8 +68,8 @@ def default(name: str) -> None:
     from pivot_store.config import Config
 
     repo = _repo()
-    _known(repo.config, name)
-    data = repo.config.model_dump(mode="json")
+    _known(repo.file_config(), name)
+    data = repo.file_config().model_dump(mode="json")
     data["default_remote"] = name
     repo.save_config(_validated(Config, data))
     console().print(f"default remote is now {name}")
@@ -82,8 +82,8 @@ def modify(name: str, key: str, value: str) -> None:
     from pivot_store.config import Config
 
     repo = _repo()
-    _known(repo.config, name)
-    data = repo.config.model_dump(mode="json")
+    _known(repo.file_config(), name)
+    data = repo.file_config().model_dump(mode="json")
     try:  # `jobs 8` is an int, `verify false` a bool; anything unparsable stays text
         parsed = yaml.safe_load(value) if key != "url" else value
     except yaml.YAMLError:

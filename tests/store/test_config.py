@@ -79,3 +79,44 @@ def test_unknown_remote_names_it_and_the_fix() -> None:
         cfg.remote(None)  # two remotes, no default
     with pytest.raises(ConfigError, match="configured: none"):
         Config().remote("x")
+
+
+def test_environment_names_a_remote_without_a_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker with no .pivot/config.yaml: PIVOT_REMOTE_* name its remote (issue 16)."""
+    from pivot_store.repo import Repo
+
+    monkeypatch.setenv("PIVOT_REMOTE_URL", "s3://bucket/prefix/")
+    monkeypatch.setenv("PIVOT_REMOTE_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("PIVOT_REMOTE_REGION", "eu-west-3")
+    monkeypatch.setenv("PIVOT_REMOTE_PROFILE", "worker")
+    repo = Repo.open(tmp_path / "p")
+    name, remote = repo.config.remote(None)
+    assert (name, remote.url) == ("env", "s3://bucket/prefix")
+    assert remote.storage_options() == {
+        "endpoint_url": "http://127.0.0.1:9", "region": "eu-west-3", "profile": "worker"
+    }  # fmt: skip
+    # Never written to the file: `pivot remote` edits only what the file holds.
+    assert repo.file_config().remotes == {}
+    repo.save_config(repo.file_config())
+    assert "bucket" not in repo.config_path.read_text()
+    assert repo.config.remote("env")[1].url == "s3://bucket/prefix"
+
+
+def test_environment_remote_keeps_the_files_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pivot_store.repo import Repo
+
+    repo = Repo.open(tmp_path / "p")
+    repo.save_config(Config(remotes={"origin": RemoteConfig(url="s3://o/p")},
+                            default_remote="origin"))  # fmt: skip
+    monkeypatch.setenv("PIVOT_REMOTE_URL", "s3://other/p")
+    monkeypatch.setenv("PIVOT_REMOTE_NAME", "worker")
+    repo = Repo.open(tmp_path / "p")
+    assert repo.config.remote(None)[1].url == "s3://o/p"
+    assert repo.config.remote("worker")[1].url == "s3://other/p"
+    monkeypatch.setenv("PIVOT_REMOTE_JOBS", "0")
+    with pytest.raises(ConfigError, match="jobs"):
+        _ = Repo.open(tmp_path / "p").config
