@@ -283,7 +283,7 @@ def test_a_stalled_connection_times_out_within_the_configured_timeout(stage: str
     elapsed, err = outcome[0]
     expected = ReadTimeoutError if stage == "read" else ConnectTimeoutError
     assert isinstance(err, expected), repr(err)
-    assert 0.9 <= elapsed < 4, elapsed
+    assert 0.9 <= elapsed < 6, elapsed  # 1 s, not the default 10 s / 30 s (slack: a loaded CI)
 
 
 @pytest.mark.parametrize("mode", ["truncate", "stall"])
