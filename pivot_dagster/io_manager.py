@@ -166,14 +166,7 @@ class PivotIOManager(ConfigurableIOManager):
                 )
             finally:  # the lock is written (or never will be): others may look now
                 flights.release(engine.repo, name)
-        remote_first.write_through(
-            engine,
-            lock,
-            cacheable=cacheable,
-            remote_first=self.remote_first,
-            push_on_write=self.push_on_write,
-            step_log=context.log,
-        )
+        self._write_through(engine, lock, cacheable, context)
         out = lock.outputs[0]
         if hit:
             _capture_stored_value(context, engine, out, name)
@@ -212,17 +205,23 @@ class PivotIOManager(ConfigurableIOManager):
             lock = engine.save_computed(
                 name, parts, obj[pk], handler, context.name, run_cache=False, origin=origin
             )
-            remote_first.write_through(
-                engine,
-                lock,
-                cacheable=False,
-                remote_first=self.remote_first,
-                push_on_write=self.push_on_write,
-                step_log=context.log,
-            )
+            self._write_through(engine, lock, False, context)
             hashes[pk] = lock.outputs[0].hash
         context.add_output_metadata({handoff.PARTITION_HASHES_KEY: MetadataValue.json(hashes)})
         context.log.info(f"pivot: stored {key} for {len(pkeys)} partitions, one lock each")
+
+    def _write_through(
+        self, engine: Engine, lock: Lock, cacheable: bool, context: OutputContext
+    ) -> None:
+        """What reaches the remote now (remote-first, push_on_write): `remote_first`'s call."""
+        remote_first.write_through(
+            engine,
+            lock,
+            cacheable=cacheable,
+            remote_first=self.remote_first,
+            push_on_write=self.push_on_write,
+            step_log=context.log,
+        )
 
     def _forced_format(self, context: OutputContext) -> str | None:
         forced = (context.definition_metadata or {}).get(handoff.FORMAT_KEY)
