@@ -37,6 +37,7 @@ from dagster import AssetKey, AssetMaterialization, AssetRecordsFilter
 
 from pivot_dagster import asset_keys, explain, fingerprint, formats, handoff, inputs
 from pivot_dagster.engine import LOCK_SOURCE, Engine
+from pivot_dagster.remote_first import resolver
 from pivot_dagster.resource_config import ResourceConfigError
 from pivot_store import runcache
 from pivot_store.errors import PivotError
@@ -170,12 +171,19 @@ def pull_matching(
     instance: Any = None,
     selection: Iterable[AssetKey] | None = None,
     trust_remote_pickle: bool = False,
+    remote_first: bool = False,
 ) -> list[AssetMaterialization]:
-    """Pull results matching this deployment's fingerprints; the events to record (see doc)."""
+    """Pull results matching this deployment's fingerprints; the events to record (see doc).
+
+    `remote_first`: upstream values as the instance records them (a local lock is
+    used only when it agrees), as the steps of such a deployment see them; a stale
+    local lock must not make an old result look current.
+    """
     rdef = repository_def(defs)
     graph = rdef.asset_graph
     wanted = set(selection) if selection is not None else None
     engine = Engine(repo, remote=remote, trust_remote_pickle=trust_remote_pickle)
+    extra_resolve = {"resolve": resolver(engine, instance)} if remote_first else {}
     events: list[AssetMaterialization] = []
     with _partition_context(instance):
         for key in graph.toposorted_asset_keys:
@@ -201,6 +209,7 @@ def pull_matching(
             except ResourceConfigError as e:
                 log.info("pivot: %s not pulled: its resources' config: %s", key, e)
                 continue
+            extra = {**extra, **extra_resolve}
             for pk in _partitions(ad, instance):
                 max_age = getattr(fn, "__pivot_max_age__", None)
                 ev = _pull_one(graph, ad, key, pk, cv, params, engine, code, extra, max_age)

@@ -147,6 +147,7 @@ def pivot_pull_sensor(
                 instance=context.instance,
                 selection=keys,
                 trust_remote_pickle=io.trust_remote_pickle,
+                remote_first=io.remote_first,
             )
         if not events:
             return SensorResult(skip_reason="pivot: no new matching results on the remote")

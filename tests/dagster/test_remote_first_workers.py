@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import asset, instance_for_test, materialize
+from dagster import AssetKey, asset, instance_for_test, materialize
 
 from pivot_dagster import PivotIOManager, cached
 from pivot_store.config import Config, RemoteConfig
@@ -138,3 +138,36 @@ def test_an_empty_worker_reaches_the_remote_by_url(
         assert CALLS == []
         assert load_stored(io.get_repo().root, "stats") == 6
     assert not (tmp_path / "w2" / ".pivot" / "config.yaml").read_text().count("s3://")
+
+
+@pytest.mark.parametrize("remote_first", [False, True])
+def test_the_pull_sensor_does_not_record_an_old_result_from_a_stale_lock(
+    tmp_path: Path, s3_remote_config: dict[str, Any], remote_first: bool
+) -> None:
+    """The pull walk of a remote-first deployment judges upstreams as its steps do: a
+    worker's stale `prices` lock must not make the old `stats` entry on the remote
+    look current (recorded as the latest `stats`, it would be a stale result)."""
+    import shutil
+
+    from dagster import Definitions
+
+    from pivot_dagster import instance_walk
+
+    with instance_for_test() as inst:
+        one, v2 = _stale_on_worker_one(tmp_path, s3_remote_config, inst)
+        repo = one.get_repo()
+        repo.lock_path("stats").unlink()  # this deployment never had stats itself
+        shutil.rmtree(repo.runs_dir / "stats", ignore_errors=True)
+        defs = Definitions(assets=v2, resources={"io_manager": one})
+        events = instance_walk.pull_matching(  # a sensor selecting `stats` only
+            defs,
+            repo,
+            "s3",
+            instance=inst,
+            selection=[AssetKey("stats")],
+            remote_first=remote_first,
+        )
+        pulled = {e.asset_key.to_user_string() for e in events}
+        # Plain mode trusts local locks by design (it pulls into this project); in
+        # remote-first mode the instance decides, and the old stats is not pulled.
+        assert ("stats" in pulled) is (not remote_first)
