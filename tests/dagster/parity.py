@@ -16,7 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterInstance, FilesystemIOManager, asset, materialize, multi_asset
+from dagster import (
+    DagsterInstance,
+    FilesystemIOManager,
+    PartitionMapping,
+    asset,
+    materialize,
+    multi_asset,
+)
+from dagster._core.definitions.partitions.mapping.partition_mapping import (
+    UpstreamPartitionsResult,
+)
 
 from pivot_dagster import PivotIOManager, cached
 
@@ -98,3 +108,31 @@ def differs(
     (docs/io-manager.md, "Where pivot differs from Dagster's IO managers")."""
     if setup.name in where:
         request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+
+
+class UpstreamOnlyMapping(PartitionMapping):
+    """A test partition mapping: subclasses say only which upstream partitions a
+    downstream subset reads (`upstream_subset`) and how it is called."""
+
+    label = "test mapping"
+
+    def upstream_subset(self, downstream_subset: Any, upstream_partitions_def: Any) -> Any:
+        raise NotImplementedError
+
+    def get_upstream_mapped_partitions_result_for_partitions(
+        self, downstream_subset: Any, downstream_def: Any, upstream_partitions_def: Any, *_: Any
+    ) -> UpstreamPartitionsResult:
+        return UpstreamPartitionsResult(
+            partitions_subset=self.upstream_subset(downstream_subset, upstream_partitions_def),
+            required_but_nonexistent_subset=upstream_partitions_def.empty_subset(),
+        )
+
+    def get_downstream_partitions_for_partitions(self, *args: Any, **kw: Any) -> Any:
+        raise NotImplementedError
+
+    def validate_partition_mapping(self, *args: Any, **kw: Any) -> None:
+        return None
+
+    @property
+    def description(self) -> str:
+        return self.label

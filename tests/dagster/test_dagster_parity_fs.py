@@ -24,18 +24,14 @@ from dagster import (
     MultiPartitionKey,
     MultiPartitionsDefinition,
     Output,
-    PartitionMapping,
     StaticPartitionsDefinition,
     TimeWindowPartitionMapping,
     define_asset_job,
     graph,
     op,
 )
-from dagster._core.definitions.partitions.mapping.partition_mapping import (
-    UpstreamPartitionsResult,
-)
 
-from tests.dagster.parity import Setup, handled_outputs, loaded_inputs
+from tests.dagster.parity import Setup, UpstreamOnlyMapping, handled_outputs, loaded_inputs
 
 
 # --- assets ---------------------------------------------------------------------------
@@ -167,26 +163,13 @@ def test_unannotated_none_is_stored(io_setup: Setup) -> None:
     assert r.output_for_node("asset2") == [None]
 
 
-class _NoPartitions(PartitionMapping):
+class _NoPartitions(UpstreamOnlyMapping):
     """Maps every downstream partition to no upstream partition at all."""
 
-    def get_upstream_mapped_partitions_result_for_partitions(
-        self, downstream_subset: Any, downstream_def: Any, upstream_partitions_def: Any, *_: Any
-    ) -> UpstreamPartitionsResult:
-        return UpstreamPartitionsResult(
-            partitions_subset=upstream_partitions_def.empty_subset(),
-            required_but_nonexistent_subset=upstream_partitions_def.empty_subset(),
-        )
+    label = "no partitions"
 
-    def get_downstream_partitions_for_partitions(self, *args: Any, **kw: Any) -> Any:
-        raise NotImplementedError
-
-    def validate_partition_mapping(self, *args: Any, **kw: Any) -> None:
-        return None
-
-    @property
-    def description(self) -> str:
-        return "no partitions"
+    def upstream_subset(self, downstream_subset: Any, upstream_partitions_def: Any) -> Any:
+        return upstream_partitions_def.empty_subset()
 
 
 def test_mapping_to_no_partitions_gives_none(io_setup: Setup) -> None:

@@ -26,7 +26,6 @@ from dagster import (
     MultiToSingleDimensionPartitionMapping,
     OpExecutionContext,
     PartitionKeyRange,
-    PartitionMapping,
     SpecificPartitionsPartitionMapping,
     StaticPartitionMapping,
     StaticPartitionsDefinition,
@@ -35,11 +34,8 @@ from dagster import (
     graph,
     op,
 )
-from dagster._core.definitions.partitions.mapping.partition_mapping import (
-    UpstreamPartitionsResult,
-)
 
-from tests.dagster.parity import Setup, handled_outputs
+from tests.dagster.parity import Setup, UpstreamOnlyMapping, handled_outputs
 
 ABCD = StaticPartitionsDefinition(["a", "b", "c", "d"])
 
@@ -94,31 +90,18 @@ def test_unpartitioned_downstream_in_a_partitioned_run(
         assert [m.partition for m in r.asset_materializations_for_node("upstream")] == ["b"]
 
 
-class _TrailingWindow(PartitionMapping):
+class _TrailingWindow(UpstreamOnlyMapping):
     """Each downstream partition reads itself and the one before it (as in Dagster's test)."""
 
-    def get_upstream_mapped_partitions_result_for_partitions(
-        self, downstream_subset: Any, downstream_def: Any, upstream_partitions_def: Any, *_: Any
-    ) -> UpstreamPartitionsResult:
+    label = "trailing window"
+
+    def upstream_subset(self, downstream_subset: Any, upstream_partitions_def: Any) -> Any:
         keys = list(downstream_subset.get_partition_keys())
         first = str(max(1, int(keys[0]) - 1))
         subset = upstream_partitions_def.empty_subset().with_partition_key_range(
             upstream_partitions_def, PartitionKeyRange(first, keys[-1])
         )
-        return UpstreamPartitionsResult(
-            partitions_subset=subset,
-            required_but_nonexistent_subset=upstream_partitions_def.empty_subset(),
-        )
-
-    def get_downstream_partitions_for_partitions(self, *args: Any, **kw: Any) -> Any:
-        raise NotImplementedError
-
-    def validate_partition_mapping(self, *args: Any, **kw: Any) -> None:
-        return None
-
-    @property
-    def description(self) -> str:
-        return "trailing window"
+        return subset
 
 
 def test_custom_partition_mapping(io_setup: Setup) -> None:
