@@ -23,8 +23,11 @@ from typing import TYPE_CHECKING
 from pivot_store import atomic
 from pivot_store import oid as oids
 from pivot_store.manifest import read_manifest
+from pivot_store.manifest_index import files_of
+from pivot_store.state import NullState
 
 if TYPE_CHECKING:
+    from pivot_store.lock_index import LockSummary
     from pivot_store.lockfile import Lock
     from pivot_store.objects import ObjectStore
 
@@ -41,14 +44,27 @@ class GcResult:
     runs_removed: int = 0  # local run-cache entries outside the keep policy
 
 
-def referenced(objects: ObjectStore, locks: Iterable[Lock]) -> set[str]:
-    """Every object the locks need, the files of their folders' manifests included."""
+def referenced(
+    objects: ObjectStore, locks: Iterable[Lock | LockSummary], state: NullState | None = None
+) -> set[str]:
+    """Every object the locks need, the files of their folders' manifests included.
+
+    `locks` may be full locks or `Repo.lock_summaries` (only output hashes are
+    read); with `state`, each manifest is parsed once (`manifest_index`).
+    """
     refs: set[str] = set()
+    dirs: set[str] = set()
     for lock in locks:
         for out in lock.outputs:
             refs.add(out.hash)
-            if oids.is_dir(out.hash) and objects.exists(out.hash):
-                refs.update(e.hash for e in read_manifest(objects, out.hash).files())  # type: ignore[misc]
+            if oids.is_dir(out.hash) and out.hash not in dirs and objects.exists(out.hash):
+                dirs.add(out.hash)
+    if state is not None:
+        for files in files_of(objects, state, sorted(dirs)).values():
+            refs.update(files)
+        return refs
+    for d in dirs:
+        refs.update(e.hash for e in read_manifest(objects, d).files())  # type: ignore[misc]
     return refs
 
 

@@ -10,6 +10,7 @@ Reading a manifest validates every path: a hostile manifest cannot name
 from __future__ import annotations
 
 import json
+import operator
 import os
 import stat
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from pivot_store.objects import ObjectStore
 from pivot_store.state import NullState
 
 MANIFEST_VERSION = 1
+_NAME = operator.attrgetter("name")
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ def scan(
     while stack:
         folder, prefix = stack.pop()
         with os.scandir(folder) as it:
-            entries = sorted(it, key=lambda e: e.name)
+            entries = sorted(it, key=_NAME)
         if not entries and prefix:
             yield prefix.rstrip("/"), os.fspath(folder), None
         for e in entries:
@@ -161,12 +163,15 @@ def build(
     move: bool = False,
     link_roots: tuple[Path, ...] = (),
     unlinked: list[str] | None = None,
+    seen: list[tuple[str, os.stat_result | None]] | None = None,
 ) -> Manifest:
     """Hash a folder; with `objects`, also add its files (and the manifest itself).
 
     `unlinked`, when given, collects the non-empty files that are not now their
     cache object (a move-add could not link them, or `move` is off): after a
     move-add that leaves it empty, a hardlink checkout would change nothing.
+    `seen`, when given, collects (relpath, stat) of each entry as it was before
+    its file was hashed (`workspace_index` signs a folder's state with them).
     """
     entries = []
     if objects is not None:
@@ -174,6 +179,8 @@ def build(
     with state.batch():  # one state-db commit for the folder, not one per file
         for rel, path, st in scan(root, link_roots):
             keys.validate_name(rel)
+            if seen is not None:
+                seen.append((rel, st))
             if st is None:
                 entries.append(Entry(rel, None))
                 continue

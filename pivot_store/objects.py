@@ -13,7 +13,7 @@ import itertools
 import os
 import secrets
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -26,6 +26,8 @@ from pivot_store.provenance import Provenance
 from pivot_store.state import MIN_SIZE
 
 READ_ONLY = 0o444
+# `missing` lists a shard instead of stat-ing each object from this many on.
+_LIST_AT = 16
 EXECUTABLE = 0o555
 
 
@@ -73,7 +75,29 @@ class ObjectStore:
         return self.root / oids.relpath(oid)
 
     def exists(self, oid: str) -> bool:
-        return self.path(oid).exists()
+        return os.path.exists(self._final(oid))
+
+    def missing(self, wanted: Iterable[str], *, valid: bool = False) -> set[str]:
+        """Those of `wanted` not in the cache: one listing per shard that many of them
+        share (a no-op push of 100,000 objects), else one `stat` each. `valid`: the
+        caller read every id from a validated record (else each is validated here)."""
+        by_shard: dict[str, list[str]] = {}
+        for oid in wanted:
+            if not valid:
+                oids.validate(oid)
+            by_shard.setdefault(oid[:2], []).append(oid)
+        gone: set[str] = set()
+        for shard, group in by_shard.items():
+            folder = f"{self._root_s}/{shard}/"
+            if len(group) < _LIST_AT:
+                gone.update(o for o in group if not os.path.exists(folder + o[2:]))
+                continue
+            try:
+                names = set(os.listdir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                names = set()
+            gone.update(o for o in group if o[2:] not in names)
+        return gone
 
     def iter_oids(self) -> Iterator[str]:
         """Every object id in the cache (temp files and stray names skipped)."""

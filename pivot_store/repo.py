@@ -19,15 +19,18 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pivot_store import atomic, keys
+from pivot_store import keys
 from pivot_store import oid as oids
 from pivot_store.checkout import Checkout
 from pivot_store.errors import LockError, NotAProject, TrackError
+from pivot_store.gitignore import add as _gitignore_add
+from pivot_store.lock_index import LockIndex, LockSummary, OutputSummary
 from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord, read_lock, write_lock
 from pivot_store.manifest import Manifest, read_manifest
 from pivot_store.manifest import build as build_manifest
 from pivot_store.objects import ObjectStore
 from pivot_store.state import MIN_SIZE, State
+from pivot_store.workspace_index import WorkspaceIndex, output_status
 
 if TYPE_CHECKING:
     from pivot_store.config import Config, RemoteConfig
@@ -191,14 +194,16 @@ class Repo:
         write_lock(self.lock_path(lock.name), lock)
 
     def lock_names(self) -> list[str]:
-        if not self.stages_dir.is_dir():
-            return []
-        names = [
-            keys.name_from_lock_path(self.stages_dir, p)
-            for p in self.stages_dir.rglob("*" + keys.LOCK_SUFFIX)
-            if not atomic.is_temp(p.name)  # a writer's temp, never a lock
-        ]
-        return sorted(names)
+        return self.lock_index.names()  # a writer's temp is never a lock
+
+    @cached_property
+    def lock_index(self) -> LockIndex:
+        return LockIndex(self.stages_dir, self.state)
+
+    def lock_summaries(self, names: list[str] | None = None) -> list[LockSummary]:
+        """`iter_locks` as status, push and gc need it: an unchanged lock is not read
+        again (`lock_index`). The named locks (all when None, sorted by name)."""
+        return self.lock_index.summaries(names)
 
     def iter_locks(self, names: list[str] | None = None) -> Iterator[Lock]:
         """The named locks (all when None); a name with no lock is an error."""
@@ -322,38 +327,29 @@ class Repo:
         _gitignore_add(self.root, rel)
         return lock
 
-    def output_status(self, out: OutputRecord) -> str:
-        if out.path is None:
-            return "ok" if self.objects.exists(out.hash) else "missing from cache"
-        dest = self.root / out.path
-        in_cache = self.objects.exists(out.hash)
-        if not dest.exists():
-            return "missing from workspace" if in_cache else "missing from cache"
-        if out.kind == "dir":
-            current = (
-                build_manifest(dest, None, self.state, link_roots=(self.objects.root,)).oid()
-                if dest.is_dir()
-                else None
-            )
-        else:
-            current = self._file_hash(dest, out.hash)
-        if current != out.hash:
-            return "modified"
-        if not in_cache:
-            return "missing from cache"
-        return "ok"
+    def output_status(self, out: OutputRecord | OutputSummary) -> str:
+        """ok | modified | missing from workspace | missing from cache."""
+        index = self._workspace_index()
+        try:
+            return output_status(self.objects, index, self.root, out)
+        finally:
+            index.flush()
 
-    def _file_hash(self, dest: Path, expected: str) -> str | None:
-        # No inode shortcut: a hardlinked file written in place (root ignores
-        # 0444) shares the object's inode, and only its stamp and bytes tell.
-        return None if dest.is_dir() else self.state.hash(dest)
+    def _workspace_index(self) -> WorkspaceIndex:
+        return WorkspaceIndex(self.state, (self.objects.root,))
 
     def status(self, names: list[str] | None = None) -> list[StatusRow]:
-        rows = []
-        for lock in self.iter_locks(names):
-            for out in lock.outputs:
-                rows.append(StatusRow(lock.name, out.path, self.output_status(out)))
-        return rows
+        locks = self.lock_summaries(names)
+        index = self._workspace_index()
+        index.prefetch([f"{self.root}/{o.path}" for lk in locks for o in lk.outputs if o.path])
+        try:
+            return [
+                StatusRow(lk.name, o.path, output_status(self.objects, index, self.root, o))
+                for lk in locks
+                for o in lk.outputs
+            ]
+        finally:
+            index.flush()
 
     def checkout(self, names: list[str] | None = None, mode: str | None = None) -> list[Path]:
         placed = []
@@ -390,15 +386,3 @@ class Repo:
         from pivot_store import sync
 
         return sync.pull(self, locks, **options)
-
-
-def _gitignore_add(root: Path, rel: str) -> None:
-    """List a tracked path in the project's .gitignore so git never commits its data."""
-    gi = root / ".gitignore"
-    line = "/" + rel
-    existing = gi.read_text().splitlines() if gi.exists() else []
-    if line not in existing:
-        with open(gi, "a") as f:
-            if existing and not gi.read_text().endswith("\n"):
-                f.write("\n")
-            f.write(line + "\n")

@@ -53,6 +53,13 @@ class NullState:
     def batch(self) -> Iterator[None]:
         yield
 
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        """Raw values of the indexes beside the hashes (`lock_index`, `tree_index`)."""
+        return [None] * len(keys)
+
+    def put_many(self, items: list[tuple[bytes, bytes]]) -> None:
+        return None
+
     def close(self) -> None:
         return None
 
@@ -167,6 +174,29 @@ class State(NullState):
             self._local.pending = None
             if items:
                 self._write(items)
+
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        """Raw values of `keys` in one read transaction; None for each when the db
+        cannot be read (damaged: set aside; unreadable: only a cache, so a miss).
+
+        Keys of the other indexes never start with `/`, so they never meet a
+        file's entry (an absolute path)."""
+        import lmdb
+
+        try:
+            with self._db().begin() as txn:
+                return [txn.get(k) for k in keys]
+        except lmdb.Error as e:
+            with contextlib.suppress(OSError):
+                self._set_aside(e)
+        except OSError:
+            pass
+        return [None] * len(keys)
+
+    def put_many(self, items: list[tuple[bytes, bytes]]) -> None:
+        """Write `items` in one transaction; never fails the caller (only a cache)."""
+        if items:
+            self._write(items)
 
     def hash(self, path: Path, st: os.stat_result | None = None) -> str:
         """Hash `path`, through the db when the file is big enough to be worth it."""

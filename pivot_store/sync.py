@@ -26,13 +26,16 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
-from pivot_store import runcache, transfer
+from pivot_store import known_push, runcache, transfer
 from pivot_store.config import Config
 from pivot_store.errors import PivotError
+from pivot_store.lock_index import LockSummary
 from pivot_store.lockfile import Lock, OutputRecord
 from pivot_store.objects import ObjectStore
 from pivot_store.remote import DEFAULT_JOBS, Remote, open_remote
+from pivot_store.remote_index import KnownIndex
 from pivot_store.runcache import RunEntry
+from pivot_store.state import NullState
 from pivot_store.transfer_result import Progress, Result
 
 #: A lock to move: its name, the Lock, or a run-cache entry read from the remote
@@ -50,7 +53,10 @@ class Project(Protocol):
     @property
     def objects(self) -> ObjectStore: ...
     def writing(self, exclusive: bool = False) -> AbstractContextManager[None]: ...
+    @property
+    def state(self) -> NullState: ...
     def iter_locks(self, names: list[str] | None = None) -> Iterator[Lock]: ...
+    def lock_summaries(self, names: list[str] | None = None) -> list[LockSummary]: ...
     def checkout_output(
         self, out: OutputRecord, dest: Path | None = None, mode: str | None = None
     ) -> Path: ...
@@ -146,11 +152,36 @@ def push(
     """
     rem, jobs = opened(repo, remote, jobs)
     with repo.writing():
+        if not dry_run and not verify_remote:
+            done = _settled(repo, rem, locks, run_cache, progress, verify_every)
+            if done is not None:
+                return done
         todo, _ = _resolve(repo, locks)
         return transfer.push(
             repo.objects, rem, todo, jobs=jobs, dry_run=dry_run, run_cache=run_cache,
             progress=progress, verify_remote=verify_remote, verify_every=verify_every,
         )  # fmt: skip
+
+
+def _settled(
+    repo: Project,
+    rem: Remote,
+    targets: Iterable[Target] | None,
+    run_cache: bool,
+    progress: Progress | None,
+    verify_every: float | None,
+) -> Result | None:
+    """`known_push.settled` for locks named by name (or all): a push with nothing to
+    do, decided without reading an unchanged lock; None: run the full push."""
+    names = None if targets is None else list(targets)
+    if names is not None and (not names or not all(isinstance(t, str) for t in names)):
+        return None
+    if KnownIndex(repo.objects.root, rem.identity).verify_due(verify_every):
+        return None  # `transfer.push` turns `verify_remote` on
+    summaries = repo.lock_summaries(names)  # type: ignore[arg-type]
+    return known_push.settled(
+        repo.objects, repo.state, rem, summaries, run_cache=run_cache, progress=progress
+    )
 
 
 def fetch(

@@ -138,7 +138,7 @@ def collect_garbage(
             for e in dropped:
                 e.path.unlink(missing_ok=True)
         run_locks = (e.lock for e in runs)
-        used = referenced(repo.objects, chain(repo.iter_locks(), run_locks, past))
+        used = referenced(repo.objects, chain(repo.lock_summaries(), run_locks, past), repo.state)
         res = collect(
             repo.objects,
             used,

@@ -107,7 +107,8 @@ def push(
     from pivot_store.repo import Repo
 
     repo = Repo.find()
-    locks = list(repo.iter_locks(names or None))
+    # By name: a push with nothing to do never reads an unchanged lock (sync.push).
+    locks = names or None
     with _Bar("push", not as_json and sys.stderr.isatty()) as bar:
         res = repo.push(
             locks, remote=remote, jobs=jobs, dry_run=dry_run, progress=bar,

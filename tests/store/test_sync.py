@@ -141,6 +141,10 @@ def test_jobs_from_the_config_is_used(
     monkeypatch.setattr(transfer, "push", push)
     monkeypatch.setattr(transfer, "fetch", fetch)
     assert source.push().ok and source.fetch().ok and source.pull().ok
+    # Something new to send: a push with nothing to do returns before transfer.push
+    # (known_push), so it would use no jobs at all.
+    (source.root / "new.txt").write_text("new\n")
+    source.track(source.root / "new.txt")
     assert source.push(jobs=3).ok
     assert seen == [7, 7, 7, 3]
     assert sync.opened(source)[1] == 7
