@@ -228,3 +228,26 @@ def test_index_records_refuse_anything_damaged() -> None:
     assert unpack(value[:8] + b'["y",1]') is None
     assert unpack(b"short") is None
     assert unpack(None) is None
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_workspace_output_hashed_within_the_racy_window_is_not_recorded(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    if kind == "file":
+        target = repo.root / "a.txt"
+        _track(repo, "a.txt", "first")
+        newest = os.stat(target)
+    else:
+        target = repo.root / "d"
+        target.mkdir()
+        (target / "f.txt").write_text("in a folder")
+        repo.track(target)
+        newest = os.stat(target / "f.txt")
+    stamp = max(newest.st_mtime_ns, newest.st_ctime_ns)
+    monkeypatch.setattr(workspace_index, "_now", lambda: stamp + 1)
+    assert [r.status for r in repo.status()] == ["ok"]
+    assert repo.state.get_many([workspace_index._key(target)]) == [None]
+    monkeypatch.setattr(workspace_index, "_now", lambda: stamp + RACY_NS)
+    assert [r.status for r in repo.status()] == ["ok"]
+    assert unpack(repo.state.get_many([workspace_index._key(target)])[0]) is not None
