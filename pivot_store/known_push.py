@@ -13,6 +13,8 @@ always the one `transfer.push` would give.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pivot_store import keys, runcache, signing
 from pivot_store import oid as oids
 from pivot_store.lock_index import LockSummary
@@ -36,20 +38,23 @@ def settled(
     objects: ObjectStore,
     state: NullState,
     remote: Remote,
-    locks: list[LockSummary],
+    summaries: Callable[[], list[LockSummary]],
     *,
     run_cache: bool = True,
     progress: Progress | None = None,
 ) -> Result | None:
     """The Result of a push with nothing to do, or None when one is needed.
 
-    Not for a dry run or `verify_remote` (the caller decides, as `transfer.push`
-    does, including a due `verify_every`).
+    `summaries` gives the locks (called only when this remote's index is not
+    empty: a first push reads each lock once, in the full push). Not for a dry
+    run or `verify_remote` (the caller decides, as `transfer.push` does,
+    including a due `verify_every`).
     """
     index = KnownIndex(objects.root, remote.identity)
     known = index.load()
     if not known:
         return None
+    locks = summaries()
     top = {out.hash for lock in locks for out in lock.outputs}
     if not top <= known:
         return None

@@ -178,9 +178,13 @@ def _settled(
         return None
     if KnownIndex(repo.objects.root, rem.identity).verify_due(verify_every):
         return None  # `transfer.push` turns `verify_remote` on
-    summaries = repo.lock_summaries(names)  # type: ignore[arg-type]
     return known_push.settled(
-        repo.objects, repo.state, rem, summaries, run_cache=run_cache, progress=progress
+        repo.objects,
+        repo.state,
+        rem,
+        lambda: repo.lock_summaries(names),  # type: ignore[arg-type]
+        run_cache=run_cache,
+        progress=progress,
     )
 
 
