@@ -113,7 +113,11 @@ class LockIndex:
 
     def names(self) -> list[str]:
         """Every lock's name, sorted (what `Repo.lock_names` returns)."""
-        return sorted(name for name, _, _ in self._walk())
+        return sorted(name for name, _, _ in self._walk(check=False))
+
+    def paths(self) -> list[str]:
+        """Every lock file's path, in the order of their names."""
+        return [path for _, path, _ in sorted(self._walk())]
 
     def summaries(self, names: list[str] | None = None) -> list[LockSummary]:
         """The named locks' summaries (all when None, sorted by name); a name with no
@@ -133,9 +137,10 @@ class LockIndex:
         return self._read([(p, st) for _, p, st in sorted(self._walk())], missing_ok=True)
 
     # --- listing ------------------------------------------------------------
-    def _walk(self) -> list[tuple[str, str, os.stat_result]]:
-        """(name, path, stat) of each lock file. Names are checked (`validate_name`);
-        a symlink is followed only as `keys.lock_path` allows (inside `stages_dir`)."""
+    def _walk(self, *, check: bool = True) -> list[tuple[str, str, os.stat_result]]:
+        """(name, path, stat) of each lock file. With `check`, names are validated
+        (`validate_name`) and a symlink is followed only as `keys.lock_path` allows
+        (inside `stages_dir`); without, this is only a listing, as `rglob` was."""
         out: list[tuple[str, str, os.stat_result]] = []
         stack = [(os.fspath(self.stages_dir), "")]
         while stack:
@@ -152,6 +157,9 @@ class LockIndex:
                     if not e.name.endswith(keys.LOCK_SUFFIX) or atomic.is_temp(e.name):
                         continue
                     name = prefix + e.name[: -len(keys.LOCK_SUFFIX)]
+                    if not check:
+                        out.append((name, e.path, None))  # type: ignore[arg-type]
+                        continue
                     try:
                         if e.is_symlink():
                             keys.lock_path(self.stages_dir, name)  # refuses one leading out

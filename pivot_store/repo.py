@@ -206,8 +206,12 @@ class Repo:
         return self.lock_index.summaries(names)
 
     def iter_locks(self, names: list[str] | None = None) -> Iterator[Lock]:
-        """The named locks (all when None); a name with no lock is an error."""
-        for name in names if names else self.lock_names():
+        """The named locks (all when None, by name); a name with no lock is an error."""
+        if not names:  # listed inside stages/ already (`LockIndex.paths`): no resolve
+            for path in self.lock_index.paths():
+                yield read_lock(Path(path))
+            return
+        for name in names:
             path = self.lock_path(name)
             if not path.exists():
                 raise LockError(f"no lock named {name!r}", "run `pivot status` to list locks")

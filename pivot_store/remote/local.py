@@ -7,7 +7,10 @@ rather than replace an existing key (contract line 2). Readers skip temp files.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any
@@ -77,15 +80,37 @@ class LocalRemote(Remote):
                 continue
 
     def _publish(self, key: str, write: Any) -> bool:
-        final = self._p(key)
-        if final.exists():
+        """Temp file beside `key` (created read-only, written, fsynced), then linked.
+
+        String paths and no second stat or chmod: a first push of 10,000 small
+        objects is mostly these few system calls per object.
+        """
+        if os.path.exists(key):
             return False
-        with atomic.temp_file(final.parent) as (tmp, f):
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-            os.chmod(tmp, 0o444)
-        return atomic.publish_new(tmp, final) if tmp.exists() else False
+        folder = os.path.dirname(key)
+        tmp = _temp_name(folder)
+        try:
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            except FileNotFoundError:
+                os.makedirs(folder, exist_ok=True)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        except OSError as e:
+            raise atomic.disk_full(e, folder) or e from None
+        try:
+            with open(fd, "wb", closefd=False) as f:
+                write(f)
+            os.fsync(fd)
+        except BaseException as e:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            full = atomic.disk_full(e, folder)
+            if full is None:
+                raise
+            raise full from None
+        finally:
+            os.close(fd)
+        return atomic.publish_new(Path(tmp), Path(key))
 
     def put_file(self, local: Path, key: str) -> bool:
         def write(f: Any) -> None:
@@ -102,3 +127,16 @@ class LocalRemote(Remote):
 
     def get_file(self, key: str, local: Path) -> None:
         shutil.copyfile(key, local)
+
+
+_TEMP = {"pid": -1, "token": ""}
+_COUNTER = itertools.count()
+
+
+def _temp_name(folder: str) -> str:
+    """`atomic.temp_name` (the writer's pid after the prefix, for gc) without a Path or
+    a fresh random token per call: one per process (renewed in a forked child)."""
+    pid = os.getpid()
+    if _TEMP["pid"] != pid:
+        _TEMP.update(pid=pid, token=secrets.token_hex(4))
+    return f"{folder}/{atomic.TMP_PREFIX}{pid}-{_TEMP['token']}{next(_COUNTER):x}"
