@@ -42,34 +42,51 @@ def settled(
     *,
     run_cache: bool = True,
     progress: Progress | None = None,
-) -> Result | None:
-    """The Result of a push with nothing to do, or None when one is needed.
+) -> tuple[Result, list[str]] | None:
+    """(the Result for the locks with nothing to push, the names of the others), or
+    None when no lock is settled.
 
-    `summaries` gives the locks (called only when this remote's index is not
-    empty: a first push reads each lock once, in the full push). Not for a dry
-    run or `verify_remote` (the caller decides, as `transfer.push` does,
-    including a due `verify_every`).
+    A lock is settled when its objects (a folder's files included) and its
+    run-cache entry are all in `KnownIndex` and its objects are all local; the
+    caller pushes the others in full and merges the two results (`merge`), so a
+    push grows with the locks that changed. `summaries` gives the locks (called
+    only when this remote's index is not empty: a first push reads each lock
+    once, in the full push). Not for a dry run or `verify_remote` (the caller
+    decides, as `transfer.push` does, including a due `verify_every`).
     """
     index = KnownIndex(objects.root, remote.identity)
     known = index.load()
     if not known:
         return None
     locks = summaries()
-    top = {out.hash for lock in locks for out in lock.outputs}
-    if not top <= known:
+    dirs = sorted({o.hash for lk in locks for o in lk.outputs if oids.is_dir(o.hash)} & known)
+    local_dirs = [d for d in dirs if d not in objects.missing(dirs, valid=True)]
+    files = files_of(objects, state, local_dirs)
+    needs: list[tuple[LockSummary, set[str]]] = []
+    for lock in locks:
+        need = set()
+        for out in lock.outputs:
+            need.add(out.hash)
+            need.update(files.get(out.hash, ()))
+        if need <= known and (not run_cache or entry_rel(lock) in known):
+            needs.append((lock, need))
+    every = set().union(*(need for _, need in needs)) if needs else set()
+    gone = objects.missing(every, valid=True)  # the full push names what is missing locally
+    done = [(lock, need) for lock, need in needs if not need & gone]
+    if not done:
         return None
-    if run_cache and not {entry_rel(lock) for lock in locks} <= known:
-        return None
-    dirs = [o for o in top if oids.is_dir(o)]
-    if objects.missing(dirs, valid=True):
-        return None
-    every = set(top)
-    for files in files_of(objects, state, dirs).values():
-        every.update(files)
-    if not every <= known or objects.missing(every, valid=True):
-        return None  # the full push names what is missing locally
+    names = {lock.name for lock, _ in done}
     result = Result(remote.name, "push")
-    result.present = sorted(every)
-    result.complete_locks = sorted(lock.name for lock in locks)
-    (progress or NullProgress()).plan(0, 0)
-    return result
+    result.present = sorted(set().union(*(need for _, need in done)))
+    result.complete_locks = sorted(lock.name for lock, _ in done)
+    rest = [lock.name for lock in locks if lock.name not in names]
+    if not rest:
+        (progress or NullProgress()).plan(0, 0)
+    return result, rest
+
+
+def merge(settled: Result, pushed: Result) -> Result:
+    """`pushed` (the full push of the other locks) with the settled locks added."""
+    pushed.present = sorted(set(pushed.present) | set(settled.present))
+    pushed.complete_locks = sorted(set(pushed.complete_locks) | set(settled.complete_locks))
+    return pushed

@@ -152,15 +152,17 @@ def push(
     """
     rem, jobs = opened(repo, remote, jobs)
     with repo.writing():
+        done = None
         if not dry_run and not verify_remote:
             done = _settled(repo, rem, locks, run_cache, progress, verify_every)
-            if done is not None:
-                return done
-        todo, _ = _resolve(repo, locks)
-        return transfer.push(
+            if done is not None and not done[1]:
+                return done[0]
+        todo, _ = _resolve(repo, done[1] if done is not None else locks)
+        res = transfer.push(
             repo.objects, rem, todo, jobs=jobs, dry_run=dry_run, run_cache=run_cache,
             progress=progress, verify_remote=verify_remote, verify_every=verify_every,
         )  # fmt: skip
+        return known_push.merge(done[0], res) if done is not None else res
 
 
 def _settled(
@@ -170,9 +172,10 @@ def _settled(
     run_cache: bool,
     progress: Progress | None,
     verify_every: float | None,
-) -> Result | None:
-    """`known_push.settled` for locks named by name (or all): a push with nothing to
-    do, decided without reading an unchanged lock; None: run the full push."""
+) -> tuple[Result, list[str]] | None:
+    """`known_push.settled` for locks named by name (or all): the locks with nothing
+    to push, decided without reading them, and the names of the others; None:
+    run the full push."""
     names = None if targets is None else list(targets)
     if names is not None and (not names or not all(isinstance(t, str) for t in names)):
         return None

@@ -69,7 +69,11 @@ def test_a_lock_rewritten_in_place_is_pushed(pushed: tuple[Repo, list], tmp_path
     assert not _remote_has(tmp_path, new)
     res = repo.push()
     assert res.ok and len(calls) == 1
+    assert [lk.name for lk in calls[0][2]] == ["a.txt"]  # only the changed lock is read
     assert new in res.transferred and _remote_has(tmp_path, new)
+    assert res.complete_locks == ["a.txt", "d"]
+    d = repo.read_lock("d").outputs[0].hash  # type: ignore[union-attr]
+    assert d in res.present  # the settled lock's objects, merged in
 
 
 def test_an_object_missing_locally_is_reported_as_before(pushed: tuple[Repo, list]) -> None:
@@ -78,8 +82,9 @@ def test_an_object_missing_locally_is_reported_as_before(pushed: tuple[Repo, lis
     child = next(iter(repo.manifest(d).files())).hash
     os.unlink(repo.objects.path(child))  # gone from the cache, still on the remote
     res = repo.push()
-    assert len(calls) == 1
+    assert len(calls) == 1 and [lk.name for lk in calls[0][2]] == ["d"]
     assert child in res.failed and "not in the local cache" in res.failed[child]
+    assert res.complete_locks == ["a.txt"]
 
 
 def test_a_verify_remote_push_is_never_settled(pushed: tuple[Repo, list], tmp_path: Path) -> None:
