@@ -6,14 +6,15 @@ produced (the caller's `refuse`, see `Engine.refusal`), fetches the first
 usable one's objects (each hash-checked by the store before it enters) and,
 with a signing key, checks them against the entry's signed SHA-256.
 
-The lookup itself may already have been made for the whole run by
-`prefetch` (one step resolving every later step's hit at once): a table of
-(lock name, fingerprint) -> the entries the remote listed, per project and
-remote, for the current run. `find` then uses the table's entries instead
-of a LIST and a GET, and skips the fetch when every object is already local
-(the prefetch fetched them and recorded them as known on the remote). The
-table only saves requests: every check above still runs in the step, on the
-step's own fingerprint, so a table built from a wrong guess is never used.
+The lookup itself may be made for the whole run by `prefetch` (the first
+step that asks the remote resolves every later step's hit at once): a table
+of (lock name, fingerprint) -> the entries the remote listed, per project
+and remote, for the current run, built on its first use. `find` then uses
+the table's entries instead of a LIST and a GET, and skips the fetch when
+every object is already local (the prefetch fetched them and recorded them
+as known on the remote). The table only saves requests: every check above
+still runs in the step, on the step's own fingerprint, so a table built from
+a wrong guess is never used.
 """
 
 from __future__ import annotations
@@ -38,15 +39,31 @@ Entries = dict[tuple[str, str], list[runcache.RunEntry]]
 
 @dataclass
 class Table:
-    """One run's prefetched lookups for one (project, remote); `used` counts the hits served."""
+    """One run's prefetched lookups for one (project, remote); `used` counts the hits served.
+
+    `build`, when set, fills the table on its first use (`ready`): a run whose
+    steps all hit locally never asks the remote anything.
+    """
 
     run_id: str
     entries: Entries = field(default_factory=dict)
     used: int = 0
+    build: Callable[[Table], None] | None = None
+    built: bool = False
+
+    def ready(self) -> Table:
+        """Build the table now if it is still pending (once; the builder never raises)."""
+        with _BUILD:
+            build, self.build = self.build, None
+            if build is not None and not self.built:
+                self.built = True
+                build(self)
+        return self
 
 
 _TABLES: dict[tuple[str, str], Table] = {}  # (project root, remote name) -> the current run's
 _GUARD = threading.Lock()
+_BUILD = threading.Lock()  # one build at a time in a process (its steps share tables)
 
 
 def use_table(root: Path, remote: str, table: Table) -> None:
@@ -65,7 +82,7 @@ def lookup(repo: Repo, rem: Any, name: str, fp: str) -> tuple[list[runcache.RunE
     """(the remote's entries for (name, fp), whether they came from the run's prefetch)."""
     table = table_for(repo.root, rem.name)
     if table is not None:
-        entries = table.entries.get((name, fp))
+        entries = table.ready().entries.get((name, fp))
         if entries is not None:
             with _GUARD:
                 table.used += 1
