@@ -37,8 +37,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterable
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -55,6 +57,7 @@ VERSION = 1
 WAIT_S = 600.0  # how long a step waits for another process's prefetch of its run
 KEEP_S = 86400.0  # tables of older runs are removed
 LOOKUP_JOBS = 16
+FETCH_JOBS = 4  # entries downloaded at once behind the steps
 _LOCAL = "local"  # `_Predictor._ask`: the result is already here, predicted without a lookup
 log = logging.getLogger("pivot")
 
@@ -91,21 +94,64 @@ def _fill(table: Table, ctx: Any, io: Any, engine: Engine, remote: str) -> None:
 
 
 def _shared(ctx: Any, io: Any, engine: Engine, remote: str) -> Table:
-    """The run's table: read when another process built it, else built and written."""
+    """The run's table: read when another process built it, else built and written.
+
+    The builder's objects are downloaded behind the steps (`_fetch_behind`), and
+    the run's flight is held until they are all in, so the run's other processes,
+    which wait for it, never download them a second time.
+    """
     folder = engine.repo.pivot_dir / "tmp" / "prefetch"
     stem = hash_bytes(ctx.run_id.encode())
     got = flight.claim(folder, stem, WAIT_S)
+    release = got.release
     try:
         path = folder / f"{stem}.json"
         table = read_table(path, ctx.run_id, remote)
         if table is not None or got.timed_out:
             return table or Table(ctx.run_id)
         _remove_old(folder)
-        table = build(ctx, io, engine, remote)
+        table, chosen = build(ctx, io, engine, remote)
         atomic.write_replace(path, table_bytes(table, remote), fsync=False)
+        if chosen:
+            _fetch_behind(table, chosen, engine, remote, release)
+            release = _nothing
         return table
     finally:
-        got.release()
+        release()
+
+
+def _nothing() -> None:
+    pass
+
+
+def _fetch_behind(
+    table: Table, chosen: list[tuple[str, str, runcache.RunEntry]], engine: Engine,
+    remote: str, release: Any,
+) -> None:  # fmt: skip
+    """Download the chosen entries' objects in the background, in level order and
+    `FETCH_JOBS` at a time, so the first steps' objects come first; each step waits
+    for its own (`Table.wait`). `release` is called once all are over."""
+    started = time.perf_counter()
+    pool = ThreadPoolExecutor(FETCH_JOBS, "pivot-prefetch")
+    for name, fp, entry in chosen:
+        table.fetching[(name, fp)] = pool.submit(engine.repo.fetch, [entry], remote=remote)
+    pool.shutdown(wait=False)
+
+    def finish() -> None:
+        try:
+            futures.wait(list(table.fetching.values()))
+        finally:
+            release()
+        got = [f.result() for f in table.fetching.values() if f.exception() is None]
+        nbytes = sum(r.nbytes for r in got)
+        failed = sum(len(r.failed) for r in got) + len(table.fetching) - len(got)
+        log.info(
+            "pivot: prefetch downloaded %.1f MiB for %d remote hit(s) in %.2f s%s",
+            nbytes / 2**20, len(chosen), time.perf_counter() - started,
+            f" ({failed} failed: their steps fetch them)" if failed else "",
+        )  # fmt: skip
+
+    threading.Thread(target=finish, name="pivot-prefetch-done", daemon=True).start()
 
 
 # --- what the run materializes, in levels ----------------------------------------
@@ -136,8 +182,11 @@ def levels(graph: Any, keys: set[Any]) -> list[list[Any]]:
 
 
 # --- the build ----------------------------------------------------------------------
-def build(ctx: Any, io: Any, engine: Engine, remote: str) -> Table:
-    """Predict every level's hits, look each level up concurrently, fetch the objects."""
+def build(
+    ctx: Any, io: Any, engine: Engine, remote: str
+) -> tuple[Table, list[tuple[str, str, runcache.RunEntry]]]:
+    """Predict every level's hits and look each level up concurrently: the table, and
+    (lock name, fingerprint, entry) of each hit the steps will take, in level order."""
     started = time.perf_counter()
     step = ctx.op_execution_context._step_execution_context  # internal: job, run config
     job, run = step.job_def, ctx.run
@@ -147,7 +196,7 @@ def build(ctx: Any, io: Any, engine: Engine, remote: str) -> Table:
     rem = engine.repo.remote(remote)
     opened = time.perf_counter()
     table = Table(ctx.run_id)
-    chosen: list[runcache.RunEntry] = []
+    chosen: list[tuple[str, str, runcache.RunEntry]] = []
     asked = 0
     with instance_walk._partition_context(ctx.instance):
         for level in levels(graph, keys):
@@ -157,19 +206,16 @@ def build(ctx: Any, io: Any, engine: Engine, remote: str) -> Table:
                 pick = predictor.pick(ask, entries)
                 if pick is not None:
                     table.entries[(ask.name, ask.fp)] = entries
-                    chosen.append(pick)
-    nbytes, looked = 0, time.perf_counter()
-    if chosen:
-        result = engine.repo.fetch(chosen, remote=remote)
-        nbytes = result.nbytes
+                    chosen.append((ask.name, ask.fp, pick))
     took = time.perf_counter() - started
+    size = sum(o.size or 0 for _, _, e in chosen for o in e.lock.outputs)
     ctx.log.info(
         f"pivot: prefetched {len(chosen)} remote hit(s) of {len(keys)} asset(s) in this run"
-        f" ({asked} looked up, {predictor.local} local) and {nbytes / 2**20:.1f} MiB"
-        f" from {remote!r} in {took:.2f} s (remote opened {opened - started:.2f} s, lookups"
-        f" {looked - opened:.2f} s, objects {took - (looked - started):.2f} s)"
+        f" ({asked} looked up, {predictor.local} already local) from {remote!r} in"
+        f" {took:.2f} s (remote opened {opened - started:.2f} s); their objects"
+        f" ({size / 2**20:.1f} MiB) are downloaded behind the steps"
     )
-    return table
+    return table, chosen
 
 
 class _Predictor:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,8 @@ class Table:
     used: int = 0
     build: Callable[[Table], None] | None = None
     built: bool = False
+    #: (lock name, fingerprint) -> the download of its entry's objects, still under way
+    fetching: dict[tuple[str, str], Future[Any]] = field(default_factory=dict)
 
     def ready(self) -> Table:
         """Build the table now if it is still pending (once; the builder never raises)."""
@@ -59,6 +62,13 @@ class Table:
                 self.built = True
                 build(self)
         return self
+
+    def wait(self, name: str, fp: str) -> None:
+        """Until the prefetch's download of this result's objects is over (done or failed:
+        `find` then fetches what is still missing itself)."""
+        pending = self.fetching.get((name, fp))
+        if pending is not None:
+            pending.exception()
 
 
 _TABLES: dict[tuple[str, str], Table] = {}  # (project root, remote name) -> the current run's
@@ -78,16 +88,18 @@ def table_for(root: Path, remote: str) -> Table | None:
         return _TABLES.get((str(root), remote))
 
 
-def lookup(repo: Repo, rem: Any, name: str, fp: str) -> tuple[list[runcache.RunEntry], bool]:
-    """(the remote's entries for (name, fp), whether they came from the run's prefetch)."""
+def lookup(
+    repo: Repo, rem: Any, name: str, fp: str
+) -> tuple[list[runcache.RunEntry], Table | None]:
+    """(the remote's entries for (name, fp), the run's table when they came from it)."""
     table = table_for(repo.root, rem.name)
     if table is not None:
         entries = table.ready().entries.get((name, fp))
         if entries is not None:
             with _GUARD:
                 table.used += 1
-            return entries, True
-    return runcache.lookup(rem, name, fp), False
+            return entries, table
+    return runcache.lookup(rem, name, fp), None
 
 
 def all_local(repo: Repo, lock: Lock) -> bool:
@@ -106,7 +118,9 @@ def find(
 ) -> Lock | None:
     """A remote result for the fingerprint, its objects now local; only one this asset
     could have produced (`refuse` says why not: a refused entry is a miss, logged)."""
-    entries, prefetched = lookup(repo, rem, name, fp)
+    entries, table = lookup(repo, rem, name, fp)
+    if table is not None:
+        table.wait(name, fp)
     for entry in entries:
         why = refuse(entry.lock)
         if why is not None:
@@ -115,7 +129,7 @@ def find(
         with repo.writing():
             # Through the repo: the entry is recorded as seen on the remote, so a
             # push_on_write of this hit sends nothing back (the prefetch did that).
-            fetched = prefetched and all_local(repo, entry.lock)
+            fetched = table is not None and all_local(repo, entry.lock)
             if not fetched and not repo.fetch([entry], remote=rem.name).ok:
                 continue
             try:
