@@ -16,20 +16,19 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import pytest
 
 from pivot_store.config import Config, RemoteConfig
 from pivot_store.remote import open_remote
 from pivot_store.repo import Repo
-from tests.fixtures.faulty_proxy import FaultyProxy
+from tests.fixtures import timed_proxy as timing
 from tests.fixtures.s3 import S3Server, remote_options
+from tests.fixtures.timed_proxy import TimedProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL = {"raw", "table", "summary", "features", "report"}
@@ -190,24 +189,6 @@ def test_tampered_remote_object_is_refused_and_recomputed(
 
 
 # --- the run's chain of hits, resolved at once (issue 17) -------------------------------
-class TimedProxy(FaultyProxy):
-    """A proxy in front of moto that fails nothing and notes when each request came."""
-
-    def __init__(self, upstream_port: int) -> None:
-        super().__init__(upstream_port, every=0)
-        self.timed: list[tuple[float, str, str]] = []
-
-    def _fault(self, method: str, path: str = "") -> str | None:
-        with self.lock:
-            self.timed.append((time.time(), method, unquote(path)))
-        return super()._fault(method, path)
-
-    def asked(self, asset: str) -> list[tuple[float, str, str]]:
-        """The run-cache requests (LISTs of its fingerprint's prefix, GETs of entries) for
-        one asset."""
-        return [r for r in self.timed if f"store/runs/{asset}/" in r[2]]
-
-
 def _locks(project: Path) -> dict[str, str]:
     repo = Repo.open(project)
     return {lk.name: lk.fingerprint for lk in repo.iter_locks()}
@@ -224,9 +205,8 @@ def _prefetched(project: Path) -> set[tuple[str, str]]:
 
 @pytest.fixture
 def timed_proxy(s3_server: S3Server) -> Iterator[TimedProxy]:
-    proxy = TimedProxy(s3_server.port).start()
-    yield proxy
-    proxy.stop()
+    with timing.timed_proxy(s3_server) as proxy:
+        yield proxy
 
 
 def test_b_resolves_the_runs_chain_of_hits_before_its_second_step(
@@ -251,7 +231,7 @@ def test_b_resolves_the_runs_chain_of_hits_before_its_second_step(
     assert any("prefetched 4 remote hit(s) of 4 asset(s)" in n for n in run["prefetch"])
     # One lookup (a LIST of the fingerprint's prefix) per asset partition, none repeated
     # by the steps that the prefetch had answered.
-    lists = [r for r in timed_proxy.timed if "list-type" in r[2] and "store/runs/" in r[2]]
+    lists = timed_proxy.lists()
     assert len(lists) == 6, lists
     # The prefetch looked up exactly the fingerprints the steps then computed.
     assert _prefetched(b.project) == set(_locks(b.project).items())
