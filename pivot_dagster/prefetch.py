@@ -88,13 +88,13 @@ def warm(ctx: Any, io: Any) -> None:
 
 def _fill(table: Table, ctx: Any, io: Any, engine: Engine, remote: str) -> None:
     try:
-        table.entries.update(_shared(ctx, io, engine, remote).entries)
+        _shared(table, ctx, io, engine, remote)
     except Exception as e:  # a warmer only: the step looks its result up itself
         ctx.log.warning(f"pivot: prefetch of this run's remote hits skipped: {e}")
 
 
-def _shared(ctx: Any, io: Any, engine: Engine, remote: str) -> Table:
-    """The run's table: read when another process built it, else built and written.
+def _shared(table: Table, ctx: Any, io: Any, engine: Engine, remote: str) -> None:
+    """Fill the run's table: from the file another process wrote, else build and write it.
 
     The builder's objects are downloaded behind the steps (`_fetch_behind`), and
     the run's flight is held until they are all in, so the run's other processes,
@@ -106,16 +106,16 @@ def _shared(ctx: Any, io: Any, engine: Engine, remote: str) -> Table:
     release = got.release
     try:
         path = folder / f"{stem}.json"
-        table = read_table(path, ctx.run_id, remote)
-        if table is not None or got.timed_out:
-            return table or Table(ctx.run_id)
+        written = read_table(path, ctx.run_id, remote)
+        if written is not None or got.timed_out:
+            table.entries.update(written.entries if written is not None else {})
+            return
         _remove_old(folder)
-        table, chosen = build(ctx, io, engine, remote)
+        chosen = build(table, ctx, io, engine, remote)
         atomic.write_replace(path, table_bytes(table, remote), fsync=False)
         if chosen:
             _fetch_behind(table, chosen, engine, remote, release)
             release = _nothing
-        return table
     finally:
         release()
 
@@ -183,9 +183,9 @@ def levels(graph: Any, keys: set[Any]) -> list[list[Any]]:
 
 # --- the build ----------------------------------------------------------------------
 def build(
-    ctx: Any, io: Any, engine: Engine, remote: str
-) -> tuple[Table, list[tuple[str, str, runcache.RunEntry]]]:
-    """Predict every level's hits and look each level up concurrently: the table, and
+    table: Table, ctx: Any, io: Any, engine: Engine, remote: str
+) -> list[tuple[str, str, runcache.RunEntry]]:
+    """Predict every level's hits and look each level up concurrently, into `table`;
     (lock name, fingerprint, entry) of each hit the steps will take, in level order."""
     started = time.perf_counter()
     step = ctx.op_execution_context._step_execution_context  # internal: job, run config
@@ -195,7 +195,6 @@ def build(
     predictor = _Predictor(ctx, io, engine, job, run)
     rem = engine.repo.remote(remote)
     opened = time.perf_counter()
-    table = Table(ctx.run_id)
     chosen: list[tuple[str, str, runcache.RunEntry]] = []
     asked = 0
     with instance_walk._partition_context(ctx.instance):
@@ -215,7 +214,7 @@ def build(
         f" {took:.2f} s (remote opened {opened - started:.2f} s); their objects"
         f" ({size / 2**20:.1f} MiB) are downloaded behind the steps"
     )
-    return table, chosen
+    return chosen
 
 
 class _Predictor:
