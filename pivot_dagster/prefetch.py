@@ -3,13 +3,15 @@
 A deployment with an empty `.pivot/` reusing another's results through the
 remote would otherwise pay, step after step, a LIST and a GET of the step's
 run-cache entry, then the download of its objects. Instead the first `cached`
-step of a run (in any process) that sees a remote computes the fingerprints
-of every asset the run materializes, level by level (a downstream's
-fingerprint needs its upstreams' output hashes, which a remote hit names),
-looks each level's entries up concurrently, and fetches the chosen entries'
-objects in one parallel transfer. The lookups are kept as the run's
-`remote_hits.Table`, so each later step's own lookup is answered from it and
-its objects are already local.
+step of a run (in any process) that asks the remote computes the
+fingerprints of every asset the run materializes, level by level (a
+downstream's fingerprint needs its upstreams' output hashes, which a remote
+hit names), and looks each level's entries up concurrently. The lookups are
+kept as the run's `remote_hits.Table`, so each later step's own lookup is
+answered from it; the chosen entries' objects are downloaded behind the
+steps, in level order, a few at once, and each step waits only for its own.
+A run whose steps all hit locally never builds the table (`cached` only
+arms it, `remote_hits.lookup` builds it on its first use).
 
 Only a cache warmer, never a decision: each step still computes its own
 fingerprint and runs every check of a remote hit itself (`remote_hits.find`:
@@ -17,7 +19,8 @@ format, pickle trust, signed digests, max_age in `explain.decide`); the table
 is keyed by (lock name, fingerprint), so a prediction that differs from what
 the step computes (a run config the prefetch read differently, an upstream
 that turned out a miss) is simply never used. A stale result cannot come
-from here; a wrong guess costs a wasted lookup or download.
+from here; a wrong guess costs a wasted lookup or download. A remote miss
+is not kept: its step asks again.
 
 What is predicted: an asset the run materializes, cached by pivot (one key,
 no selected checks) on the same IO manager as the first step, whose
@@ -28,8 +31,11 @@ left to its step.
 
 Concurrent step processes (the multiprocess executor) prefetch once per run:
 the first holds `.pivot/tmp/prefetch/<xxh64(run id)>.lock` (a single flight)
-while it builds the table, then writes it beside as JSON; the others wait,
-then read it. Tables older than a day are removed by the next prefetch.
+while it builds the table and until its downloads are over, and writes the
+table beside as JSON; the others wait, then read it (every row checked: the
+entry id must be the hash of the lock it holds, for the name and
+fingerprint it is filed under). Tables older than a day are removed by the
+next prefetch.
 """
 
 from __future__ import annotations
