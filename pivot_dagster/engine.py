@@ -26,7 +26,7 @@ from pivot_dagster import formats, remote_hits
 from pivot_dagster.formats import expect
 from pivot_dagster.formats.base import FormatHandler
 from pivot_dagster.formats.path import check_remote_checkout
-from pivot_store import keys, pointers, runcache, transfer
+from pivot_store import atomic, keys, pointers, runcache, transfer
 from pivot_store.errors import (
     LockError,
     ObjectMissing,
@@ -146,12 +146,14 @@ class Engine:
         would be the most expensive thing the hit does, so equal bytes are kept.
         """
         data = lock.to_yaml()
+        path = self.repo.lock_path(lock.name)
         try:
-            unchanged = self.repo.lock_path(lock.name).read_bytes() == data
+            unchanged = path.read_bytes() == data
         except OSError:
             unchanged = False
-        if not unchanged:
-            self.repo.write_lock(lock)
+        if not unchanged:  # `Repo.write_lock`, with the bytes already serialized once
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic.write_replace(path, data)
         if run_cache:
             runcache.write_local(self.repo.runs_dir, lock, data)
 
