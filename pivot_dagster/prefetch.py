@@ -40,28 +40,23 @@ next prefetch.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from pivot_dagster import asset_keys, explain, fingerprint, formats, inputs, instance_walk
 from pivot_dagster.engine import Engine
+from pivot_dagster.prefetch_table import read_table, remove_old, table_bytes
 from pivot_dagster.remote_hits import Table, table_for, use_table
 from pivot_store import atomic, flight, runcache
-from pivot_store.errors import LockError, PivotError
-from pivot_store.hashing import canonical_json, hash_bytes
-from pivot_store.lockfile import FingerprintParts, Lock, parse_lock
+from pivot_store.errors import PivotError
+from pivot_store.hashing import hash_bytes
+from pivot_store.lockfile import FingerprintParts, Lock
 
-VERSION = 1
 WAIT_S = 600.0  # how long a step waits for another process's prefetch of its run
-KEEP_S = 86400.0  # tables of older runs are removed
 LOOKUP_JOBS = 16
 FETCH_JOBS = 4  # entries downloaded at once behind the steps
 _LOCAL = "local"  # `_Predictor._ask`: the result is already here, predicted without a lookup
@@ -116,7 +111,7 @@ def _shared(table: Table, ctx: Any, io: Any, engine: Engine, remote: str) -> Non
         if written is not None or got.timed_out:
             table.entries.update(written.entries if written is not None else {})
             return
-        _remove_old(folder)
+        remove_old(folder)
         chosen = build(table, ctx, io, engine, remote)
         atomic.write_replace(path, table_bytes(table, remote), fsync=False)
         if chosen:
@@ -351,63 +346,3 @@ def _lookups(rem: Any, asks: list[_Ask]) -> list[list[runcache.RunEntry]]:
         return [one(a) for a in asks]
     with ThreadPoolExecutor(min(len(asks), LOOKUP_JOBS), "pivot-prefetch") as pool:
         return list(pool.map(one, asks))
-
-
-# --- the table on disk (for the run's other step processes) -----------------------------
-def table_bytes(table: Table, remote: str) -> bytes:
-    rows = [
-        {
-            "name": name,
-            "fingerprint": fp,
-            "entries": [
-                {
-                    "created_at": e.created_at,
-                    "entry_id": e.entry_id,
-                    "digests": e.digests,
-                    "lock": e.lock.to_data(),
-                }
-                for e in entries
-            ],
-        }
-        for (name, fp), entries in sorted(table.entries.items())
-    ]
-    doc = {"version": VERSION, "run_id": table.run_id, "remote": remote, "results": rows}
-    return canonical_json(doc)
-
-
-def read_table(path: Path, run_id: str, remote: str) -> Table | None:
-    """The table another process wrote for this run and remote; None when there is none
-    or it is unreadable (then it is built again)."""
-    try:
-        doc = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(doc, dict) or doc.get("version") != VERSION:
-        return None
-    if doc.get("run_id") != run_id or doc.get("remote") != remote:
-        return None
-    table = Table(run_id)
-    try:
-        for row in doc["results"]:
-            name, fp = row["name"], row["fingerprint"]
-            table.entries[(name, fp)] = list(_entries(row["entries"], name, fp, str(path)))
-    except (KeyError, TypeError, LockError):
-        return None
-    return table
-
-
-def _entries(rows: Iterable[Any], name: str, fp: str, source: str) -> Iterable[runcache.RunEntry]:
-    for row in rows:
-        lock = parse_lock(row["lock"], source)
-        eid = runcache.entry_id(lock)
-        if lock.name != name or lock.fingerprint != fp or eid != row["entry_id"]:
-            raise LockError(f"prefetch table {source} names another result", "it is rebuilt")
-        yield runcache.RunEntry(lock, str(row["created_at"]), eid, row.get("digests"))
-
-
-def _remove_old(folder: Path) -> None:
-    cutoff = time.time() - KEEP_S
-    for p in folder.glob("*.json"):
-        with contextlib.suppress(OSError):
-            if p.stat().st_mtime < cutoff:
-                p.unlink()

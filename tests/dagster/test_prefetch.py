@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterEventType, execute_job, materialize, reconstructable
 
-from pivot_dagster import prefetch, push_new_materializations
+from pivot_dagster import prefetch_table, push_new_materializations
 from pivot_dagster.remote_hits import Table
 from pivot_store.config import Config, RemoteConfig
 from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
@@ -135,14 +135,14 @@ def test_table_round_trips_and_refuses_what_it_does_not_name(tmp_path: Path) -> 
     entry = _entry("sales", FingerprintParts(code_version="1"))
     table = Table("run-1", {(entry.name, entry.fingerprint): [entry]})
     path = tmp_path / "t.json"
-    path.write_bytes(prefetch.table_bytes(table, "s3"))
-    back = prefetch.read_table(path, "run-1", "s3")
+    path.write_bytes(prefetch_table.table_bytes(table, "s3"))
+    back = prefetch_table.read_table(path, "run-1", "s3")
     assert back is not None and back.entries == table.entries
     # Another run's or another remote's table is not this run's.
-    assert prefetch.read_table(path, "run-2", "s3") is None
-    assert prefetch.read_table(path, "run-1", "other") is None
+    assert prefetch_table.read_table(path, "run-2", "s3") is None
+    assert prefetch_table.read_table(path, "run-1", "other") is None
     # A row whose entry names another fingerprint (edited, or a bug) makes it unusable.
     other = _entry("sales", FingerprintParts(code_version="2"))
     bad = Table("run-1", {(entry.name, entry.fingerprint): [other]})
-    path.write_bytes(prefetch.table_bytes(bad, "s3"))
-    assert prefetch.read_table(path, "run-1", "s3") is None
+    path.write_bytes(prefetch_table.table_bytes(bad, "s3"))
+    assert prefetch_table.read_table(path, "run-1", "s3") is None
