@@ -44,6 +44,7 @@ from pivot_dagster import (
     formats,
     handoff,
     inputs,
+    prefetch,
     returns,
 )
 from pivot_dagster.code_version import derive
@@ -301,6 +302,7 @@ def _plan(
         return None
     partition = op_ctx.partition_key if own and op_ctx.has_partition_key else None
     engine = io.engine()
+    prefetch.warm(ctx, io)  # the run's remote hits looked up at once (a cache warmer only)
     cv, code = fingerprint.resolve_code(assets_def, key, derived, explicit, code)
     if cv is None:
         fn = fingerprint.pivot_function(assets_def)

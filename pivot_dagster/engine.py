@@ -11,24 +11,23 @@ between its add and the lock naming it. The run-cache and pointer layouts are
 
 The engine is also the one place pivot_dagster talks to remotes: `fetch`es
 what an output needs (every object hash-checked by the store before it
-enters), asks the remote run-cache for a fingerprint, pushes, and reads and
+enters), asks the remote run-cache for a fingerprint (`remote_hits`: the
+lookup, its checks, and the run's prefetched lookups), pushes, and reads and
 writes latest pointers. Remotes are opened once per process and name.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pivot_dagster import formats
+from pivot_dagster import formats, remote_hits
 from pivot_dagster.formats import expect
 from pivot_dagster.formats.base import FormatHandler
 from pivot_dagster.formats.path import check_remote_checkout
-from pivot_store import keys, pointers, runcache, transfer
+from pivot_store import atomic, keys, pointers, runcache, transfer
 from pivot_store.errors import (
-    CorruptObject,
     LockError,
     ObjectMissing,
     PivotError,
@@ -38,8 +37,6 @@ from pivot_store.errors import (
 from pivot_store.lockfile import FingerprintParts, Lock, Origin, OutputRecord
 from pivot_store.repo import Repo
 from pivot_store.signing import signing_key
-
-log = logging.getLogger("pivot")
 
 LOCK_SOURCE = "lock"  # Found.source: the current lock already holds the result
 LOCAL_SOURCE = "local run-cache"
@@ -149,12 +146,14 @@ class Engine:
         would be the most expensive thing the hit does, so equal bytes are kept.
         """
         data = lock.to_yaml()
+        path = self.repo.lock_path(lock.name)
         try:
-            unchanged = self.repo.lock_path(lock.name).read_bytes() == data
+            unchanged = path.read_bytes() == data
         except OSError:
             unchanged = False
-        if not unchanged:
-            self.repo.write_lock(lock)
+        if not unchanged:  # `Repo.write_lock`, with the bytes already serialized once
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic.write_replace(path, data)
         if run_cache:
             runcache.write_local(self.repo.runs_dir, lock, data)
 
@@ -169,6 +168,17 @@ class Engine:
         remote run-cache (when pulling). Only a result whose objects are all present
         (or were just pulled) counts; a remote one only in a format the asset could
         have produced (`expected`, see `formats.expect`), and pickles only if trusted."""
+        found = self.find_local(name, parts)
+        if found is None and self.pull_remote is not None:
+            rem = self._open(self.pull_remote)
+            fp = parts.digest(name)
+            hit = remote_hits.find(self.repo, rem, name, fp, lambda lk: self.refusal(lk, expected))
+            if hit is not None:
+                found = Found(hit, f"{rem.name} ({rem.url})")
+        return found
+
+    def find_local(self, name: str, parts: FingerprintParts) -> Found | None:
+        """`find_result` without the remote: the lock, else the local run-cache."""
         fp = parts.digest(name)
         lock = self.repo.read_lock(name)
         if lock is not None and lock.fingerprint == fp and self._usable_here(lock):
@@ -176,11 +186,6 @@ class Engine:
         for cand in runcache.iter_local(self.repo.runs_dir, name, fp):
             if self._usable_here(cand):
                 return Found(cand, LOCAL_SOURCE)
-        if self.pull_remote is not None:
-            rem = self._open(self.pull_remote)
-            found = self._find_remote(rem, name, fp, expected)
-            if found is not None:
-                return Found(found, f"{rem.name} ({rem.url})")
         return None
 
     def recorded_lock(self, name: str, fp: str, h: str) -> tuple[Lock | None, bool]:
@@ -364,41 +369,8 @@ class Engine:
         self._open(self.pull_remote)  # a clear error when no remote is configured
         self.repo.fetch([carrier], remote=self.pull_remote).raise_for_failures()
 
-    def _find_remote(
-        self, rem: Any, name: str, fp: str, expected: formats.Expected | None = None
-    ) -> Lock | None:
-        """A remote result for the fingerprint, its objects now local; only one this
-        asset could have produced (`refusal`: a refused entry is a miss, logged)."""
-        for entry in runcache.lookup(rem, name, fp):
-            why = self.refusal(entry.lock, expected)
-            if why is not None:
-                log.warning(
-                    "pivot: refusing run-cache entry %s of %s: %s", entry.entry_id, name, why
-                )
-                continue
-            with self.repo.writing():
-                # Through the repo: the entry is recorded as seen on the remote, so a
-                # push_on_write of this hit sends nothing back.
-                result = self.repo.fetch([entry], remote=rem.name)
-                if not result.ok:
-                    continue
-                try:
-                    self._check_signed(entry, rem.name)
-                except CorruptObject as e:
-                    log.warning("pivot: refusing run-cache entry %s: %s", entry.entry_id, e)
-                    continue
-                return entry.lock
-        return None
-
     def _check_signed(self, entry: runcache.RunEntry, remote: str) -> None:
-        """With signing on, each fetched object must match the entry's signed SHA-256;
-        one that does not is removed from the cache (CorruptObject names it)."""
-        try:
-            runcache.verify_objects(entry, self.repo.objects, f"{remote}:{entry.entry_id}")
-        except CorruptObject as e:
-            for oid in getattr(e, "oids", []):
-                self.repo.objects.remove(oid)
-            raise
+        remote_hits.check_signed(self.repo, entry, remote)
 
     def _open(self, name: str | None) -> Any:
         if name is None:

@@ -5,9 +5,10 @@ and delegates to one `engine.Engine` built per process, as dagster-aws builds
 its `inner_io_manager`; naming is `asset_keys`, formats are `formats`, what
 reaches the remote when is `remote_first`, and the metadata it writes is
 `handoff`'s. It follows `UPathIOManager`'s partition rules (one partition per
-output; a downstream reading several upstream partitions gets a dict by
-partition key; `allow_missing_partitions` input metadata skips absent ones) so
-users can swap it in without changing assets.
+output, or a dict by partition key for a range run: `ranges`; a downstream
+reading several upstream partitions gets a dict by partition key;
+`allow_missing_partitions` input metadata skips absent ones) so users can
+swap it in without changing assets.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from dagster import (
     ConfigurableIOManager,
     DataVersion,
     InputContext,
-    MetadataValue,
     OutputContext,
 )
 from dagster._core.execution.plan.outputs import StepOutputHandle
@@ -33,6 +33,7 @@ from pivot_dagster import (
     flights,
     formats,
     handoff,
+    ranges,
     remote_first,
 )
 from pivot_dagster.engine import Engine, MissingUpstream, UntrustedPickle
@@ -179,36 +180,16 @@ class PivotIOManager(ConfigurableIOManager):
         )
 
     def _handle_range(self, context: OutputContext, obj: Any) -> None:
-        """One output for several partitions (a single-run backfill, a partition-range
-        run): a dict `{partition key: value}` is stored as one result per partition,
-        each with its own lock, the same ones single-partition runs write and read.
-
-        Recorded as computed, never as a cache entry: the range's body saw the whole
-        range, so pivot does not claim that a single-partition run would compute the
-        same value (a later single-partition `cached` run computes its own, then hits).
-        """
-        engine = self.engine()
-        pkeys = list(context.asset_partition_keys)
-        key = context.asset_key.to_user_string()
-        if not (isinstance(obj, dict) and set(obj) == set(pkeys)):
-            raise PivotError(
-                f"{key}: one output covers {len(pkeys)} partitions",
-                "return a dict {partition key: value} with one value per partition, or "
-                "launch the backfill with a multi-run backfill policy (one run per partition)",
-            )
-        origin = handoff.origin_for(_or_none(lambda: context.run_id), context.output_metadata or {})
-        hashes = {}
-        for pk in pkeys:
-            name = asset_keys.lock_name(context.asset_key, pk)
-            parts = self._plain_parts(context, pk)
-            handler = formats.choose(obj[pk], self._forced_format(context))
-            lock = engine.save_computed(
-                name, parts, obj[pk], handler, context.name, run_cache=False, origin=origin
-            )
-            self._write_through(engine, lock, False, context)
-            hashes[pk] = lock.outputs[0].hash
-        context.add_output_metadata({handoff.PARTITION_HASHES_KEY: MetadataValue.json(hashes)})
-        context.log.info(f"pivot: stored {key} for {len(pkeys)} partitions, one lock each")
+        """One output for several partitions: `ranges.store_range`, one lock each."""
+        ranges.store_range(
+            self.engine(),
+            context,
+            obj,
+            run_id=_or_none(lambda: context.run_id),
+            plain_parts=lambda pk: self._plain_parts(context, pk),
+            forced_format=self._forced_format(context),
+            write_through=lambda lock: self._write_through(self.engine(), lock, False, context),
+        )
 
     def _write_through(
         self, engine: Engine, lock: Lock, cacheable: bool, context: OutputContext

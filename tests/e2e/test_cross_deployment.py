@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ import pytest
 from pivot_store.config import Config, RemoteConfig
 from pivot_store.remote import open_remote
 from pivot_store.repo import Repo
+from tests.fixtures import timed_proxy as timing
 from tests.fixtures.s3 import S3Server, remote_options
+from tests.fixtures.timed_proxy import TimedProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL = {"raw", "table", "summary", "features", "report"}
@@ -183,3 +186,76 @@ def test_tampered_remote_object_is_refused_and_recomputed(
     # the downstream report is still a hit.
     assert b.counts() == {"features": 1}
     assert out["values"] == a_out["values"]
+
+
+# --- the run's chain of hits, resolved at once (issue 17) -------------------------------
+def _locks(project: Path) -> dict[str, str]:
+    repo = Repo.open(project)
+    return {lk.name: lk.fingerprint for lk in repo.iter_locks()}
+
+
+def _prefetched(project: Path) -> set[tuple[str, str]]:
+    """(lock name, fingerprint) of every lookup a prefetch table of this project holds."""
+    found = set()
+    for p in (project / ".pivot" / "tmp" / "prefetch").glob("*.json"):
+        for row in json.loads(p.read_text())["results"]:
+            found.add((row["name"], row["fingerprint"]))
+    return found
+
+
+@pytest.fixture
+def timed_proxy(s3_server: S3Server) -> Iterator[TimedProxy]:
+    with timing.timed_proxy(s3_server) as proxy:
+        yield proxy
+
+
+def test_b_resolves_the_runs_chain_of_hits_before_its_second_step(
+    deployment_a, tmp_path: Path, timed_proxy: TimedProxy
+) -> None:
+    a, a_out = deployment_a
+    cfg = {**a.remote_config, "endpoint_url": timed_proxy.url}
+    b = Deployment(tmp_path / "B", cfg)
+    out = b.run("materialize", "values", "steps")
+    assert out["materialize"]["success"] and b.counts() == {}
+    assert out["values"] == a_out["values"]
+    # The run of table -> {summary, features} -> report: its first step looked every
+    # level up (each level's fingerprints need the level above's hashes, which only the
+    # remote entries name), so the later steps asked the remote nothing themselves.
+    run = next(r for r in out["steps"]["runs"] if "report" in r["starts"])
+    second = min(t for step, t in run["starts"].items() if step != "table")
+    for asset in ("summary", "features", "report"):
+        asked = timed_proxy.asked(asset)
+        assert asked, f"{asset}'s entry was never looked up"
+        late = [r for r in asked if r[0] >= second]
+        assert not late, f"{asset} was looked up after the run's second step started: {late}"
+    assert any("prefetched 4 remote hit(s) of 4 asset(s)" in n for n in run["prefetch"])
+    # One lookup (a LIST of the fingerprint's prefix) per asset partition, none repeated
+    # by the steps that the prefetch had answered.
+    lists = timed_proxy.lists()
+    assert len(lists) == 6, lists
+    # The prefetch looked up exactly the fingerprints the steps then computed.
+    assert _prefetched(b.project) == set(_locks(b.project).items())
+
+
+def test_b_changed_upstream_is_not_served_from_as_entry(
+    deployment_a, tmp_path: Path, timed_proxy: TimedProxy
+) -> None:
+    a, _ = deployment_a
+    cfg = {**a.remote_config, "endpoint_url": timed_proxy.url}
+    b = Deployment(tmp_path / "B", cfg, variant="features-v2")
+    out = b.run("materialize", "values")
+    assert out["materialize"]["success"]
+    # features' code changed: it and its downstream run; nothing of A's is used for them.
+    assert b.counts() == {"features": 1, "report": 1}
+    assert out["values"]["features"] == {"mean": 17.0, "max": 24}
+    assert json.loads(out["values"]["report"]["features.json"]) == {"mean": 17.0, "max": 24}
+    a_repo = Repo.open(a.project)
+    for name in ("features", "report"):
+        stale = a_repo.read_lock(name).outputs[0].hash
+        key = f"store/files/{stale[:2]}/{stale[2:]}"
+        fetched = [r for r in timed_proxy.timed if r[1] == "GET" and key in r[2]]
+        assert not fetched, f"B downloaded A's {name} result although its code changed"
+    # The prefetch predicted the unchanged chain only (table, summary); it never guessed
+    # at features' downstream, whose fingerprint needs a hash only features' body gives.
+    predicted = {name for name, _ in _prefetched(b.project)}
+    assert {"table", "summary"} <= predicted and "report" not in predicted

@@ -8,7 +8,7 @@ process with another project dir and DAGSTER_HOME:
 - XDEPLOY_VARIANT: "features-v2" swaps in a changed `features` body
 
 `python -m tests.e2e.xdeploy_defs ACTION...` (from the repo root) runs actions in order and prints
-one JSON object per action (materialize, push, pull, values, events).
+one JSON object per action (materialize, push, pull, values, events, steps).
 """
 
 from __future__ import annotations
@@ -172,6 +172,23 @@ def do_events(instance: DagsterInstance) -> dict[str, Any]:
     return out
 
 
+def do_steps(instance: DagsterInstance) -> dict[str, Any]:
+    """Every run's step starts (step key -> time) and pivot's prefetch lines, oldest run first."""
+    from dagster import DagsterEventType
+
+    runs = []
+    for run in reversed(instance.get_runs()):
+        logs = instance.all_logs(run.run_id)
+        starts = {
+            e.step_key: e.timestamp
+            for e in logs
+            if e.dagster_event and e.dagster_event.event_type == DagsterEventType.STEP_START
+        }
+        notes = [e.user_message for e in logs if "pivot: prefetch" in (e.user_message or "")]
+        runs.append({"run_id": run.run_id, "starts": starts, "prefetch": notes})
+    return {"runs": runs}
+
+
 def main(actions: list[str]) -> None:
     instance = DagsterInstance.get()  # DAGSTER_HOME names this deployment's instance
     cursor = None
@@ -187,6 +204,8 @@ def main(actions: list[str]) -> None:
             out = do_values()
         elif action == "events":
             out = do_events(instance)
+        elif action == "steps":
+            out = do_steps(instance)
         else:
             raise SystemExit(f"unknown action {action}")
         print("XDEPLOY " + json.dumps({"action": action, **out}, default=str), flush=True)
