@@ -44,6 +44,7 @@ from pivot_dagster import (
     formats,
     handoff,
     inputs,
+    multi_asset,
     returns,
 )
 from pivot_dagster.code_version import derive
@@ -108,10 +109,13 @@ def cached(
     derived = code_version or walk.version
     code = walk.code if walk is not None else {}
     excluded = tuple(exclude)
+    settings = multi_asset.Settings(derived, code_version is not None, code, excluded, max_age)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ctx = AssetExecutionContext.get()
+        if multi_asset.applies(ctx):
+            return multi_asset.run(ctx, lambda up: _call(ctx, fn, args, kwargs, up), settings)
         plan = _plan(ctx, derived, code_version is not None, code, excluded)
         causes: list[str] = []
         if plan is not None:
@@ -135,10 +139,8 @@ def cached(
             ctx.log.info(f"pivot: cache miss for {plan.name}: {explain.joined(causes)}")
         upstream = plan.upstream if plan is not None else None
         started = time.perf_counter()
-        args = tuple(_resolve(a, upstream) for a in args)
-        kwargs = {k: _resolve_input(ctx, k, v, upstream) for k, v in kwargs.items()}
         try:
-            value = fn(*args, **kwargs)
+            value = _call(ctx, fn, args, kwargs, upstream)
         except BaseException:
             if plan is not None:
                 flights.release(plan.engine.repo, plan.name)
@@ -203,6 +205,19 @@ def _claim_or_wait(
 
 def _step_key(ctx: AssetExecutionContext) -> str:
     return ctx.op_execution_context._step_execution_context.step.key  # internal
+
+
+def _call(
+    ctx: AssetExecutionContext,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    upstream: fingerprint.UpstreamLocks | None,
+) -> Any:
+    """The body, its deferred inputs read from the upstream locks the fingerprint named."""
+    args = tuple(_resolve(a, upstream) for a in args)
+    kwargs = {k: _resolve_input(ctx, k, v, upstream) for k, v in kwargs.items()}
+    return fn(*args, **kwargs)
 
 
 def _resolve(value: Any, upstream: fingerprint.UpstreamLocks | None) -> Any:

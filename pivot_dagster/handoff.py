@@ -46,6 +46,9 @@ SOURCE_KEY = "pivot/source"  # only on results a sensor pulled from elsewhere
 # Explain (pivot_dagster.explain): why a miss ran, where a hit came from.
 WHY_KEY = "pivot/why"  # a miss: one line per cause
 DURATION_KEY = "pivot/duration_s"  # a miss: the body's wall time (cached -> IO manager)
+# A multi_asset miss: when its body started (epoch seconds), the same on every output, so
+# their locks' origins agree and name one computation (see `output_group`).
+STARTED_KEY = "pivot/started_at"
 FOUND_IN_KEY = "pivot/found_in"  # a hit: local lock / local run-cache / remote run-cache ...
 COMPUTED_BY_KEY = "pivot/computed_by"  # the origin's deployment and run
 COMPUTED_AT_KEY = "pivot/computed_at"  # the origin's time (UTC, ISO 8601)
@@ -158,27 +161,38 @@ def parts_from_metadata(meta: Mapping[str, Any] | None) -> FingerprintParts | No
     return None if raw is None else parts_from_json(raw)
 
 
-def miss_metadata(causes: list[str], duration_s: float) -> dict[str, Any]:
-    """What `cached` attaches on a miss: why it ran, and how long the body took."""
-    return {
+def miss_metadata(
+    causes: list[str], duration_s: float, started_at: float | None = None
+) -> dict[str, Any]:
+    """What `cached` attaches on a miss: why it ran, and how long the body took
+    (a multi_asset's outputs also when it started: `STARTED_KEY`)."""
+    meta = {
         WHY_KEY: MetadataValue.text("\n".join(causes)),
         DURATION_KEY: MetadataValue.float(round(duration_s, 4)),
     }
+    if started_at is not None:
+        meta[STARTED_KEY] = MetadataValue.float(round(started_at, 3))
+    return meta
 
 
 def origin_for(run_id: str | None, meta: Mapping[str, Any] | None) -> Origin:
     """The origin of a result computed now: this run, this deployment, the body's time.
 
     `computed_at` is when the body started (now minus its duration): its inputs
-    were read then, so an expiry (`cached(max_age=...)`) counts from there.
+    were read then, so an expiry (`cached(max_age=...)`) counts from there. A
+    multi_asset's outputs carry that start (`STARTED_KEY`), so all of one body's
+    outputs record one `computed_at`: their origins are equal, which is how a
+    hit tells the outputs of one computation from those of two.
     """
     raw = value_of((meta or {}).get(DURATION_KEY))
     took = float(raw) if isinstance(raw, int | float) else None
-    now = time.time()
+    started = value_of((meta or {}).get(STARTED_KEY))
+    if not isinstance(started, int | float) or isinstance(started, bool):
+        started = time.time() - (took or 0.0)
     return Origin(
         run_id=run_id,
         deployment=deployment(),
-        computed_at=round(now - (took or 0.0), 3),
+        computed_at=round(float(started), 3),
         duration_s=took,
     )
 
