@@ -146,7 +146,7 @@ def _plan(ctx: AssetExecutionContext, settings: Settings) -> _Plan | None:
     upstream: fingerprint.UpstreamLocks = {}
     deps = fingerprint.dep_hashes(
         engine.repo,
-        _upstream_pairs(ctx, step),
+        _upstream_pairs(ctx, step, partition),
         io.upstream_resolver(ctx.instance),
         upstream,
         extra["source"],
@@ -170,14 +170,24 @@ def _plan(ctx: AssetExecutionContext, settings: Settings) -> _Plan | None:
 
 
 def _selected(ctx: AssetExecutionContext) -> list[_Out]:
-    """The outputs this run selects, in the op's output order."""
+    """The outputs this run selects, in the op's output order made topological: Dagster
+    refuses an output yielded before another output of the op it depends on."""
     selected = set(ctx.selected_asset_keys)
     by_output = ctx.assets_def.node_keys_by_output_name
-    return [
+    outs = [
         _Out(by_output[d.name], d.name, "")
         for d in ctx.op_def.output_defs
         if d.name in by_output and by_output[d.name] in selected
     ]
+    deps = {s.key: {d.asset_key for d in s.deps} for s in ctx.assets_def.specs}
+    ordered: list[_Out] = []
+    while outs:  # stable: the first output none of the rest feed
+        ready = next(
+            (o for o in outs if not deps.get(o.key, set()) & {p.key for p in outs}), outs[0]
+        )
+        ordered.append(ready)
+        outs.remove(ready)
+    return ordered
 
 
 def _untyped_outputs(ctx: AssetExecutionContext) -> str | None:
@@ -219,15 +229,24 @@ def _code_version(ctx: AssetExecutionContext, settings: Settings) -> tuple[str |
     return cv, (dict(settings.code) if uses_derived else {})
 
 
-def _upstream_pairs(ctx: AssetExecutionContext, step: Any) -> list[tuple]:
-    """(upstream key, partition or None) for every input of the op, selected or not."""
+def _upstream_pairs(ctx: AssetExecutionContext, step: Any, partition: Any) -> list[tuple]:
+    """(upstream key, partition or None) for every input of the op, selected or not.
+
+    The op's own outputs at this run's partition are left out: a subsettable
+    multi_asset gets an input per internal dep (`__subset_input__<name>`), and
+    naming the output this very step writes would make each result's fingerprint
+    depend on the one before it. An own output at another partition (a
+    self-dependency through a partition mapping) is an upstream like any other.
+    """
     op_ctx = ctx.op_execution_context
+    own = set(ctx.assets_def.node_keys_by_output_name.values())
     pairs: list[tuple] = []
     for input_name, up_key in sorted(ctx.assets_def.node_keys_by_input_name.items()):
         if step.has_asset_partitions_for_input(input_name):
-            pairs += [(up_key, pk) for pk in op_ctx.asset_partition_keys_for_input(input_name)]
+            pks = list(op_ctx.asset_partition_keys_for_input(input_name))
         else:
-            pairs.append((up_key, None))
+            pks = [None]
+        pairs += [(up_key, pk) for pk in pks if not (up_key in own and pk == partition)]
     return pairs
 
 

@@ -12,6 +12,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 from dagster import (
     AssetExecutionContext,
@@ -365,3 +366,29 @@ def test_a_second_deployment_hits_both_outputs_on_the_remote(
     assert _meta(dagster_instance, "left")["pivot/found_in"].startswith("remote run-cache origin")
     n = first.asset_value("left")
     assert (load_stored(b.root, "left"), load_stored(b.root, "right")) == (n, -n)
+
+
+# --- an output that reads another output of the same op -------------------------------------
+@multi_asset(
+    outs={"clean": AssetOut(is_required=False), "raw": AssetOut(is_required=False)},
+    can_subset=True,
+    internal_asset_deps={"raw": set(), "clean": {dg.AssetKey("raw")}},
+)
+@cached
+def chain(context: AssetExecutionContext):
+    CALLS.append(",".join(sorted(context.selected_output_names)))
+    for name in ("raw", "clean"):  # Dagster wants an op's outputs in topological order
+        if name in context.selected_output_names:
+            yield Output(name.upper(), output_name=name)
+
+
+def test_internal_deps_are_not_upstreams(project: Path, dagster_instance) -> None:
+    """Dagster gives a subsettable op an input per internal dep; that input names an
+    output of this very step, which must not enter its own fingerprint (each result
+    would then depend on the one before it, and a first run could never be reused)."""
+    runs = [_run([chain], project, dagster_instance) for _ in "12"]
+    sub = _run([chain], project, dagster_instance, selection=["clean"])
+    assert CALLS == ["clean,raw"]
+    assert hits(dagster_instance, runs[1].run_id) == {"raw": True, "clean": True}
+    assert hits(dagster_instance, sub.run_id) == {"clean": True}
+    assert sub.asset_value("clean") == "CLEAN"
