@@ -245,6 +245,7 @@ def test_asset_left_out_checks_hits(project: Path, dagster_instance) -> None:
 def test_multi_asset_is_cached(project: Path, tmp_path: Path, dagster_instance) -> None:
     """Values as Dagster's own IO manager gives them; the second run is a hit for both
     outputs (tests/dagster/test_multi_asset.py has the rest)."""
+
     def make(decorate: bool) -> Any:
         def two():
             CALLS.append("two")
