@@ -125,6 +125,7 @@ def _plan(ctx: AssetExecutionContext, settings: Settings) -> _Plan | None:
         return None
     own = assets_def.partitions_def is not None
     if own and op_ctx.has_partition_key_range and not op_ctx.has_partition_key:
+        returns.log_once(ctx, "a partition-range run is not cached; running the body")
         return None
     partition = op_ctx.partition_key if own and op_ctx.has_partition_key else None
     cv, code = _code_version(ctx, settings)
