@@ -101,8 +101,10 @@ def run(ctx: AssetExecutionContext, body: Callable[[Any], Any], settings: Settin
     except BaseException:
         _release(plan.engine, names)
         raise
-    events = value if inspect.isgenerator(value) else _coerced(ctx, value)
-    return _fingerprinted(ctx, plan, events, causes, started_wall, started)
+    if inspect.isgenerator(value):
+        return _fingerprinted(plan, value, causes, started_wall, None)
+    took = time.perf_counter() - started
+    return _fingerprinted(plan, _coerced(ctx, value), causes, started_wall, took)
 
 
 # --- the plan ------------------------------------------------------------------------------
@@ -329,19 +331,27 @@ def _coerced(ctx: AssetExecutionContext, value: Any) -> Iterator[Any]:
 
 
 def _fingerprinted(
-    ctx: AssetExecutionContext,
     plan: _Plan,
     events: Iterator[Any],
     causes: Mapping[str, list[str]],
     started_wall: float,
-    started: float,
+    took: float | None,
 ) -> Iterator[Any]:
-    """The body's events, each output carrying the parts, why it ran and when the body
-    started; every flight still held is let go when the body is done (or fails)."""
+    """The body's events, each output carrying the parts, why it ran, when the body
+    started and its time (`took` for a returned result; for a generator, the time spent
+    in it up to that output, without Dagster's handling of the outputs before); every
+    flight still held is let go when the body is done (or fails)."""
     by_output = {o.output: o for o in plan.outs}
     by_key = {o.key: o for o in plan.outs}
+    spent = 0.0
     try:
-        for event in events:
+        while True:
+            t0 = time.perf_counter()
+            try:
+                event = next(events)
+            except StopIteration:
+                return
+            spent += time.perf_counter() - t0
             out = None
             if isinstance(event, Output):
                 out = by_output.get(event.output_name)
@@ -349,10 +359,11 @@ def _fingerprinted(
                 key = event.asset_key
                 out = by_key.get(AssetKey.from_coercible(key)) if key is not None else None
             if out is not None:
-                took = time.perf_counter() - started
                 meta = {
                     **handoff.parts_metadata(plan.parts),
-                    **handoff.miss_metadata(causes.get(out.name, []), took, started_wall),
+                    **handoff.miss_metadata(
+                        causes.get(out.name, []), spent if took is None else took, started_wall
+                    ),
                 }
                 event = _with_metadata(event, meta)
             yield event

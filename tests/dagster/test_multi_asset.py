@@ -9,6 +9,7 @@ hit that mixed the outputs of two runs from one that did not.
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,10 @@ from dagster import (
     Output,
     StaticPartitionsDefinition,
     asset,
+    execute_job,
     materialize,
     multi_asset,
+    reconstructable,
 )
 
 from pivot_dagster import PivotIOManager, cached
@@ -33,6 +36,7 @@ from pivot_store.config import Config as PivotConfig
 from pivot_store.config import RemoteConfig
 from pivot_store.remote import open_remote
 from pivot_store.repo import Repo
+from tests.dagster import multi_defs
 from tests.dagster.helpers import hits, load_stored, materializations
 
 CALLS: list[str] = []
@@ -392,3 +396,31 @@ def test_internal_deps_are_not_upstreams(project: Path, dagster_instance) -> Non
     assert hits(dagster_instance, runs[1].run_id) == {"raw": True, "clean": True}
     assert hits(dagster_instance, sub.run_id) == {"clean": True}
     assert sub.asset_value("clean") == "CLEAN"
+
+
+# --- the multiprocess executor: each step in its own process --------------------------------
+def test_multiprocess_run_then_all_hits(
+    project: Path, dagster_instance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parts and the body's start reach each output's IO manager call through the
+    step's events; a second run hits the multi_asset and its downstreams."""
+    monkeypatch.setenv("PIVOT_TEST_PROJECT", str(project))
+    root = str(Path(__file__).resolve().parents[2])
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    )
+    monkeypatch.chdir(root)  # Dagster resolves the job's module from the working directory
+    job = reconstructable(multi_defs.multiprocess_job)
+    with execute_job(job, instance=dagster_instance) as first:
+        assert first.success
+    with execute_job(job, instance=dagster_instance) as second:
+        assert second.success
+        assert hits(dagster_instance, second.run_id) == dict.fromkeys(
+            ["evens", "odds", "evens_sum", "odds_sum"], True
+        )
+    assert multi_defs.counts() == {"evens_sum": 1, "odds_sum": 1, "parity": 1}
+    repo = Repo.open(project)
+    evens, odds = (repo.read_lock(k) for k in ("evens", "odds"))
+    assert evens.origin == odds.origin  # one computation: run, deployment, start, duration
+    assert evens.origin.run_id == first.run_id
+    assert load_stored(project, "evens")[2] == load_stored(project, "odds")[2]
