@@ -47,6 +47,7 @@ from pivot_dagster import (
     multi_asset,
     returns,
 )
+from pivot_dagster import range_values as ranges
 from pivot_dagster.code_version import derive
 from pivot_dagster.engine import Engine
 from pivot_dagster.handoff import CacheHit, Deferred, pivot_type
@@ -77,6 +78,7 @@ def cached(
     exclude: Sequence[str] = (),
     file_deps: Sequence[str] = (),
     exclude_resources: Sequence[str] = (),
+    range_values: bool = False,
 ) -> Any:
     """Decorate an asset function (under `@asset`) so a fingerprint match skips its body.
 
@@ -92,6 +94,10 @@ def cached(
     project root, or absolute); their content is part of the fingerprint.
     `exclude_resources`: resource keys (`"db"`) or fields (`"db.password"`)
     left out of the fingerprint's resource config (docs/fingerprint.md, Inputs).
+    `range_values`: the body returns `{partition key: value}` for whatever partitions
+    it runs for, one included, and a partition's value depends on that partition's
+    inputs only; then single-run backfills are cached per partition and
+    single-partition runs store `value` (see `range_values`, docs/io-manager.md).
     """
     if isinstance(file_deps, str) or isinstance(exclude_resources, str):
         raise TypeError("cached(file_deps=..., exclude_resources=...) take lists of strings")
@@ -104,6 +110,7 @@ def cached(
             exclude=exclude,
             file_deps=file_deps,
             exclude_resources=exclude_resources,
+            range_values=range_values,
         )
     walk = None if code_version else derive(fn, code_deps)
     derived = code_version or walk.version
@@ -116,6 +123,15 @@ def cached(
         ctx = AssetExecutionContext.get()
         if multi_asset.applies(ctx):
             return multi_asset.run(ctx, lambda up: _call(ctx, fn, args, kwargs, up), settings)
+        if range_values and _is_range_run(ctx):
+            plans = {
+                pk: _plan(ctx, derived, code_version is not None, code, excluded, range_pk=pk)
+                for pk in ctx.partition_keys
+            }
+            if all(p is not None for p in plans.values()):
+                refresh = explain.refresh_requested(ctx.run.tags, ctx.asset_key.to_user_string())
+                body = lambda up: _call(ctx, fn, args, kwargs, up)  # noqa: E731
+                return ranges.run(ctx, plans, body, max_age=max_age, refresh=refresh)
         plan = _plan(ctx, derived, code_version is not None, code, excluded)
         causes: list[str] = []
         if plan is not None:
@@ -141,6 +157,8 @@ def cached(
         started = time.perf_counter()
         try:
             value = _call(ctx, fn, args, kwargs, upstream)
+            if range_values and _single_partition(ctx):
+                value = ranges.unwrap_single(value, ctx.partition_key, _asset_name(ctx))
         except BaseException:
             if plan is not None:
                 flights.release(plan.engine.repo, plan.name)
@@ -151,7 +169,7 @@ def cached(
         meta = {**handoff.parts_metadata(plan.parts), **handoff.miss_metadata(causes, took)}
         return returns.on_miss(value, meta, lambda: flights.release(plan.engine.repo, plan.name))
 
-    wrapper.__signature__ = _rewrite_signature(fn)  # type: ignore[attr-defined]
+    wrapper.__signature__ = _rewrite_signature(fn, range_values)  # type: ignore[attr-defined]
     wrapper.__pivot_code_version__ = derived  # type: ignore[attr-defined]
     wrapper.__pivot_explicit__ = code_version is not None  # type: ignore[attr-defined]
     wrapper.__pivot_code__ = code  # type: ignore[attr-defined]
@@ -254,7 +272,7 @@ def _resolve_input(
     return resolved
 
 
-def _rewrite_signature(fn: Callable[..., Any]) -> inspect.Signature:
+def _rewrite_signature(fn: Callable[..., Any], range_values: bool = False) -> inspect.Signature:
     sig = inspect.signature(fn)
     try:
         hints = typing.get_type_hints(fn, include_extras=True)
@@ -269,7 +287,10 @@ def _rewrite_signature(fn: Callable[..., Any]) -> inspect.Signature:
         else:
             inner = Any if ann is inspect.Parameter.empty else ann
             params.append(p.replace(annotation=pivot_type(inner)))
-    ret = returns.annotation(fn, hints.get("return", sig.return_annotation))
+    ret = hints.get("return", sig.return_annotation)
+    if range_values and ret is not inspect.Signature.empty:
+        ret = ranges.value_annotation(ret)  # the output is one partition's value
+    ret = returns.annotation(fn, ret)
     return sig.replace(parameters=params, return_annotation=ret)
 
 
@@ -291,14 +312,31 @@ def _is_config_or_resource(ann: Any) -> bool:
     )
 
 
+def _single_partition(ctx: AssetExecutionContext) -> bool:
+    return ctx.assets_def.partitions_def is not None and ctx.has_partition_key
+
+
+def _asset_name(ctx: AssetExecutionContext) -> str:
+    return ctx.asset_key.to_user_string()
+
+
+def _is_range_run(ctx: AssetExecutionContext) -> bool:
+    op_ctx = ctx.op_execution_context
+    partitioned = ctx.assets_def.partitions_def is not None
+    return partitioned and op_ctx.has_partition_key_range and not op_ctx.has_partition_key
+
+
 def _plan(
     ctx: AssetExecutionContext,
     derived: str | None,
     explicit: bool,
     code: dict[str, str],
     exclude: Sequence[str] = (),
+    range_pk: str | None = None,
 ) -> _Plan | None:
-    """The step's plan, or None when this step cannot be cached."""
+    """The step's plan, or None when this step cannot be cached. `range_pk`: the plan
+    of that one partition of a range run (`cached(range_values=True)`), its upstream
+    partitions mapped by the asset graph as a run of that partition alone gets them."""
     assets_def = ctx.assets_def
     why = returns.not_cacheable(ctx)
     if why is not None:
@@ -312,9 +350,10 @@ def _plan(
         ctx.log.warning("pivot: the asset's IO manager is not PivotIOManager; not cached")
         return None
     own = assets_def.partitions_def is not None  # an unpartitioned asset ignores the run's
-    if own and op_ctx.has_partition_key_range and not op_ctx.has_partition_key:
+    if own and range_pk is None and _is_range_run(ctx):
         return None
     partition = op_ctx.partition_key if own and op_ctx.has_partition_key else None
+    partition = range_pk if range_pk is not None else partition
     engine = io.engine()
     cv, code = fingerprint.resolve_code(assets_def, key, derived, explicit, code)
     if cv is None:
@@ -324,6 +363,8 @@ def _plan(
         return None
 
     def partitions_for(input_name: str, up_key: Any) -> list[Any] | None:
+        if range_pk is not None:
+            return ranges.parent_partitions(job.asset_layer.asset_graph, key, up_key, range_pk)
         if step.has_asset_partitions_for_input(input_name):
             return list(op_ctx.asset_partition_keys_for_input(input_name))
         return None

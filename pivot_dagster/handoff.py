@@ -54,6 +54,7 @@ COMPUTED_BY_KEY = "pivot/computed_by"  # the origin's deployment and run
 COMPUTED_AT_KEY = "pivot/computed_at"  # the origin's time (UTC, ISO 8601)
 SAVED_KEY = "pivot/saved_s"  # a hit: the compute time it saved (the origin's duration)
 PARTITION_HASHES_KEY = "pivot/partition_hashes"  # a range run: {partition key: hash}
+RANGE_PARTS_KEY = "pivot/range_parts"  # cached(range_values=True): {partition key: parts}
 NOT_CACHED_KEY = "pivot/not_cached"  # why a result could not be cached (an unnamed input)
 # Integrity checks (pivot_dagster.checks).
 OBJECTS_CHECKED_KEY = "pivot/objects_checked"
@@ -95,6 +96,15 @@ class Deferred:
         return self._value
 
 
+class RangeValues(dict):
+    """A range run's result under `cached(range_values=True)`: `{partition key: value}`,
+    a value being a `CacheHit` where that partition's stored result is reused.
+
+    Its own type, so the output's type check checks each value as one partition's
+    (see `PivotType`), and the IO manager (`range_values.store`) knows each comes with
+    its own fingerprint parts (`RANGE_PARTS_KEY`)."""
+
+
 class PivotType(DagsterType):
     """Accepts pivot's markers, otherwise checks like the wrapped annotation."""
 
@@ -111,6 +121,12 @@ class PivotType(DagsterType):
 
     def _check(self, context: Any, value: Any) -> TypeCheck | bool:
         if isinstance(value, CacheHit | Deferred):
+            return True
+        if isinstance(value, RangeValues):  # one value (or hit) per partition, each checked
+            for v in value.values():
+                check = self._check(context, v)
+                if not (check if isinstance(check, bool) else check.success):
+                    return check
             return True
         return self.inner.type_check(context, value)
 
@@ -219,6 +235,15 @@ def recorded(meta: Mapping[str, Any]) -> tuple[str, str] | None:
     """(fingerprint, content hash) a pivot materialization recorded, or None."""
     fp, h = value_of(meta.get(FINGERPRINT_KEY)), value_of(meta.get(HASH_KEY))
     return (fp, h) if fp and h else None
+
+
+def is_pivots(meta: Mapping[str, Any], partition: str | None) -> bool:
+    """Whether pivot's IO manager recorded this materialization (of `partition`): one
+    output's, or a range run's, which names each partition's hash instead."""
+    if recorded(meta) is not None:
+        return True
+    hashes = value_of(meta.get(PARTITION_HASHES_KEY))
+    return partition is not None and isinstance(hashes, dict) and partition in hashes
 
 
 # --- the one builder of event metadata -----------------------------------------------

@@ -33,6 +33,7 @@ from pivot_dagster import (
     flights,
     formats,
     handoff,
+    range_values,
     remote_first,
 )
 from pivot_dagster.engine import Engine, MissingUpstream, UntrustedPickle
@@ -187,6 +188,8 @@ class PivotIOManager(ConfigurableIOManager):
         range, so pivot does not claim that a single-partition run would compute the
         same value (a later single-partition `cached` run computes its own, then hits).
         """
+        if range_values.store(self, context, obj):  # cached(range_values=True): cached
+            return
         engine = self.engine()
         pkeys = list(context.asset_partition_keys)
         key = context.asset_key.to_user_string()
