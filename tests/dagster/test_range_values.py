@@ -138,3 +138,36 @@ def test_a_single_run_of_another_shape_names_the_convention(
     error = str(r.get_step_failure_events()[0].step_failure_data.error)
     assert "partition a returned a dict with keys ['x']" in error and "range_values" in error
     assert Repo.open(project).read_lock("lumped/@a") is None
+
+
+@asset(partitions_def=PARTS, backfill_policy=BackfillPolicy.single_run(), code_version="1")
+def plain_range(
+    context,
+) -> dict:  # unannotated: under `from __future__ import annotations` Dagster refuses a string
+    return {pk: pk * 2 for pk in context.partition_keys}
+
+
+@asset(partitions_def=PARTS, code_version="1")
+@cached
+def plain_reader(plain_range: str) -> str:
+    CALLS.append("plain_reader")
+    return plain_range.upper()
+
+
+def test_a_downstream_of_a_range_stored_upstream_hits(project: Path, dagster_instance) -> None:
+    """Without the convention too: a range run's materialization is pivot's (it names each
+    partition's hash), so a cached downstream of one partition fingerprints on its lock."""
+    _run([plain_range], project, dagster_instance, tags=RANGE)
+    runs = [
+        _run(
+            [plain_range, plain_reader],
+            project,
+            dagster_instance,
+            partition_key="b",
+            selection=[plain_reader],
+        )
+        for _ in "12"
+    ]
+    assert CALLS == ["plain_reader"]
+    assert runs[1].asset_value("plain_reader") == "BB"
+    assert materializations(dagster_instance, "plain_reader")[-1].metadata["pivot/cache_hit"].value
