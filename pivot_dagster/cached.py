@@ -14,7 +14,8 @@ markers; inputs then arrive as `Deferred` and are deserialized only on a miss,
 from the upstream locks the fingerprint was computed from.
 
 `pivot_asset` is `@asset` + `cached` in one, with the derived code version shown
-in Dagster.
+in Dagster. A `@multi_asset`'s step is `multi_asset`'s; a range run under
+`range_values=True` is `range_values`'.
 """
 
 from __future__ import annotations
