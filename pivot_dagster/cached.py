@@ -45,9 +45,9 @@ from pivot_dagster import (
     formats,
     handoff,
     inputs,
-    multi_asset,
     returns,
 )
+from pivot_dagster import multi_asset as multi
 from pivot_dagster import range_values as ranges
 from pivot_dagster.code_version import derive
 from pivot_dagster.engine import Engine
@@ -117,13 +117,13 @@ def cached(
     derived = code_version or walk.version
     code = walk.code if walk is not None else {}
     excluded = tuple(exclude)
-    settings = multi_asset.Settings(derived, code_version is not None, code, excluded, max_age)
+    settings = multi.Settings(derived, code_version is not None, code, excluded, max_age)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ctx = AssetExecutionContext.get()
-        if multi_asset.applies(ctx):
-            return multi_asset.run(ctx, lambda up: _call(ctx, fn, args, kwargs, up), settings)
+        if multi.applies(ctx):
+            return multi.run(ctx, lambda up: _call(ctx, fn, args, kwargs, up), settings)
         if range_values and _is_range_run(ctx):
             plans = {
                 pk: _plan(ctx, derived, code_version is not None, code, excluded, range_pk=pk)

@@ -33,11 +33,11 @@ from pivot_dagster import (
     flights,
     formats,
     handoff,
-    range_values,
     remote_first,
 )
 from pivot_dagster.engine import Engine, MissingUpstream, UntrustedPickle
 from pivot_dagster.handoff import CacheHit, Deferred, PivotType
+from pivot_dagster.range_values import store as store_range_values
 from pivot_store.config import remote_from
 from pivot_store.errors import PivotError
 from pivot_store.lockfile import FingerprintParts, Lock
@@ -146,7 +146,7 @@ class PivotIOManager(ConfigurableIOManager):
     # --- output ----------------------------------------------------------------
     def handle_output(self, context: OutputContext, obj: Any) -> None:
         if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
-            self._handle_range(context, obj)
+            store_range_values(self, context, obj) or self._handle_range(context, obj)
             return
         engine = self.engine()
         name = _output_lock_name(context)
@@ -188,8 +188,6 @@ class PivotIOManager(ConfigurableIOManager):
         range, so pivot does not claim that a single-partition run would compute the
         same value (a later single-partition `cached` run computes its own, then hits).
         """
-        if range_values.store(self, context, obj):  # cached(range_values=True): cached
-            return
         engine = self.engine()
         pkeys = list(context.asset_partition_keys)
         key = context.asset_key.to_user_string()
