@@ -347,9 +347,7 @@ def test_a_typed_output_runs_the_body(project: Path, dagster_instance) -> None:
 
 
 # --- a remote: both outputs from the run-cache of another deployment ----------------------
-def test_a_second_deployment_hits_both_outputs_on_the_remote(
-    tmp_path: Path, dagster_instance
-) -> None:
+def _two_deployments(tmp_path: Path) -> tuple[Repo, Repo, Path]:
     remote = tmp_path / "remote"
     remote.mkdir()
     repos = []
@@ -360,16 +358,44 @@ def test_a_second_deployment_hits_both_outputs_on_the_remote(
         )
         repo.save_config(cfg)
         repos.append(repo)
-    a, b = repos
+    return repos[0], repos[1], remote
+
+
+def _push(repo: Repo) -> None:
+    rem = open_remote(repo.config, "origin")
+    transfer.push(repo.objects, rem, list(repo.iter_locks())).raise_for_failures()
+
+
+def test_a_second_deployment_hits_both_outputs_on_the_remote(
+    tmp_path: Path, dagster_instance
+) -> None:
+    a, b, _ = _two_deployments(tmp_path)
     first = _run([pair], a.root, dagster_instance)
-    rem = open_remote(a.config, "origin")
-    transfer.push(a.objects, rem, list(a.iter_locks())).raise_for_failures()
+    _push(a)
     second = _run([pair], b.root, dagster_instance)
     assert CALLS == ["pair"]
     assert hits(dagster_instance, second.run_id) == {"left": True, "right": True}
     assert _meta(dagster_instance, "left")["pivot/found_in"].startswith("remote run-cache origin")
     n = first.asset_value("left")
     assert (load_stored(b.root, "left"), load_stored(b.root, "right")) == (n, -n)
+
+
+def test_a_tampered_remote_output_is_no_hit(tmp_path: Path, dagster_instance) -> None:
+    """One output's object on the remote no longer matches its hash: the group's fetch
+    refuses it, nothing of it is kept, and both outputs are computed here."""
+    a, b, remote = _two_deployments(tmp_path)
+    _run([pair], a.root, dagster_instance)
+    _push(a)
+    h = a.read_lock("right").outputs[0].hash
+    obj = remote / "files" / h[:2] / h[2:]
+    obj.chmod(0o644)
+    obj.write_bytes(b"-1000")
+    second = _run([pair], b.root, dagster_instance)
+    assert CALLS == ["pair", "pair"]
+    assert hits(dagster_instance, second.run_id) == {"left": False, "right": False}
+    n = second.asset_value("left")
+    assert load_stored(b.root, "right") == -n
+    assert not b.objects.exists(h) or b.read_lock("right").outputs[0].hash != h
 
 
 # --- an output that reads another output of the same op -------------------------------------
