@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -450,3 +452,26 @@ def test_multiprocess_run_then_all_hits(
     assert evens.origin == odds.origin  # one computation: run, deployment, start, duration
     assert evens.origin.run_id == first.run_id
     assert load_stored(project, "evens")[2] == load_stored(project, "odds")[2]
+
+
+# --- control: refresh, max_age -----------------------------------------------------------
+@multi_asset(outs={"m_one": AssetOut(), "m_two": AssetOut()})
+@cached(max_age=timedelta(hours=1))
+def aged():
+    CALLS.append("aged")
+    return _next(), "two"
+
+
+def test_refresh_and_max_age(project: Path, dagster_instance, monkeypatch) -> None:
+    _run([aged], project, dagster_instance)
+    _run([aged], project, dagster_instance, tags={"pivot/refresh": "m_two"})  # one named: all
+    assert CALLS == ["aged", "aged"]
+    assert "refresh requested" in _meta(dagster_instance, "m_one")["pivot/why"]
+    hit = _run([aged], project, dagster_instance)
+    assert hits(dagster_instance, hit.run_id) == {"m_one": True, "m_two": True}
+    later = time.time() + 2 * 3600
+    monkeypatch.setattr(time, "time", lambda: later)
+    old = _run([aged], project, dagster_instance)
+    assert CALLS == ["aged", "aged", "aged"]
+    assert hits(dagster_instance, old.run_id) == {"m_one": False, "m_two": False}
+    assert "expired" in _meta(dagster_instance, "m_one")["pivot/why"]
