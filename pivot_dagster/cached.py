@@ -14,7 +14,8 @@ markers; inputs then arrive as `Deferred` and are deserialized only on a miss,
 from the upstream locks the fingerprint was computed from.
 
 `pivot_asset` is `@asset` + `cached` in one, with the derived code version shown
-in Dagster.
+in Dagster. A `@multi_asset`'s step is `multi_asset`'s; a range run under
+`range_values=True` is `range_values`'.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ from pivot_dagster import (
     prefetch,
     returns,
 )
+from pivot_dagster import multi_asset as multi
+from pivot_dagster import range_values as ranges
 from pivot_dagster.code_version import derive
 from pivot_dagster.engine import Engine
 from pivot_dagster.handoff import CacheHit, Deferred, pivot_type
@@ -77,6 +80,7 @@ def cached(
     exclude: Sequence[str] = (),
     file_deps: Sequence[str] = (),
     exclude_resources: Sequence[str] = (),
+    range_values: bool = False,
 ) -> Any:
     """Decorate an asset function (under `@asset`) so a fingerprint match skips its body.
 
@@ -92,6 +96,10 @@ def cached(
     project root, or absolute); their content is part of the fingerprint.
     `exclude_resources`: resource keys (`"db"`) or fields (`"db.password"`)
     left out of the fingerprint's resource config (docs/fingerprint.md, Inputs).
+    `range_values`: the body returns `{partition key: value}` for whatever partitions
+    it runs for, one included, and a partition's value depends on that partition's
+    inputs only; then single-run backfills are cached per partition and
+    single-partition runs store `value` (see `range_values`, docs/io-manager.md).
     """
     if isinstance(file_deps, str) or isinstance(exclude_resources, str):
         raise TypeError("cached(file_deps=..., exclude_resources=...) take lists of strings")
@@ -104,15 +112,28 @@ def cached(
             exclude=exclude,
             file_deps=file_deps,
             exclude_resources=exclude_resources,
+            range_values=range_values,
         )
     walk = None if code_version else derive(fn, code_deps)
     derived = code_version or walk.version
     code = walk.code if walk is not None else {}
     excluded = tuple(exclude)
+    settings = multi.Settings(derived, code_version is not None, code, excluded, max_age)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ctx = AssetExecutionContext.get()
+        if multi.applies(ctx):
+            return multi.run(ctx, lambda up: _call(ctx, fn, args, kwargs, up), settings)
+        if range_values and _is_range_run(ctx):
+            plans = {
+                pk: _plan(ctx, derived, code_version is not None, code, excluded, range_pk=pk)
+                for pk in ctx.partition_keys
+            }
+            if all(p is not None for p in plans.values()):
+                refresh = explain.refresh_requested(ctx.run.tags, ctx.asset_key.to_user_string())
+                body = lambda up: _call(ctx, fn, args, kwargs, up)  # noqa: E731
+                return ranges.run(ctx, plans, body, max_age=max_age, refresh=refresh)
         plan = _plan(ctx, derived, code_version is not None, code, excluded)
         causes: list[str] = []
         if plan is not None:
@@ -136,10 +157,10 @@ def cached(
             ctx.log.info(f"pivot: cache miss for {plan.name}: {explain.joined(causes)}")
         upstream = plan.upstream if plan is not None else None
         started = time.perf_counter()
-        args = tuple(_resolve(a, upstream) for a in args)
-        kwargs = {k: _resolve_input(ctx, k, v, upstream) for k, v in kwargs.items()}
         try:
-            value = fn(*args, **kwargs)
+            value = _call(ctx, fn, args, kwargs, upstream)
+            if range_values and _single_partition(ctx):
+                value = ranges.unwrap_single(value, ctx.partition_key, _asset_name(ctx))
         except BaseException:
             if plan is not None:
                 flights.release(plan.engine.repo, plan.name)
@@ -150,7 +171,7 @@ def cached(
         meta = {**handoff.parts_metadata(plan.parts), **handoff.miss_metadata(causes, took)}
         return returns.on_miss(value, meta, lambda: flights.release(plan.engine.repo, plan.name))
 
-    wrapper.__signature__ = _rewrite_signature(fn)  # type: ignore[attr-defined]
+    wrapper.__signature__ = _rewrite_signature(fn, range_values)  # type: ignore[attr-defined]
     wrapper.__pivot_code_version__ = derived  # type: ignore[attr-defined]
     wrapper.__pivot_explicit__ = code_version is not None  # type: ignore[attr-defined]
     wrapper.__pivot_code__ = code  # type: ignore[attr-defined]
@@ -206,6 +227,19 @@ def _step_key(ctx: AssetExecutionContext) -> str:
     return ctx.op_execution_context._step_execution_context.step.key  # internal
 
 
+def _call(
+    ctx: AssetExecutionContext,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    upstream: fingerprint.UpstreamLocks | None,
+) -> Any:
+    """The body, its deferred inputs read from the upstream locks the fingerprint named."""
+    args = tuple(_resolve(a, upstream) for a in args)
+    kwargs = {k: _resolve_input(ctx, k, v, upstream) for k, v in kwargs.items()}
+    return fn(*args, **kwargs)
+
+
 def _resolve(value: Any, upstream: fingerprint.UpstreamLocks | None) -> Any:
     return value.resolve(upstream) if isinstance(value, Deferred) else value
 
@@ -240,7 +274,7 @@ def _resolve_input(
     return resolved
 
 
-def _rewrite_signature(fn: Callable[..., Any]) -> inspect.Signature:
+def _rewrite_signature(fn: Callable[..., Any], range_values: bool = False) -> inspect.Signature:
     sig = inspect.signature(fn)
     try:
         hints = typing.get_type_hints(fn, include_extras=True)
@@ -255,7 +289,10 @@ def _rewrite_signature(fn: Callable[..., Any]) -> inspect.Signature:
         else:
             inner = Any if ann is inspect.Parameter.empty else ann
             params.append(p.replace(annotation=pivot_type(inner)))
-    ret = returns.annotation(fn, hints.get("return", sig.return_annotation))
+    ret = hints.get("return", sig.return_annotation)
+    if range_values and ret is not inspect.Signature.empty:
+        ret = ranges.value_annotation(ret)  # the output is one partition's value
+    ret = returns.annotation(fn, ret)
     return sig.replace(parameters=params, return_annotation=ret)
 
 
@@ -277,14 +314,31 @@ def _is_config_or_resource(ann: Any) -> bool:
     )
 
 
+def _single_partition(ctx: AssetExecutionContext) -> bool:
+    return ctx.assets_def.partitions_def is not None and ctx.has_partition_key
+
+
+def _asset_name(ctx: AssetExecutionContext) -> str:
+    return ctx.asset_key.to_user_string()
+
+
+def _is_range_run(ctx: AssetExecutionContext) -> bool:
+    op_ctx = ctx.op_execution_context
+    partitioned = ctx.assets_def.partitions_def is not None
+    return partitioned and op_ctx.has_partition_key_range and not op_ctx.has_partition_key
+
+
 def _plan(
     ctx: AssetExecutionContext,
     derived: str | None,
     explicit: bool,
     code: dict[str, str],
     exclude: Sequence[str] = (),
+    range_pk: str | None = None,
 ) -> _Plan | None:
-    """The step's plan, or None when this step cannot be cached."""
+    """The step's plan, or None when this step cannot be cached. `range_pk`: the plan
+    of that one partition of a range run (`cached(range_values=True)`), its upstream
+    partitions mapped by the asset graph as a run of that partition alone gets them."""
     assets_def = ctx.assets_def
     why = returns.not_cacheable(ctx)
     if why is not None:
@@ -298,9 +352,10 @@ def _plan(
         ctx.log.warning("pivot: the asset's IO manager is not PivotIOManager; not cached")
         return None
     own = assets_def.partitions_def is not None  # an unpartitioned asset ignores the run's
-    if own and op_ctx.has_partition_key_range and not op_ctx.has_partition_key:
+    if own and range_pk is None and _is_range_run(ctx):
         return None
     partition = op_ctx.partition_key if own and op_ctx.has_partition_key else None
+    partition = range_pk if range_pk is not None else partition
     engine = io.engine()
     prefetch.warm(ctx, io)  # the run's remote hits looked up at once (a cache warmer only)
     cv, code = fingerprint.resolve_code(assets_def, key, derived, explicit, code)
@@ -311,6 +366,8 @@ def _plan(
         return None
 
     def partitions_for(input_name: str, up_key: Any) -> list[Any] | None:
+        if range_pk is not None:
+            return ranges.parent_partitions(job.asset_layer.asset_graph, key, up_key, range_pk)
         if step.has_asset_partitions_for_input(input_name):
             return list(op_ctx.asset_partition_keys_for_input(input_name))
         return None

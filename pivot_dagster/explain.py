@@ -141,6 +141,16 @@ def miss_causes(name: str, parts: FingerprintParts, previous: Previous) -> list[
     return lines or [f"fingerprint {_short(old.fingerprint)} -> {_short(parts.digest(name))}"]
 
 
+def group_cause(others: list[str]) -> str:
+    """A multi_asset output whose stored result has no partner from the same computation
+    for the `others` (lock names): all its outputs are computed again, together."""
+    named = ", ".join(f"`{o}`" for o in others) or "another output"
+    return (
+        f"stored, but {named} has no result from the same computation"
+        " (a multi_asset's outputs are reused only together)"
+    )
+
+
 def diff_parts(old: FingerprintParts, new: FingerprintParts) -> list[str]:
     """What changed from `old` to `new`, one line per changed item."""
     lines: list[str] = []

@@ -46,11 +46,15 @@ SOURCE_KEY = "pivot/source"  # only on results a sensor pulled from elsewhere
 # Explain (pivot_dagster.explain): why a miss ran, where a hit came from.
 WHY_KEY = "pivot/why"  # a miss: one line per cause
 DURATION_KEY = "pivot/duration_s"  # a miss: the body's wall time (cached -> IO manager)
+# A multi_asset miss: when its body started (epoch seconds), the same on every output, so
+# their locks' origins agree and name one computation (see `output_group`).
+STARTED_KEY = "pivot/started_at"
 FOUND_IN_KEY = "pivot/found_in"  # a hit: local lock / local run-cache / remote run-cache ...
 COMPUTED_BY_KEY = "pivot/computed_by"  # the origin's deployment and run
 COMPUTED_AT_KEY = "pivot/computed_at"  # the origin's time (UTC, ISO 8601)
 SAVED_KEY = "pivot/saved_s"  # a hit: the compute time it saved (the origin's duration)
 PARTITION_HASHES_KEY = "pivot/partition_hashes"  # a range run: {partition key: hash}
+RANGE_PARTS_KEY = "pivot/range_parts"  # cached(range_values=True): {partition key: parts}
 NOT_CACHED_KEY = "pivot/not_cached"  # why a result could not be cached (an unnamed input)
 # Integrity checks (pivot_dagster.checks).
 OBJECTS_CHECKED_KEY = "pivot/objects_checked"
@@ -92,6 +96,15 @@ class Deferred:
         return self._value
 
 
+class RangeValues(dict):
+    """A range run's result under `cached(range_values=True)`: `{partition key: value}`,
+    a value being a `CacheHit` where that partition's stored result is reused.
+
+    Its own type, so the output's type check checks each value as one partition's
+    (see `PivotType`), and the IO manager (`range_values.store`) knows each comes with
+    its own fingerprint parts (`RANGE_PARTS_KEY`)."""
+
+
 class PivotType(DagsterType):
     """Accepts pivot's markers, otherwise checks like the wrapped annotation."""
 
@@ -108,6 +121,12 @@ class PivotType(DagsterType):
 
     def _check(self, context: Any, value: Any) -> TypeCheck | bool:
         if isinstance(value, CacheHit | Deferred):
+            return True
+        if isinstance(value, RangeValues):  # one value (or hit) per partition, each checked
+            for v in value.values():
+                check = self._check(context, v)
+                if not (check if isinstance(check, bool) else check.success):
+                    return check
             return True
         return self.inner.type_check(context, value)
 
@@ -158,27 +177,38 @@ def parts_from_metadata(meta: Mapping[str, Any] | None) -> FingerprintParts | No
     return None if raw is None else parts_from_json(raw)
 
 
-def miss_metadata(causes: list[str], duration_s: float) -> dict[str, Any]:
-    """What `cached` attaches on a miss: why it ran, and how long the body took."""
-    return {
+def miss_metadata(
+    causes: list[str], duration_s: float, started_at: float | None = None
+) -> dict[str, Any]:
+    """What `cached` attaches on a miss: why it ran, and how long the body took
+    (a multi_asset's outputs also when it started: `STARTED_KEY`)."""
+    meta = {
         WHY_KEY: MetadataValue.text("\n".join(causes)),
         DURATION_KEY: MetadataValue.float(round(duration_s, 4)),
     }
+    if started_at is not None:
+        meta[STARTED_KEY] = MetadataValue.float(round(started_at, 3))
+    return meta
 
 
 def origin_for(run_id: str | None, meta: Mapping[str, Any] | None) -> Origin:
     """The origin of a result computed now: this run, this deployment, the body's time.
 
     `computed_at` is when the body started (now minus its duration): its inputs
-    were read then, so an expiry (`cached(max_age=...)`) counts from there.
+    were read then, so an expiry (`cached(max_age=...)`) counts from there. A
+    multi_asset's outputs carry that start (`STARTED_KEY`), so all of one body's
+    outputs record one `computed_at`: their origins are equal, which is how a
+    hit tells the outputs of one computation from those of two.
     """
     raw = value_of((meta or {}).get(DURATION_KEY))
     took = float(raw) if isinstance(raw, int | float) else None
-    now = time.time()
+    started = value_of((meta or {}).get(STARTED_KEY))
+    if not isinstance(started, int | float) or isinstance(started, bool):
+        started = time.time() - (took or 0.0)
     return Origin(
         run_id=run_id,
         deployment=deployment(),
-        computed_at=round(now - (took or 0.0), 3),
+        computed_at=round(float(started), 3),
         duration_s=took,
     )
 
@@ -205,6 +235,15 @@ def recorded(meta: Mapping[str, Any]) -> tuple[str, str] | None:
     """(fingerprint, content hash) a pivot materialization recorded, or None."""
     fp, h = value_of(meta.get(FINGERPRINT_KEY)), value_of(meta.get(HASH_KEY))
     return (fp, h) if fp and h else None
+
+
+def is_pivots(meta: Mapping[str, Any], partition: str | None) -> bool:
+    """Whether pivot's IO manager recorded this materialization (of `partition`): one
+    output's, or a range run's, which names each partition's hash instead."""
+    if recorded(meta) is not None:
+        return True
+    hashes = value_of(meta.get(PARTITION_HASHES_KEY))
+    return partition is not None and isinstance(hashes, dict) and partition in hashes
 
 
 # --- the one builder of event metadata -----------------------------------------------

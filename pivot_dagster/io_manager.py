@@ -38,6 +38,7 @@ from pivot_dagster import (
 )
 from pivot_dagster.engine import Engine, MissingUpstream, UntrustedPickle
 from pivot_dagster.handoff import CacheHit, Deferred, PivotType
+from pivot_dagster.range_values import store as store_range_values
 from pivot_store.config import remote_from
 from pivot_store.errors import PivotError
 from pivot_store.lockfile import FingerprintParts, Lock
@@ -146,7 +147,7 @@ class PivotIOManager(ConfigurableIOManager):
     # --- output ----------------------------------------------------------------
     def handle_output(self, context: OutputContext, obj: Any) -> None:
         if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
-            self._handle_range(context, obj)
+            store_range_values(self, context, obj) or self._handle_range(context, obj)
             return
         engine = self.engine()
         name = _output_lock_name(context)

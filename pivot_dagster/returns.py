@@ -11,8 +11,8 @@ keep each one's meaning, so this module is the one place that knows them:
   Nothing, Any stays Any so a value-less `MaterializeResult` never reaches the
   IO manager), widened to accept pivot's hit marker only where a type check
   would refuse it.
-- `not_cacheable`: why a step must run its body (several assets, a Nothing
-  output, selected asset checks), asked before any fingerprint is built.
+- `not_cacheable`: why a step must run its body (a Nothing output, selected
+  asset checks), asked before any fingerprint is built.
 - `on_miss`: the body's result with pivot's fingerprint metadata merged in
   (`Output` becomes the equivalent `MaterializeResult`; a generator is wrapped
   item by item); a result with no value stores nothing and lets the flight go.
@@ -30,6 +30,7 @@ from typing import Any
 
 from dagster import (
     AssetExecutionContext,
+    AssetKey,
     AssetRecordsFilter,
     DataVersion,
     MaterializeResult,
@@ -85,16 +86,23 @@ def _is_result_annotation(ann: Any) -> bool:
 def not_cacheable(ctx: AssetExecutionContext) -> str | None:
     """Why this step runs its body without a lookup, or None when it may be cached.
 
-    A Nothing-typed asset (`-> None`) has no value for pivot to store, so a hit
-    could only skip a side effect pivot cannot see; an asset whose checks are
-    selected must report their results, and only the body computes them.
+    A Nothing-typed asset (`-> None`, an `AssetSpec` without an IO manager) has
+    no value for pivot to store, so a hit could only skip a side effect pivot
+    cannot see; an asset whose checks are selected must report their results,
+    and only the body computes them. For a multi_asset each selected output is
+    asked; one that cannot be cached makes the whole body run.
     """
-    assets_def = ctx.assets_def
-    if len(assets_def.keys) != 1:
-        return "`cached` does not cache multi-asset definitions yet; running the body"
-    name, op_def = assets_def.get_output_name_for_asset_key(ctx.asset_key), ctx.op_def
-    if op_def.has_output(name) and op_def.output_def_named(name).dagster_type.is_nothing:
-        return "a Nothing-typed asset (-> None) is not cached; its body always runs"
+    assets_def, op_def = ctx.assets_def, ctx.op_def
+    keys = sorted(ctx.selected_asset_keys, key=lambda k: k.to_user_string())
+    for key in keys:
+        name = assets_def.get_output_name_for_asset_key(key)
+        if op_def.has_output(name) and op_def.output_def_named(name).dagster_type.is_nothing:
+            if len(keys) == 1:
+                return "a Nothing-typed asset (-> None) is not cached; its body always runs"
+            return (
+                f"output `{name}` is Nothing-typed (no value to store, give its AssetSpec an"
+                " IO manager to store one); the body always runs"
+            )
     if ctx.selected_asset_check_keys:
         return "its asset checks are selected and only the body computes them; running the body"
     return None
@@ -105,7 +113,7 @@ def log_once(ctx: AssetExecutionContext, why: str) -> None:
     key = (
         ctx.asset_key.to_user_string() if len(ctx.assets_def.keys) == 1 else ctx.op_def.name,
         why,
-    )
+    )  # a multi_asset by its op's name
     with _LOGGED_GUARD:
         if key in _LOGGED:
             return
@@ -178,7 +186,15 @@ def _noop() -> None:
 
 # --- a hit: the stored result, with the user's metadata --------------------------------
 def on_hit(ctx: AssetExecutionContext, result: MaterializeResult) -> MaterializeResult:
-    """The hit `result`, with the user's metadata and data version of the run that stored it.
+    """The hit `result`, with the user's metadata and data version of the run that stored it."""
+    return _yielded(ctx, with_user_metadata(ctx, ctx.asset_key, result))
+
+
+def with_user_metadata(
+    ctx: AssetExecutionContext, key: AssetKey, result: MaterializeResult
+) -> MaterializeResult:
+    """The hit `result` for asset `key`, with the user's metadata and data version
+    of the materialization that stored it.
 
     Pivot's lock holds the value, not the event: the metadata an asset
     attached (row counts, previews, its own `data_version`) lives in the
@@ -188,23 +204,20 @@ def on_hit(ctx: AssetExecutionContext, result: MaterializeResult) -> Materialize
     """
     hit = result.value
     if not isinstance(hit, CacheHit):
-        return _yielded(ctx, result)
-    earlier = _earlier_materialization(ctx, hit.lock.fingerprint, hit.lock.outputs[0].hash)
+        return result
+    earlier = _earlier_materialization(ctx, key, hit.lock.fingerprint, hit.lock.outputs[0].hash)
     if earlier is None:
         ctx.log.info(
-            "pivot: the run that stored this result is not in this instance; "
-            "the hit carries pivot's metadata only"
+            f"pivot: the run that stored this result of {key.to_user_string()} is not in this"
+            " instance; the hit carries pivot's metadata only"
         )
-        return _yielded(ctx, result)
+        return result
     user = {k: v for k, v in earlier.metadata.items() if not k.startswith("pivot/")}
     data_version = result.data_version
     recorded = (earlier.tags or {}).get(DATA_VERSION_TAG)
     if recorded and recorded != hit.lock.outputs[0].hash:
         data_version = DataVersion(recorded)  # the user's own, given on the miss
-    result = result._replace(
-        metadata={**user, **(result.metadata or {})}, data_version=data_version
-    )
-    return _yielded(ctx, result)
+    return result._replace(metadata={**user, **(result.metadata or {})}, data_version=data_version)
 
 
 def _yielded(ctx: AssetExecutionContext, result: MaterializeResult) -> Any:
@@ -213,12 +226,10 @@ def _yielded(ctx: AssetExecutionContext, result: MaterializeResult) -> Any:
     return (r for r in [result]) if len(ctx.op_def.output_defs) > 1 else result
 
 
-def _earlier_materialization(ctx: AssetExecutionContext, fp: str, h: str) -> Any:
+def _earlier_materialization(ctx: AssetExecutionContext, key: AssetKey, fp: str, h: str) -> Any:
     partition = ctx.partition_key if ctx.assets_def.partitions_def is not None else None
     records = ctx.instance.fetch_materializations(
-        AssetRecordsFilter(
-            asset_key=ctx.asset_key, asset_partitions=[partition] if partition else None
-        ),
+        AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None),
         limit=_HIT_LOOKBACK,
         ascending=False,
     ).records

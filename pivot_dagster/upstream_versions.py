@@ -86,7 +86,7 @@ class UpstreamSource:
         if not self._pivot_io(key):
             return self.instance_value(key, pk)
         latest = self._latest_materialization(key, pk)
-        if latest is None or handoff.recorded(latest.asset_materialization.metadata):
+        if latest is None or handoff.is_pivots(latest.asset_materialization.metadata, pk):
             return None
         # On pivot's IO manager, but recorded by something else since: the input the
         # body would load is pivot's lock, which the instance says is not current.

@@ -35,7 +35,9 @@ def report(defs: Any, asset: str, partition: str | None = None, instance: Any = 
     if ad is None:
         raise UnknownAsset(f"no asset {asset!r} in the definitions", "check the key (a/b)")
     fn = fingerprint.pivot_function(ad)
-    if fn is None or len(ad.keys) != 1:
+    if fn is not None and len(ad.keys) != 1:  # multi_asset: cached, not explained here yet
+        return [f"{asset}: an output of a cached multi_asset; `pivot why` explains single assets"]
+    if fn is None:
         return [
             f"{asset}: not cached by pivot (no `cached` on a single asset): every run computes it"
         ]
