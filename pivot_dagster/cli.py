@@ -86,12 +86,14 @@ def why(
 
 def summarize(result: Any, all_assets: list[Any], selection: list[Any] | None) -> list[list[str]]:
     """One row per selected asset key: ran / cache hit / failed / not run."""
+    from pivot_dagster import handoff  # dagster is loaded by now; `--help` stays light
+
     done: dict[str, tuple[str, str]] = {}
     for ev in result.get_asset_materialization_events():
         m = ev.materialization
         meta = {k: getattr(v, "value", v) for k, v in m.metadata.items()}
-        status = "cache hit" if meta.get("pivot/cache_hit") else "ran"
-        done[m.asset_key.to_user_string()] = (status, str(meta.get("pivot/hash", "")))
+        status = "cache hit" if meta.get(handoff.CACHE_HIT_KEY) else "ran"
+        done[m.asset_key.to_user_string()] = (status, str(meta.get(handoff.HASH_KEY, "")))
     failed_steps = {ev.step_key for ev in result.get_step_failure_events()}
     keys: list[tuple[str, str | None]] = []
     for ad in all_assets:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 
-from pivot_store import flight
+from pivot_store import flight, keys
 from pivot_store.repo import Repo
 
 _HELD: dict[tuple[str, str], tuple[str, flight.Flight]] = {}
@@ -29,7 +29,7 @@ def claim(repo: Repo, name: str, fingerprint: str, step: str, timeout_s: float) 
         leftovers = [_HELD.pop(k)[1] for k in stale]
     for f in leftovers:
         f.release()
-    got = flight.claim(repo.pivot_dir / "tmp" / "flight", fingerprint, timeout_s)
+    got = flight.claim(keys.scratch_dir(repo.pivot_dir, "flight"), fingerprint, timeout_s)
     if got.held:
         with _GUARD:
             _HELD[(str(repo.root), name)] = (step, got)

@@ -51,7 +51,7 @@ from pivot_dagster import asset_keys, explain, fingerprint, formats, inputs, ins
 from pivot_dagster.engine import Engine
 from pivot_dagster.prefetch_table import read_table, remove_old, table_bytes
 from pivot_dagster.remote_hits import Table, table_for, use_table
-from pivot_store import atomic, flight, runcache
+from pivot_store import atomic, flight, keys, runcache
 from pivot_store.errors import PivotError
 from pivot_store.hashing import hash_bytes
 from pivot_store.lockfile import FingerprintParts, Lock
@@ -101,7 +101,7 @@ def _shared(table: Table, ctx: Any, io: Any, engine: Engine, remote: str) -> Non
     the run's flight is held until they are all in, so the run's other processes,
     which wait for it, never download them a second time.
     """
-    folder = engine.repo.pivot_dir / "tmp" / "prefetch"
+    folder = keys.scratch_dir(engine.repo.pivot_dir, "prefetch")
     stem = hash_bytes(ctx.run_id.encode())
     got = flight.claim(folder, stem, WAIT_S)
     release = got.release

@@ -139,6 +139,14 @@ POINTER_SUFFIX = ".json"
 _POINTER = re.compile(r"(\d{8}T\d{6}\.\d{6}Z)-([0-9a-f]{16})\.json")
 
 
+def scratch_dir(pivot_dir: Path, purpose: str) -> Path:
+    """`.pivot/tmp/<purpose>`: this machine's scratch (flight locks, a run's prefetch
+    table); never pushed, and gc sweeps dead writers' temps under it."""
+    if purpose not in {"flight", "prefetch"}:
+        raise ValueError(f"unknown scratch folder {purpose!r}")
+    return pivot_dir / "tmp" / purpose
+
+
 def run_dir(runs_dir: Path, name: str, fingerprint: str) -> Path:
     """`.pivot/runs/<name>/<fingerprint>`: `run_prefix` under the local `runs_dir`, kept inside."""
     rel = run_prefix(name, fingerprint).removeprefix(RUNS + "/")
