@@ -21,9 +21,7 @@ in Dagster. A `@multi_asset`'s step is `multi_asset`'s; a range run under
 from __future__ import annotations
 
 import functools
-import inspect
 import time
-import typing
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, NamedTuple
@@ -47,16 +45,15 @@ from pivot_dagster import (
     inputs,
     prefetch,
     returns,
+    signature,
 )
 from pivot_dagster import multi_asset as multi
 from pivot_dagster import range_values as ranges
 from pivot_dagster.code_version import derive
 from pivot_dagster.engine import Engine
-from pivot_dagster.handoff import CacheHit, Deferred, pivot_type
+from pivot_dagster.handoff import CacheHit, Deferred
 from pivot_dagster.io_manager import PivotIOManager
 from pivot_store.lockfile import FingerprintParts
-
-_CONTEXT_NAMES = ("context",)
 
 
 class _Plan(NamedTuple):
@@ -171,7 +168,7 @@ def cached(
         meta = {**handoff.parts_metadata(plan.parts), **handoff.miss_metadata(causes, took)}
         return returns.on_miss(value, meta, lambda: flights.release(plan.engine.repo, plan.name))
 
-    wrapper.__signature__ = _rewrite_signature(fn, range_values)  # type: ignore[attr-defined]
+    wrapper.__signature__ = signature.rewrite(fn, range_values)  # type: ignore[attr-defined]
     wrapper.__pivot_code_version__ = derived  # type: ignore[attr-defined]
     wrapper.__pivot_explicit__ = code_version is not None  # type: ignore[attr-defined]
     wrapper.__pivot_code__ = code  # type: ignore[attr-defined]
@@ -272,46 +269,6 @@ def _resolve_input(
                 dagster_type=dagster_type.inner,
             )
     return resolved
-
-
-def _rewrite_signature(fn: Callable[..., Any], range_values: bool = False) -> inspect.Signature:
-    sig = inspect.signature(fn)
-    try:
-        hints = typing.get_type_hints(fn, include_extras=True)
-    except Exception:
-        hints = {}
-    params = []
-    for i, p in enumerate(sig.parameters.values()):
-        ann = hints.get(p.name, p.annotation)
-        is_ctx = i == 0 and (p.name in _CONTEXT_NAMES or _is_context_type(ann))
-        if is_ctx or _is_config_or_resource(ann) or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            params.append(p.replace(annotation=ann))
-        else:
-            inner = Any if ann is inspect.Parameter.empty else ann
-            params.append(p.replace(annotation=pivot_type(inner)))
-    ret = hints.get("return", sig.return_annotation)
-    if range_values and ret is not inspect.Signature.empty:
-        ret = ranges.value_annotation(ret)  # the output is one partition's value
-    ret = returns.annotation(fn, ret)
-    return sig.replace(parameters=params, return_annotation=ret)
-
-
-def _is_context_type(ann: Any) -> bool:
-    return isinstance(ann, type) and ann.__name__ in (
-        "AssetExecutionContext",
-        "OpExecutionContext",
-    )
-
-
-def _is_config_or_resource(ann: Any) -> bool:
-    """Config and resource parameters are Dagster's, not inputs: leave their annotations."""
-    from dagster import Config, ConfigurableResource, ResourceDefinition
-
-    if typing.get_origin(ann) is typing.Annotated:
-        return True  # ResourceParam[...] and friends
-    return isinstance(ann, type) and issubclass(
-        ann, Config | ConfigurableResource | ResourceDefinition
-    )
 
 
 def _single_partition(ctx: AssetExecutionContext) -> bool:
