@@ -18,7 +18,7 @@ from pivot_store.errors import RemoteError
 from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
 from pivot_store.objects import ObjectStore
 from pivot_store.remote import S3Remote, open_remote
-from pivot_store.remote.s3wire import Signer, WireError
+from pivot_store.remote.s3wire import Signer, Wire, WireError
 
 
 class _Creds:
@@ -139,3 +139,105 @@ def test_a_denied_request_on_the_wire_is_a_remote_error(
         r.run(wire.get, "store/files/01/23456789abcdef")
     with pytest.raises(RemoteError, match="AccessDenied"):
         transfer.download(ObjectStore(tmp_path / "c" / "files"), r, "0123456789abcdef", 3)
+
+
+class _Stub:
+    """A loopback HTTP server answering every request with one canned status and body."""
+
+    def __init__(self, status: int, code: str | None) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        body = (
+            f"<?xml version='1.0'?><Error><Code>{code}</Code><Message>m</Message></Error>".encode()
+            if code
+            else b""
+        )
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                n = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(n)
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_PUT = do_HEAD = _answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/bucket/"
+
+
+class _Creds2:
+    access_key, secret_key, token = "k", "s", None
+
+    async def get_frozen_credentials(self) -> _Creds2:
+        return self
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "method", "outcome"),
+    [
+        (301, "PermanentRedirect", "get", "fallback"),
+        (400, "AuthorizationHeaderMalformed", "put", "fallback"),
+        (404, "NoSuchKey", "get", FileNotFoundError),
+        (404, None, "head", False),
+        (404, "NoSuchBucket", "get", RemoteError),
+        (412, "PreconditionFailed", "put", False),
+        (403, "AccessDenied", "get", RemoteError),
+        (503, "SlowDown", "get", "transient"),
+        (409, "ConditionalRequestConflict", "put", "transient"),
+        (500, None, "head", "transient"),
+    ],
+)
+def test_wire_answers_sort_as_botocores(
+    status: int, code: str | None, method: str, outcome: object
+) -> None:
+    """Each S3 answer comes out of the wire as `classify` expects botocore's errors."""
+    import asyncio
+
+    import aiohttp
+
+    from pivot_store.remote import Transient, classify
+    from pivot_store.remote.s3wire import WireFallback
+
+    stub = _Stub(status, code)
+
+    class Http:
+        session: aiohttp.ClientSession | None = None
+
+        async def _get_session(self, proxy: object) -> aiohttp.ClientSession:
+            self.session = self.session or aiohttp.ClientSession()
+            return self.session
+
+    async def go() -> object:
+        http = Http()
+        wire = Wire(stub.url, Signer("us-east-1"), _Creds2(), http)
+        call = {"get": lambda: wire.get("k"), "head": lambda: wire.head("k"),
+                "put": lambda: wire.put("k", b"x")}[method]  # fmt: skip
+        try:
+            return await call()
+        except WireFallback:
+            return "fallback"
+        except Exception as e:
+            err = classify(e, _Named())
+            return "transient" if isinstance(err, Transient) else type(err)
+        finally:
+            if http.session:
+                await http.session.close()
+
+    try:
+        got = asyncio.run(go())
+    finally:
+        stub.server.shutdown()
+    assert got == outcome
+
+
+class _Named:
+    name, url = "origin", "s3://bucket"
