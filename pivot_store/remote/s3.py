@@ -4,7 +4,10 @@ Existence is one `head_object`, listing one `list_objects_v2` per page, and
 every write a conditional create (`IfNoneMatch="*"`, multipart with
 `mode="create"`), so nothing on the bucket is ever replaced (contract line 2).
 Large objects go up in parts and come down in ranged GETs, `RANGE_JOBS` at a
-time.
+time. The per-object requests of a transfer (a small object's GET and
+conditional PUT, a HEAD) skip botocore's per-request pipeline and go over the
+same client's aiohttp session, signed in `s3wire.Wire`, wherever that sends
+what botocore would (see `Wire.open`); everything else is s3fs.
 """
 
 from __future__ import annotations
