@@ -62,6 +62,14 @@ class Moto:
         self.url = f"http://127.0.0.1:{self.port}"
         self.mark = 0
 
+    def cpu(self) -> float:
+        """moto's own CPU seconds so far (user + system, from /proc; 0 where there is none)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def requests(self) -> Counter[str]:
         """Requests logged since the last call, by kind."""
         time.sleep(0.2)
@@ -98,18 +106,44 @@ class Moto:
 
     def stop(self) -> None:
         self.proc.terminate()
-        self.proc.wait(10)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:  # busy with a big request: stop it for good
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+#: The moto server whose CPU `timed` reports beside the client's.
+MOTO: list[Moto] = []
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
-    """(wall, client CPU) of a child process."""
+    """(wall, client CPU) of a child process; moto's CPU for it goes to `MOTO_CPU`."""
+    m0 = MOTO[0].cpu() if MOTO else 0.0
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    MOTO_CPU.append(MOTO[0].cpu() - m0 if MOTO else 0.0)
     return wall, cpu
+
+
+#: moto's CPU seconds during each `timed` call, in order.
+MOTO_CPU: list[float] = []
+
+
+def row(label: str, wall: float, cpu: float, reqs: Counter[str]) -> tuple:
+    """A result line: label, wall, client CPU, moto CPU (of the last `timed`), requests."""
+    return (label, wall, cpu, MOTO_CPU[-1] if MOTO_CPU else 0.0, reqs)
+
+
+def show(r: tuple) -> None:
+    label, wall, cpu, mcpu, reqs = r
+    print(
+        f"{label:<30} {wall:7.2f} s  cpu {cpu:6.2f} s  moto cpu {mcpu:6.2f} s  requests {fmt(reqs)}"
+    )
 
 
 def fmt(c: Counter[str]) -> str:
@@ -266,9 +300,9 @@ def run_dvc(dvc: str, moto: Moto, scratch: Path, proj: Path, jobs: int) -> list[
     rows = []
     j = ["-j", str(jobs)]
     wall, cpu = timed([dvc, "push", *j], repo, env)
-    rows.append(("dvc push (empty bucket)", wall, cpu, moto.requests()))
+    rows.append(row("dvc push (empty bucket)", wall, cpu, moto.requests()))
     wall, cpu = timed([dvc, "push", *j], repo, env)
-    rows.append(("dvc push (no-op)", wall, cpu, moto.requests()))
+    rows.append(row("dvc push (no-op)", wall, cpu, moto.requests()))
     clone = scratch / "dvc-clone"
     clone.mkdir()
     run("git", "init", "-q", cwd=clone)
@@ -277,7 +311,7 @@ def run_dvc(dvc: str, moto: Moto, scratch: Path, proj: Path, jobs: int) -> list[
         shutil.copy(repo / f, clone / f)
     moto.requests()
     wall, cpu = timed([dvc, "pull", *j], clone, env)
-    rows.append(("dvc pull (empty cache)", wall, cpu, moto.requests()))
+    rows.append(row("dvc pull (empty cache)", wall, cpu, moto.requests()))
     return rows
 
 
@@ -309,6 +343,7 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=2000)
     ap.add_argument("--jobs", type=int, default=20)
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    ap.add_argument("--skip-raw", action="store_true", help="no raw boto3/aiobotocore ceilings")
     ap.add_argument("--dvc", help="path to a `dvc` executable (with dvc-s3) to compare against")
     args = ap.parse_args()
 
@@ -342,43 +377,65 @@ def main() -> None:
             f"jobs {args.jobs}, moto {moto.url} in its own process, {os.cpu_count()} cores"
         )
         moto.requests()
+        MOTO.append(moto)
+        print(f"load before: {os.getloadavg()[0]:.1f}")
         j = ["-j", str(args.jobs)]
         rows = []
         wall, cpu = timed([*pivot, "push", *j], proj, env)
-        rows.append(("pivot push (empty bucket)", wall, cpu, moto.requests()))
+        rows.append(row("pivot push (empty bucket)", wall, cpu, moto.requests()))
         wall, cpu = timed([*pivot, "push", *j], proj, env)
-        rows.append(("pivot push (no-op)", wall, cpu, moto.requests()))
+        rows.append(row("pivot push (no-op)", wall, cpu, moto.requests()))
         wall, cpu = timed([*pivot, "push", *j, "--verify-remote"], proj, env)
-        verify_row = ("pivot push --verify-remote", wall, cpu, moto.requests())
+        verify_row = row("pivot push --verify-remote", wall, cpu, moto.requests())
         clone = scratch / "clone"
         (clone / ".pivot").mkdir(parents=True)
         shutil.copytree(proj / ".pivot" / "stages", clone / ".pivot" / "stages")
         shutil.copy(proj / ".pivot" / "config.yaml", clone / ".pivot" / "config.yaml")
         wall, cpu = timed([*pivot, "pull", *j], clone, env)
-        rows.append(("pivot pull (empty cache)", wall, cpu, moto.requests()))
+        rows.append(row("pivot pull (empty cache)", wall, cpu, moto.requests()))
         shutil.rmtree(clone / ".pivot" / "cache")
         wall, cpu = timed([*pivot, "fetch", *j, "data"], clone, env)
-        rows.append((f"pivot fetch {args.small} small", wall, cpu, moto.requests()))
-        wall, cpu = timed([sys.executable, "-c", "import pivot_store.cli.app"], proj, env)
-        rows.append(("(pivot CLI startup)", wall, cpu, Counter()))
-        for label, wall, cpu, reqs in [*rows, verify_row]:
-            print(f"{label:<30} {wall:7.2f} s  cpu {cpu:6.2f} s  requests {fmt(reqs)}")
-        small_cpu = rows[3][2] / args.small * 1e3
-        net_cpu = (rows[3][2] - rows[4][2]) / args.small * 1e3
-        print(
-            f"{'':<30} fetch: {small_cpu:.2f} ms client CPU per small object (incl. startup), "
-            f"{net_cpu:.2f} ms without it"
+        rows.append(row(f"pivot fetch {args.small} small", wall, cpu, moto.requests()))
+        # The small files alone to an empty prefix: push's CPU per small object.
+        small_remote = RemoteConfig(
+            url="s3://bench/small", endpoint_url=moto.url, key=KEY, secret=SECRET,
+            region="us-east-1",
+        )  # fmt: skip
+        save_config(
+            proj / ".pivot" / "config.yaml",
+            Config(remotes={"origin": remote, "small": small_remote}, default_remote="origin"),
         )
+        wall, cpu = timed([*pivot, "push", *j, "-r", "small", "--dry-run", "data"], proj, env)
+        push_fixed = row("pivot push --dry-run (fixed)", wall, cpu, moto.requests())
+        wall, cpu = timed([*pivot, "push", *j, "-r", "small", "data"], proj, env)
+        small_push = row(f"pivot push {args.small} small", wall, cpu, moto.requests())
+        # A fetch with everything present: startup, the S3 client, the bucket check.
+        wall, cpu = timed([*pivot, "fetch", *j, "data"], clone, env)
+        fetch_fixed = row("pivot fetch (no-op, fixed)", wall, cpu, moto.requests())
+        wall, cpu = timed([sys.executable, "-c", "import pivot_store.cli.app"], proj, env)
+        rows.append(row("(pivot CLI startup)", wall, cpu, Counter()))
+        for r in [*rows, verify_row, push_fixed, small_push, fetch_fixed]:
+            show(r)
+        for what, r, fixed in (("push", small_push, push_fixed), ("fetch", rows[3], fetch_fixed)):
+            per = r[2] / args.small * 1e3
+            net = (r[2] - fixed[2]) / args.small * 1e3
+            print(
+                f"{'':<30} {what}: {per:.2f} ms client CPU per small object (all of it), "
+                f"{net:.2f} ms above the fixed cost ({fixed[2]:.2f} s: {fixed[0]})"
+            )
+        print(f"load after: {os.getloadavg()[0]:.1f}")
         probe_head_vs_list(moto, "bench")
-        raw_ceiling(moto, proj, args.jobs)
+        if not args.skip_raw:
+            raw_ceiling(moto, proj, args.jobs)
         if args.dvc:
             dvc_rows = run_dvc(args.dvc, moto, scratch, proj, args.jobs)
-            for label, wall, cpu, reqs in dvc_rows:
-                print(f"{label:<30} {wall:7.2f} s  cpu {cpu:6.2f} s  requests {fmt(reqs)}")
-            for (label, w, _, _), (_, dw, _, _) in zip(
+            for r in dvc_rows:
+                show(r)
+            for (label, w, *_), (_, dw, *_) in zip(
                 (rows[0], rows[1], rows[2]), dvc_rows, strict=True
             ):
                 print(f"ratio {label:<24} {w / dw:5.2f} x DVC")
+            print(f"load at the end: {os.getloadavg()[0]:.1f}")
         else:
             print("dvc: pass --dvc PATH (research/cas-anchors.md has its figures)")
     finally:

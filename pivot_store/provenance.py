@@ -32,6 +32,9 @@ class Provenance:
     def __init__(self, cache_dir: Path) -> None:
         self.root = Path(cache_dir) / DIR_NAME
         self._root_s = os.fspath(self.root)
+        # Shard folders made or seen: made once, not once per marker (a folder
+        # removed since is made again when creating a marker in it fails).
+        self._dirs: set[str] = set()
 
     def _marker(self, oid: str) -> str:
         oids.validate(oid)
@@ -40,9 +43,16 @@ class Provenance:
     def mark(self, oid: str) -> None:
         """Remember that `oid` came from a remote."""
         path = self._marker(oid)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "ab"):
-            pass
+        folder = path.rpartition("/")[0]
+        if folder not in self._dirs:
+            os.makedirs(folder, exist_ok=True)
+            self._dirs.add(folder)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        os.close(fd)
 
     def clear(self, oid: str) -> None:
         """`oid` was produced here (or removed): it no longer counts as remote."""

@@ -4,7 +4,10 @@ Existence is one `head_object`, listing one `list_objects_v2` per page, and
 every write a conditional create (`IfNoneMatch="*"`, multipart with
 `mode="create"`), so nothing on the bucket is ever replaced (contract line 2).
 Large objects go up in parts and come down in ranged GETs, `RANGE_JOBS` at a
-time.
+time. The per-object requests of a transfer (a small object's GET and
+conditional PUT, a HEAD) skip botocore's per-request pipeline and go over the
+same client's aiohttp session, signed in `s3wire.Wire`, wherever that sends
+what botocore would (see `Wire.open`); everything else is s3fs.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pivot_store.aio import amap
 from pivot_store.errors import CorruptObject, RemoteError
 from pivot_store.remote.base import Listed, Remote
 from pivot_store.remote.errors import aretrying, classify, error_code, retrying
+from pivot_store.remote.s3wire import Wire, WireFallback
 
 #: Part and range size: objects of two parts or more go multipart / in ranged GETs.
 #: (Measured against moto, 256 MiB: 16 MiB x 8 in flight GETs in 2.7 s, 8 MiB x 16
@@ -40,6 +44,8 @@ class S3Remote(Remote):
     """
 
     kind = "s3"
+    #: False turns the wire (`s3wire.Wire`) off for every S3 remote: all requests via s3fs.
+    use_wire = True
 
     def _bk(self, key: str) -> tuple[str, str]:
         bucket, _, path = key.partition("/")
@@ -102,9 +108,46 @@ class S3Remote(Remote):
     def get_file(self, key: str, local: Path) -> None:
         self.run(self.aget_file, key, local)
 
+    # --- the wire: per-object requests without botocore's pipeline ------------
+    async def _wire(self, bucket: str) -> Wire | None:
+        """The bucket's `Wire`, made once (shared by the batch's concurrent requests).
+
+        None when the wire must not be used: turned off, this remote's options
+        change what s3fs sends, or the caller runs on a loop other than s3fs's
+        (the wire borrows the client's aiohttp session, bound to that loop).
+        """
+        import asyncio
+
+        if not self.use_wire or asyncio.get_running_loop() is not self.fs.loop:
+            return None
+        wires: dict[str, Any] = self.__dict__.setdefault("_wires", {})
+        made = wires.get(bucket)
+        if made is None:
+            made = wires[bucket] = asyncio.ensure_future(Wire.open(self.fs, bucket))
+        try:
+            wire = await asyncio.shield(made)
+        except Exception:
+            wires[bucket] = _none_future()
+            return None
+        if wire is not None and wire.client_of is not self.fs._s3:
+            # s3fs made a new client (its session was closed): open the wire again.
+            wires.pop(bucket, None)
+            return await self._wire(bucket)
+        return wire
+
+    def _wire_off(self, bucket: str) -> None:
+        """A redirect: this bucket's requests go through botocore from now on."""
+        self.__dict__.setdefault("_wires", {})[bucket] = _none_future()
+
     # --- async face ----------------------------------------------------------
     async def aexists(self, key: str) -> bool:
         bucket, path = self._bk(key)
+        wire = await self._wire(bucket)
+        if wire is not None:
+            try:
+                return await wire.head(path)
+            except WireFallback:
+                self._wire_off(bucket)
         try:
             await self.fs._call_s3("head_object", Bucket=bucket, Key=path)
             return True
@@ -200,6 +243,12 @@ class S3Remote(Remote):
 
     async def aput_bytes(self, key: str, data: bytes) -> bool:
         bucket, path = self._bk(key)
+        wire = await self._wire(bucket)
+        if wire is not None:
+            try:
+                return await wire.put(path, data)
+            except WireFallback:
+                self._wire_off(bucket)
         try:
             await self.fs._call_s3(
                 "put_object", Bucket=bucket, Key=path, Body=data, IfNoneMatch="*"
@@ -219,6 +268,12 @@ class S3Remote(Remote):
     async def aget_bytes(self, key: str) -> bytes:
         """One GET (s3fs's `cat_file` adds a HEAD to decide on ranged reads)."""
         bucket, path = self._bk(key)
+        wire = await self._wire(bucket)
+        if wire is not None:
+            try:
+                return await wire.get(path)
+            except WireFallback:
+                self._wire_off(bucket)
         return (await self._aget(bucket, path))[0]
 
     async def aget_file(self, key: str, local: Path, size: int | None = None) -> None:
@@ -279,3 +334,12 @@ class S3Remote(Remote):
             os.ftruncate(fd, size)
         finally:
             os.close(fd)
+
+
+def _none_future() -> Any:
+    """A finished future holding None: "no wire for this bucket"."""
+    import asyncio
+
+    done = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    return done
