@@ -9,9 +9,15 @@ under a folder remote and moto S3, raw (`tests/fixtures/attacker.py`, after
   the entry says pickle; a format name nobody registered);
 - a `path` output for an asset that does not return a `Path`;
 - a `path` output of a Path asset somewhere other than its own path;
-- a folder checkout over files the asset's previous lock never listed.
+- a folder checkout over files the asset's previous lock never listed;
+- a `path` output over a project source file, by run-cache entry and by
+  remote-first `latest/` pointer;
+- a `.npy` holding a pickle (a safe format stays safe).
 
-Each test failed on 9b629a1 by its main assertion.
+Each test failed on 9b629a1 by its main assertion, except the `.npy` one (held
+there already; it fails with its guard removed). Two are strict xfails: a gap
+(a Path asset's first hit, when no lock of it is here, takes any project path)
+and a regression (remote-first refuses every Path upstream from the remote).
 """
 
 from __future__ import annotations
@@ -328,3 +334,51 @@ def test_control_a_remote_first_path_upstream_made_by_pivot_is_loaded(
                               instance=inst, selection=selection, raise_on_error=False)  # fmt: skip
             assert res.success, step
     assert SEEN["reads_honest_path"] == "honest\n"
+
+
+# --- a safe format stays safe: a planted `.npy` that holds a pickle -----------------------
+@asset(code_version="1")
+@cached
+def matrix() -> Any:
+    import numpy as np
+
+    CALLS.append("matrix")
+    return np.arange(4)
+
+
+@asset
+def reads_matrix(matrix: Any) -> int:
+    SEEN["reads_matrix"] = matrix
+    return 1
+
+
+def test_a_planted_npy_holding_a_pickle_never_runs_it(project: Path, shared: HostileRemote) -> None:
+    """`.npy` may embed a pickle (an object array); pivot reads it with allow_pickle=False.
+
+    The entry is in the asset's own format, so it can be a hit; the load refuses
+    the object array instead of running it. (Held on 9b629a1 already; fails with
+    `allow_pickle=True` in `formats/numpy.py`.)
+    """
+    import io as _io
+
+    import numpy as np
+
+    root = _deployment(project, shared)
+    marker = project / "PWNED-npy"
+    buf = _io.BytesIO()
+    payload = np.empty(1, dtype=object)
+    payload[0] = attacker._Touch(marker)
+    np.save(buf, payload, allow_pickle=True)
+    data = buf.getvalue()
+    out = attacker.output(shared.put_object(data), len(data), fmt="npy")
+    record = attacker.lock_record("matrix", attacker.parts("1"), [out])
+    shared.plant_entry(record)
+
+    res = _run(root, [matrix, reads_matrix])
+
+    assert not marker.exists(), "loading a planted .npy ran the pickle inside it"
+    assert _lock(root, "matrix")["fingerprint"] == record["fingerprint"]  # aimed right
+    if res.success:  # recomputed: the downstream has the honest array
+        assert list(SEEN["reads_matrix"]) == [0, 1, 2, 3]
+    else:  # a hit whose load refused the object array: the body saw nothing
+        assert "reads_matrix" not in SEEN
