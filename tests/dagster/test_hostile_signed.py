@@ -234,6 +234,40 @@ def test_latest_pointer_order_comes_from_signed_content(
     )
 
 
+@pytest.mark.parametrize("signer", ["unsigned", "another-key"])
+def test_a_pointer_not_signed_by_this_key_is_skipped(
+    tmp_path: Path, raw: RawRemote, signer: str
+) -> None:
+    """Someone without the key rolls "latest" back: the old result's pointer, re-dated now
+    (name and created_at agree, within the clock skew), unsigned or signed by another
+    key. A reader with K1 skips it and keeps the newest signed result. (This held on
+    9b629a1 already; it fails with the signature check removed from `parse_entry`.)"""
+    producer = _deployment(tmp_path / "producer", raw)
+    io = PivotIOManager(project_dir=str(producer.root), remote_first=True)
+    for version in (1, 2):
+        VERSION[:] = [version]
+        with DagsterInstance.ephemeral() as inst:
+            assert materialize([versioned], resources={"io_manager": io}, instance=inst).success
+    newest = producer.read_lock("versioned")
+    first_name = raw.list("latest/versioned")[0]
+    doc = json.loads(raw.get(f"latest/versioned/{first_name}"))
+    now = datetime.now(UTC)
+    doc = {k: v for k, v in doc.items() if k not in ("signature", "sha256")}
+    doc["created_at"] = _created_at(now)
+    if signer == "another-key":
+        doc = _sign(doc, K2)
+    entry = first_name.rsplit("-", 1)[1]
+    raw.put(f"latest/versioned/{_stamp(now)}-{entry}", canonical_json(doc))
+
+    found = resolve_upstream(_deployment(tmp_path / "reader", raw), "origin", "versioned")
+
+    assert found is not None and newest is not None
+    assert found == newest, (
+        f"an {signer} pointer rolled latest back to {found.outputs[0].hash} "
+        f"(newest signed: {newest.outputs[0].hash})"
+    )
+
+
 # --- item 9: key rotation ---------------------------------------------------------------
 def _verifies(data: bytes, key: str) -> bool:
     doc = json.loads(data)
