@@ -40,6 +40,9 @@ FORMAT_KEY = "pivot/format"  # also read from asset metadata to force a format
 HASH_KEY = "pivot/hash"
 SIZE_KEY = "pivot/size"
 PATH_KEY = "pivot/path"
+# A Path output: its own path inside the project, as the lock names it (remote-first
+# holds a remote result for that upstream to this path: the instance is the authority).
+WORKSPACE_PATH_KEY = "pivot/workspace_path"
 FINGERPRINT_KEY = "pivot/fingerprint"
 CACHE_HIT_KEY = "pivot/cache_hit"
 SOURCE_KEY = "pivot/source"  # only on results a sensor pulled from elsewhere
@@ -237,6 +240,12 @@ def recorded(meta: Mapping[str, Any]) -> tuple[str, str] | None:
     return (fp, h) if fp and h else None
 
 
+def recorded_path(meta: Mapping[str, Any]) -> str | None:
+    """The workspace path a pivot materialization of a Path output recorded, or None."""
+    path = value_of(meta.get(WORKSPACE_PATH_KEY))
+    return path if isinstance(path, str) and path else None
+
+
 def is_pivots(meta: Mapping[str, Any], partition: str | None) -> bool:
     """Whether pivot's IO manager recorded this materialization (of `partition`): one
     output's, or a range run's, which names each partition's hash instead."""
@@ -273,6 +282,8 @@ def event_metadata(
         FINGERPRINT_KEY: lock.fingerprint,
         CACHE_HIT_KEY: hit,
     }
+    if out.path is not None:
+        meta[WORKSPACE_PATH_KEY] = out.path
     if source is not None:
         meta[SOURCE_KEY] = source
     if hit and found_in is not None:

@@ -13,6 +13,7 @@ swap it in without changing assets.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -284,7 +285,12 @@ class PivotIOManager(ConfigurableIOManager):
         engine.ensure_present(out, name, lock)
         if not any(engine.repo.objects.from_remote(o) for o in engine.repo.output_oids(out)):
             return  # made here
-        why = engine.refusal(lock, self._upstream_expected(context))
+        expected = self._upstream_expected(context)
+        if expected.returns_path is None and any(o.path is not None for o in lock.outputs):
+            # Dagster types an upstream only in the run that executes it; a Path output
+            # got here only at the path this instance recorded (`remote_first._resolve`).
+            expected = dataclasses.replace(expected, returns_path=True)
+        why = engine.refusal(lock, expected)
         if why is not None:  # issue 12 item 1: the remote's word is not taken
             raise PivotError(
                 f"remote-first: the remote's result for {name!r} is refused: {why}",

@@ -49,9 +49,12 @@ from pivot_store.runcache import RunEntry
 log = logging.getLogger("pivot")
 
 
-def _recorded(name: str, instance: Any) -> tuple[str, str] | Literal[False] | None:
-    """(fingerprint, hash) of the instance's latest materialization of `name`; None when
-    the instance has none; False when its latest is not pivot's (no value pivot knows)."""
+Recorded = tuple[str, str, str | None]  # fingerprint, content hash, a Path output's path
+
+
+def _recorded(name: str, instance: Any) -> Recorded | Literal[False] | None:
+    """(fingerprint, hash, workspace path) of the instance's latest materialization of
+    `name`; None when the instance has none; False when its latest is not pivot's."""
     from dagster import AssetKey, AssetRecordsFilter
 
     try:
@@ -65,20 +68,22 @@ def _recorded(name: str, instance: Any) -> tuple[str, str] | Literal[False] | No
         return None
     if not records:
         return None
-    return handoff.recorded(records[0].asset_materialization.metadata) or False
+    meta = records[0].asset_materialization.metadata
+    found = handoff.recorded(meta)
+    return (*found, handoff.recorded_path(meta)) if found else False
 
 
-def _from_instance(engine: Engine, name: str, recorded: tuple[str, str]) -> RunEntry | None:
+def _from_instance(engine: Engine, name: str, recorded: Recorded) -> RunEntry | None:
     """The remote record of exactly the result the instance names: its run-cache
     entry (cached assets) or a latest pointer to it (plain assets have no entry)."""
-    fp, h = recorded
+    fp, h, _ = recorded
     for entry in engine.remote_entries(name, fp):
         if entry.lock.outputs and entry.lock.outputs[0].hash == h:
             return entry
     return engine.latest_entry(name, output_hash=h)
 
 
-def _agrees(lock: Lock | None, recorded: tuple[str, str]) -> bool:
+def _agrees(lock: Lock | None, recorded: Recorded) -> bool:
     return lock is not None and bool(lock.outputs) and lock.outputs[0].hash == recorded[1]
 
 
@@ -109,6 +114,10 @@ def _resolve(engine: Engine, name: str, instance: Any, local: Lock | None = None
     if entry is None:
         return None
     lock = entry.lock
+    why = _path_unconfirmed(lock, recorded)
+    if why is not None:
+        log.warning("pivot: the remote's result for %s is not used: %s", name, why)
+        return None
     # Signed: objects checked now, before the lock is written (a later load in
     # another process has no digests). Unsigned: fetched, xxh64-checked, on load.
     pickled = any(o.format in (None, "pickle") for o in lock.outputs)
@@ -117,6 +126,20 @@ def _resolve(engine: Engine, name: str, instance: Any, local: Lock | None = None
     engine.fetch_signed(entry)
     engine.repo.write_lock(lock)
     return lock
+
+
+def _path_unconfirmed(lock: Lock, recorded: Recorded | None) -> str | None:
+    """Why a remote lock's Path output may not be checked out here: where a Path asset
+    writes is the instance's word (the path it recorded), never the remote's (issue 12
+    item 2: a planted pointer naming `src/app.py` must not replace that file)."""
+    for out in lock.outputs:
+        if out.path is None:
+            continue
+        if recorded is None or recorded[2] is None:
+            return f"a path output ({out.path!r}) the instance records no path for"
+        if out.path != recorded[2]:
+            return f"path {out.path!r}, but the instance records {recorded[2]!r}"
+    return None
 
 
 def resolve_upstream(repo: Repo, remote: str, name: str, instance: Any = None) -> Lock | None:

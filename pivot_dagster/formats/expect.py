@@ -78,6 +78,10 @@ def lock_refusal(lock: Lock, expected: Expected | None, own: Lock | None) -> str
         if mine is not None and mine.path is not None:
             exp = replace(exp, path=mine.path)
         why = refusal(out, exp)
+        if why is None and out.path is not None and exp.path is None:
+            # Where a Path asset writes is known here only from its own lock (or the
+            # instance, remote-first): never from the remote's word (issue 12 item 2).
+            why = "a path output, and no lock here names the asset's own path (it runs here)"
         if why is not None:
             return f"output {out.name!r}: {why}"
     return None

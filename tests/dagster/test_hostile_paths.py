@@ -15,9 +15,10 @@ under a folder remote and moto S3, raw (`tests/fixtures/attacker.py`, after
 - a `.npy` holding a pickle (a safe format stays safe).
 
 Each test failed on 9b629a1 by its main assertion, except the `.npy` one (held
-there already; it fails with its guard removed). Two are strict xfails: a gap
-(a Path asset's first hit, when no lock of it is here, takes any project path)
-and a regression (remote-first refuses every Path upstream from the remote).
+there already; it fails with its guard removed). A Path asset's first hit here
+(no lock of it in this project) is refused, since only its own lock (or, in
+remote-first mode, the instance's recorded path) says where it writes; an honest
+remote-first Path upstream is loaded at the path the instance recorded.
 """
 
 from __future__ import annotations
@@ -252,12 +253,6 @@ def _project_with_source(project: Path, shared: HostileRemote) -> tuple[Path, st
     return root, shared.put_object(EVIL_APP)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 2 gap: with no lock of a Path asset in this project, its own path "
-    "is unknown and any ordinary project path from a remote entry is accepted "
-    "(pivot_dagster/formats/expect.py refusal: `exp.path` is None)",
-)
 def test_a_first_hit_of_a_path_asset_cannot_replace_a_project_file(
     project: Path, shared: HostileRemote
 ) -> None:
@@ -316,12 +311,6 @@ def reads_honest_path(honest_path: Path) -> int:
     return 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="regression: in a remote-first step the upstream's OutputContext has no "
-    "dagster_type, so pivot_dagster/io_manager.py _upstream_expected gives returns_path=None "
-    "and every Path upstream from the remote is refused ('does not return a Path')",
-)
 def test_control_a_remote_first_path_upstream_made_by_pivot_is_loaded(
     tmp_path: Path, shared: HostileRemote
 ) -> None:
