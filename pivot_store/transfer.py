@@ -33,6 +33,7 @@ from pivot_store.errors import PivotError, RemoteError
 from pivot_store.lockfile import Lock
 from pivot_store.manifest import read_manifest
 from pivot_store.objects import ObjectStore
+from pivot_store.push_plan import plan
 from pivot_store.remote import (
     DEFAULT_JOBS,
     MULTIPART_CHUNK,
@@ -67,39 +68,6 @@ def _reason(e: BaseException) -> str:
 
 
 # --- push ---------------------------------------------------------------------
-def _push_plan(
-    objects: ObjectStore, locks: list[Lock]
-) -> tuple[dict[str, Item], dict[str, Item], dict[str, str], set[str], dict[str, set[str]]]:
-    """(files, manifests, missing, incomplete locks, files of each manifest)."""
-    files: dict[str, Item] = {}
-    dirs: dict[str, Item] = {}
-    missing: dict[str, str] = {}
-    incomplete: set[str] = set()
-    children: dict[str, set[str]] = {}
-
-    def need(table: dict[str, Item], oid: str, size: int | None, lock: str) -> None:
-        if not objects.exists(oid):
-            missing[oid] = f"not in the local cache (needed by {lock}); re-materialize it"
-            incomplete.add(lock)
-            return
-        table.setdefault(oid, Item(oid, size)).locks.add(lock)
-
-    for lock in locks:
-        for out in lock.outputs:
-            if not oids.is_dir(out.hash):
-                need(files, out.hash, out.size, lock.name)
-                continue
-            if not objects.exists(out.hash):
-                need(dirs, out.hash, None, lock.name)
-                continue
-            need(dirs, out.hash, objects.size(out.hash), lock.name)
-            entries = list(read_manifest(objects, out.hash).files())
-            children[out.hash] = {e.hash for e in entries}  # type: ignore[misc]
-            for e in entries:
-                need(files, e.hash, e.size, lock.name)  # type: ignore[arg-type]
-    return files, dirs, missing, incomplete, children
-
-
 def push(
     objects: ObjectStore,
     remote: Remote,
@@ -129,7 +97,7 @@ def push(
     """
     progress = progress or NullProgress()
     result = Result(remote.name, "push", dry_run=dry_run)
-    files, dirs, missing, incomplete, children = _push_plan(objects, locks)
+    files, dirs, missing, incomplete, children = plan(objects, locks)
     every = {**files, **dirs}
     index = KnownIndex(objects.root, remote.identity)
     verify_remote = verify_remote or (not dry_run and index.verify_due(verify_every))
