@@ -30,6 +30,20 @@ from pivot_dagster import PivotIOManager
 from tests.dagster.parity import Setup
 
 
+def _materialize(s: Setup, assets: list[Any], **kw: Any) -> None:
+    """Materialize; under `cached` a second time, which must hit and give the same
+    `output_for_node` value, so the loader afterwards reads what a hit left (issue 14 C1)."""
+    values: list[Any] = []
+    for run in range(2 if s.is_cached else 1):
+        r = s.materialize(assets, **kw)
+        values.append([r.output_for_node(a.op.name) for a in assets])
+        for a in assets:
+            (mat,) = r.asset_materializations_for_node(a.op.name)
+            if s.is_cached:
+                assert mat.metadata["pivot/cache_hit"].value is (run == 1)
+    assert values[-1] == values[0]
+
+
 def test_single_asset(io_setup: Setup) -> None:
     """`test_single_asset`: an asset on its own `io_manager_key`, with metadata: the
     loader and `load_asset_value` give the stored value as `python_type=int`."""
@@ -40,7 +54,7 @@ def test_single_asset(io_setup: Setup) -> None:
         return 5
 
     resources = {"my_io_manager": s.io_manager}
-    s.materialize([asset1], resources=resources)
+    _materialize(s, [asset1], resources=resources)
     defs = Definitions(assets=[asset1], resources=resources)
     with defs.get_asset_value_loader(instance=s.instance) as loader:
         assert loader.load_asset_value(AssetKey("asset1"), python_type=int) == 5
@@ -56,7 +70,7 @@ def test_source_asset(io_setup: Setup) -> None:
         return 5
 
     resources = {"my_io_manager": s.io_manager}
-    s.materialize([asset1], resources=resources)
+    _materialize(s, [asset1], resources=resources)
     source = SourceAsset("asset1", io_manager_key="my_io_manager", metadata={"a": "b"})
     defs = Definitions(assets=[source], resources=resources)
     with defs.get_asset_value_loader(instance=s.instance) as loader:
@@ -83,7 +97,7 @@ def test_two_io_managers(io_setup: Setup, tmp_path: Path) -> None:
         return "asset2_5"
 
     resources = {"io_manager1": s.io_manager, "io_manager2": second}
-    s.materialize([asset1, asset2], resources=resources)
+    _materialize(s, [asset1, asset2], resources=resources)
     defs = Definitions(assets=[asset1, asset2], resources=resources)
     with defs.get_asset_value_loader(instance=s.instance) as loader:
         assert loader.load_asset_value(AssetKey("asset1")) == "asset1_5"
@@ -102,7 +116,7 @@ def test_asset_bound_io_manager(io_setup: Setup) -> None:
     def asset1() -> int:
         return 5
 
-    s.materialize([asset1], partition_key="2020-05-05", resources={})
+    _materialize(s, [asset1], partition_key="2020-05-05", resources={})
     defs = Definitions(assets=[asset1])
     with defs.get_asset_value_loader(instance=s.instance) as loader:
         assert loader.load_asset_value(AssetKey("asset1"), partition_key="2020-05-05") == 5
@@ -117,7 +131,7 @@ def test_io_manager_config_at_load(io_setup: Setup, tmp_path: Path) -> None:
     def asset1() -> int:
         return 5
 
-    s.materialize([asset1])
+    _materialize(s, [asset1])
     if s.name == "filesystem":
         launch: Any = FilesystemIOManager.configure_at_launch()
         config = {"base_dir": str(tmp_path / "fs")}
