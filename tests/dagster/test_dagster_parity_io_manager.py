@@ -270,7 +270,7 @@ def test_nothing_output_something_input(io_setup: Setup) -> None:
 def test_load_asset_value_after_selection(io_setup: Setup) -> None:
     """`test_instance_set_on_asset_loader`: a run of `an_asset` alone runs no `load_input`
     (it has no inputs); `load_asset_value` then reads it; once `another_asset` ran, it
-    loads too (1 + 1)."""
+    loads too (1 + 1); under `cached`, also after a run where both hit."""
     s = io_setup
 
     @s.asset
@@ -291,3 +291,10 @@ def test_load_asset_value_after_selection(io_setup: Setup) -> None:
     r = job_def.execute_in_process(instance=s.instance)
     assert r.success and len(loaded_inputs(r)) == 1
     assert defs.load_asset_value("another_asset", instance=s.instance) == 2
+    if s.is_cached:  # a second full run hits both; the values read back are unchanged
+        r = job_def.execute_in_process(instance=s.instance)
+        for name in ("an_asset", "another_asset"):
+            (mat,) = r.asset_materializations_for_node(name)
+            assert mat.metadata["pivot/cache_hit"].value is True
+        assert r.output_for_node("another_asset") == 2
+        assert defs.load_asset_value("another_asset", instance=s.instance) == 2
