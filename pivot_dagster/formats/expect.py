@@ -25,7 +25,7 @@ from pathlib import PurePath
 from typing import Any
 
 from pivot_dagster.formats.registry import BY_NAME
-from pivot_dagster.handoff import FORMAT_KEY, value_of
+from pivot_dagster.handoff import FORMAT_KEY, WORKSPACE_PATH_KEY, value_of
 from pivot_store import keys
 from pivot_store.errors import UnsafeName
 from pivot_store.lockfile import Lock, OutputRecord
@@ -79,8 +79,9 @@ def lock_refusal(lock: Lock, expected: Expected | None, own: Lock | None) -> str
             exp = replace(exp, path=mine.path)
         why = refusal(out, exp)
         if why is None and out.path is not None and exp.path is None:
-            # Where a Path asset writes is known here only from its own lock (or the
-            # instance, remote-first): never from the remote's word (issue 12 item 2).
+            # Where a Path asset writes is known here only from its own lock, its
+            # declared `pivot/workspace_path` or (remote-first) the instance: never from
+            # the remote's word (issue 12 item 2).
             why = "a path output, and no lock here names the asset's own path (it runs here)"
         if why is not None:
             return f"output {out.name!r}: {why}"
@@ -131,7 +132,20 @@ def for_asset(assets_def: Any, key: Any, formats: dict[str, str] | None = None) 
     forced = meta.get(FORMAT_KEY)
     if forced is None and formats:
         forced = formats.get(key.to_user_string())
+    declared = value_of(meta.get(WORKSPACE_PATH_KEY))
     return Expected(
         forced=value_of(forced) or None,
         returns_path=returns_path(fn) if fn is not None else None,
+        path=_declared_path(declared, key),
     )
+
+
+def _declared_path(declared: Any, key: Any) -> str | None:
+    """A Path asset's own path, declared by `pivot/workspace_path` definition metadata:
+    where a remote result may be checked out before this project has its lock."""
+    if declared is None:
+        return None
+    try:
+        return keys.remote_checkout_name(str(declared))
+    except UnsafeName as e:
+        raise UnsafeName(f"{key.to_user_string()}: pivot/workspace_path: {e.what}", e.fix) from e

@@ -268,6 +268,40 @@ def test_a_first_hit_of_a_path_asset_cannot_replace_a_project_file(
     )
 
 
+@asset(name="report", code_version="1", metadata={"pivot/workspace_path": "reports/out.txt"})
+@cached
+def declared_report() -> Path:
+    return _write_report("1")
+
+
+def test_a_declared_path_refuses_a_first_hit_elsewhere(
+    project: Path, shared: HostileRemote
+) -> None:
+    """With `pivot/workspace_path` declared, a planted entry naming another path is refused
+    although this project has no lock of the asset yet: the body runs."""
+    root, oid = _project_with_source(project, shared)
+    out = attacker.output(oid, len(EVIL_APP), fmt="path", path="src/app.py")
+    shared.plant_entry(attacker.lock_record("report", attacker.parts("1"), [out]))
+
+    assert _run(root, [declared_report]).success
+
+    assert (root / "src" / "app.py").read_text() == APP
+    assert CALLS == ["report-1"]
+
+
+def test_a_declared_path_takes_a_first_hit_there(project: Path, shared: HostileRemote) -> None:
+    """Control: an entry at the declared path is a hit before this project has the lock."""
+    root = _deployment(project, shared)
+    data = b"the remote's report\n"
+    out = attacker.output(shared.put_object(data), len(data), fmt="path", path="reports/out.txt")
+    shared.plant_entry(attacker.lock_record("report", attacker.parts("1"), [out]))
+
+    assert _run(root, [declared_report]).success
+
+    assert CALLS == []
+    assert (root / "reports" / "out.txt").read_bytes() == data
+
+
 @asset
 def up_path() -> Path:
     raise AssertionError("remote-first: the upstream is not run in the downstream's step")

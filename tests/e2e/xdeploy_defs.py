@@ -87,7 +87,7 @@ else:
         return {"mean": float(table["sales"].mean())}
 
 
-@pivot_asset
+@pivot_asset(metadata={"pivot/workspace_path": "reports"})  # where B may check it out
 def report(features: dict) -> Path:
     ran("report")
     out = project_dir() / "reports"
