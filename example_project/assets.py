@@ -52,7 +52,11 @@ def evaluation(demand_model: dict, features: pd.DataFrame) -> dict:
     return data.evaluate(demand_model, test)
 
 
-@pivot_asset(code_version="1", group_name="report")
+# The declared path is where a result from the remote may be checked out before this
+# project has report's lock (a fresh clone): docs/security.md.
+@pivot_asset(
+    code_version="1", group_name="report", metadata={"pivot/workspace_path": "reports/latest"}
+)
 def report(demand_model: dict, evaluation: dict, features: pd.DataFrame) -> Path:
     """A folder with a PNG plot and a markdown summary, stored as a tree."""
     _, test = data.split(features)
