@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,11 +30,17 @@ print(json.dumps(g.counts()))
 
 
 @pytest.fixture
-def graph_env(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def graph_env(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("PIVOT_TEST_PROJECT", str(project))
     monkeypatch.delenv("PIVOT_TEST_MID_CV", raising=False)
     monkeypatch.delenv("PIVOT_TEST_FACTOR", raising=False)
-    return project
+    yield project
+    # The tests reload graph_defs under changed code versions; leave the shared module
+    # as a fresh import makes it, or a later test in this worker (a step process
+    # re-imports it) would see two definitions of one asset.
+    for var in ("PIVOT_TEST_MID_CV", "PIVOT_TEST_FACTOR"):
+        os.environ.pop(var, None)
+    importlib.reload(graph_defs)
 
 
 def _materialize(instance, run_config=None, selection=None):
