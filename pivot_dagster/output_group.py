@@ -26,7 +26,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from pivot_dagster import explain, formats
+from pivot_dagster import explain, formats, remote_hits
 from pivot_dagster.engine import LOCAL_SOURCE, LOCK_SOURCE, Engine, Found
 from pivot_store import runcache
 from pivot_store.errors import CorruptObject
@@ -138,10 +138,8 @@ def _fetch(engine: Engine, rem: Any, group: Mapping[str, _Candidate]) -> bool:
             if not engine.repo.fetch([entry], remote=rem.name).ok:
                 return False
             try:
-                runcache.verify_objects(entry, engine.repo.objects, f"{rem.name}:{entry.entry_id}")
+                remote_hits.check_signed(engine.repo, entry, rem.name)
             except CorruptObject as e:
-                for oid in getattr(e, "oids", []):
-                    engine.repo.objects.remove(oid)
                 log.warning("pivot: refusing run-cache entry %s: %s", entry.entry_id, e)
                 return False
     return True

@@ -38,7 +38,7 @@ from typing import Any
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, Output, OutputContext
 from dagster._core.execution.plan.outputs import StepOutputHandle
 
-from pivot_dagster import asset_keys, explain, formats, handoff, remote_first
+from pivot_dagster import asset_keys, explain, formats, handoff
 from pivot_dagster.handoff import CacheHit, RangeValues
 from pivot_store.errors import PivotError
 
@@ -156,14 +156,7 @@ def store(io: Any, context: OutputContext, obj: Any) -> bool:
             lock = engine.save_computed(
                 name, parts, v, handler, context.name, run_cache=True, origin=origin
             )
-        remote_first.write_through(
-            engine,
-            lock,
-            cacheable=True,
-            remote_first=io.remote_first,
-            push_on_write=io.push_on_write,
-            step_log=context.log,
-        )
+        io._write_through(engine, lock, True, context)
         hashes[pk] = lock.outputs[0].hash
         values[pk] = v
     context.add_output_metadata(
