@@ -9,7 +9,7 @@ executable (keep it in its own venv), and the requests moto logged for each
 step. Not a test; run standalone:
 
     .venv/bin/python bench/remote.py [--big-mib 512] [--small 2000] [--jobs 20] \
-        [--dvc /tmp/dvcvenv2/bin/dvc]
+        [--dvc /tmp/dvcvenv2/bin/dvc] [--decompose]
 """
 
 from __future__ import annotations
@@ -345,6 +345,11 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
     ap.add_argument("--skip-raw", action="store_true", help="no raw boto3/aiobotocore ceilings")
     ap.add_argument("--dvc", help="path to a `dvc` executable (with dvc-s3) to compare against")
+    ap.add_argument(
+        "--decompose", action="store_true",
+        help="only the big object and the small ones apart: pivot, DVC and the floor "
+        "(bench/remote_floor.py), with moto's CPU and requests for each",
+    )  # fmt: skip
     args = ap.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="pivot-bench-remote-"))
@@ -378,6 +383,12 @@ def main() -> None:
         )
         moto.requests()
         MOTO.append(moto)
+        if args.decompose:
+            from remote_floor import decompose
+
+            print(f"load before: {os.getloadavg()[0]:.1f}")
+            decompose(moto, proj, scratch, args.jobs, args.dvc)
+            return
         print(f"load before: {os.getloadavg()[0]:.1f}")
         j = ["-j", str(args.jobs)]
         rows = []

@@ -1,13 +1,14 @@
 """`S3Remote`: S3 through s3fs's coroutines, one request per operation.
 
 Existence is one `head_object`, listing one `list_objects_v2` per page, and
-every write a conditional create (`IfNoneMatch="*"`, multipart with
-`mode="create"`), so nothing on the bucket is ever replaced (contract line 2).
-Large objects go up in parts and come down in ranged GETs, `RANGE_JOBS` at a
-time. The per-object requests of a transfer (a small object's GET and
-conditional PUT, a HEAD) skip botocore's per-request pipeline and go over the
-same client's aiohttp session, signed in `s3wire.Wire`, wherever that sends
-what botocore would (see `Wire.open`); everything else is s3fs.
+every write a conditional create (`IfNoneMatch="*"`, a multipart upload's
+complete too: `s3multipart`), so nothing on the bucket is ever replaced
+(contract line 2). Large objects go up in parts, `RANGE_JOBS` at a time, and
+come down in ranged GETs, `RANGE_GETS` at a time. The per-object requests of
+a transfer (a small object's GET and conditional PUT, a HEAD) skip botocore's
+per-request pipeline and go over the same client's aiohttp session, signed in
+`s3wire.Wire`, wherever that sends what botocore would (see `Wire.open`);
+everything else is s3fs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pivot_store.aio import amap
 from pivot_store.errors import CorruptObject, RemoteError
 from pivot_store.remote.base import Listed, Remote
 from pivot_store.remote.errors import aretrying, classify, error_code, retrying
+from pivot_store.remote.s3multipart import put_multipart
 from pivot_store.remote.s3wire import Wire, WireFallback
 
 #: Part and range size: objects of two parts or more go multipart / in ranged GETs.
@@ -30,8 +32,17 @@ from pivot_store.remote.s3wire import Wire, WireFallback
 MULTIPART_CHUNK = 16 * 2**20
 #: Keys per DeleteObjects request (the S3 maximum).
 DELETE_BATCH = 1000
-#: Parts or ranged GETs in flight for one large object (on top of `jobs` objects).
+#: Parts in flight for one large object's upload (on top of `jobs` objects).
 RANGE_JOBS = 8
+#: Ranged GETs in flight for one large object, and the ranges it is cut into (each
+#: at most RANGE_MAX: a bigger object gets more, RANGE_GETS at a time). Four, not
+#: eight: four streams already fill a link of a few Gbit/s on S3 (about 90 MB/s a
+#: stream), as rclone's default of four multi-thread streams assumes, while a server
+#: that reads the whole object for each range (moto: 512 MiB in 8 ranges cost it
+#: 2.1 s of CPU, in 4 ranges 1.2 s, in one GET 0.3 s, `bench/remote.py --decompose`)
+#: pays per range. A fetch runs `jobs // RANGE_JOBS` large objects at once.
+RANGE_GETS = 4
+RANGE_MAX = 256 * 2**20
 T = TypeVar("T")
 
 
@@ -232,6 +243,12 @@ class S3Remote(Remote):
         return await self._alist(key, True)
 
     async def aput_file(self, local: Path, key: str) -> bool:
+        """One conditional PUT, or from two parts on a multipart upload (`s3multipart`)."""
+        if os.stat(local).st_size >= 2 * MULTIPART_CHUNK:
+            bucket, path = self._bk(key)
+            return await put_multipart(
+                self, self.fs, local, bucket, path, part_size=MULTIPART_CHUNK, jobs=RANGE_JOBS
+            )
         try:
             await self.fs._put_file(
                 str(local), key, mode="create", chunksize=MULTIPART_CHUNK,
@@ -277,10 +294,10 @@ class S3Remote(Remote):
         return (await self._aget(bucket, path))[0]
 
     async def aget_file(self, key: str, local: Path, size: int | None = None) -> None:
-        """Ranged GETs, `RANGE_JOBS` at a time, streamed in place into `local`.
+        """Ranged GETs, `RANGE_GETS` at a time, streamed in place into `local`.
 
-        With `size` known the object is cut into at most `RANGE_JOBS` ranges
-        (at least MULTIPART_CHUNK each) fetched at once; each response must
+        With `size` known the object is cut into `RANGE_GETS` ranges (at least
+        MULTIPART_CHUNK, at most RANGE_MAX each) fetched at once; each response must
         report that total size (else CorruptObject) and deliver its whole
         range (else a transient error, and that range is fetched again).
         Memory stays at one 1 MiB buffer per range, whatever the range size.
@@ -288,8 +305,8 @@ class S3Remote(Remote):
         bucket, path = self._bk(key)
         chunk = MULTIPART_CHUNK
         if size:
-            per = -(-size // RANGE_JOBS)
-            chunk = max(chunk, -(-per // 2**20) * 2**20)
+            per = -(-size // RANGE_GETS)
+            chunk = min(max(chunk, -(-per // 2**20) * 2**20), RANGE_MAX)
         fd = os.open(local, os.O_WRONLY | os.O_CREAT, 0o600)
 
         def corrupt(what: str) -> CorruptObject:
@@ -328,9 +345,9 @@ class S3Remote(Remote):
         try:
             if size is None:
                 size = await part(0)
-                await amap(RANGE_JOBS, part, range(chunk, size, chunk))
+                await amap(RANGE_GETS, part, range(chunk, size, chunk))
             else:
-                await amap(RANGE_JOBS, part, range(0, max(size, 1), chunk))
+                await amap(RANGE_GETS, part, range(0, max(size, 1), chunk))
             os.ftruncate(fd, size)
         finally:
             os.close(fd)
