@@ -133,6 +133,10 @@ class S3Remote(Remote):
             return None
         wires: dict[str, Any] = self.__dict__.setdefault("_wires", {})
         made = wires.get(bucket)
+        if made is not None and made.done() and not made.cancelled() and not made.exception():
+            wire = made.result()  # the common case: opened already, no shield per request
+            if wire is None or wire.client_of is self.fs._s3:
+                return wire
         if made is None:
             made = wires[bucket] = asyncio.ensure_future(Wire.open(self.fs, bucket))
         try:

@@ -31,6 +31,8 @@ import re
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from yarl import URL
+
 #: SHA-256 of an empty body (GET, HEAD).
 #: At most this much of an error response's body is read.
 ERROR_BODY_MAX = 64 * 1024
@@ -169,8 +171,6 @@ class Wire:
         self, method: str, path: str, what: str, data: bytes | None = None,
         extra: dict[str, str] | None = None,
     ) -> tuple[int, bytes]:  # fmt: skip
-        from yarl import URL
-
         uri = self._prefix + quote(path, safe="/~")
         creds = await self._credentials.get_frozen_credentials()
         headers = self._signer.headers(method, self._origin, uri, data, creds, dict(extra or {}))
