@@ -7,9 +7,11 @@ request itself costs on a fast link; `bench/remote.py` measured a 4 KiB GET at
 1.5 ms through aiobotocore and 0.5 ms signed and sent straight over aiohttp.
 So the three requests a transfer makes per object go straight over the
 aiobotocore client's own aiohttp session (one connection pool, its TLS and
-timeout settings), signed by botocore's own `S3SigV4Auth`, and everything else (listing,
-multipart, ranged GETs of large objects, deletes, the bucket check) stays on
-s3fs. The wire sends exactly what botocore would need to: it learns the
+timeout settings), signed as botocore's `S3SigV4Auth` signs (`Signer`: the same
+headers byte for byte, 0.01 ms a request instead of 0.07; against a keep-alive
+server a 4 KiB GET costs the wire 0.14 ms of CPU), and everything else
+(listing, multipart, ranged GETs of large objects, deletes, the bucket check)
+stays on s3fs. The wire sends exactly what botocore would need to: it learns the
 bucket's URL and signing region from botocore itself (a presigned URL: same
 endpoint rules, addressing style and region), and a remote where s3fs would
 add anything to a request (extra kwargs such as server-side encryption,
@@ -27,7 +29,10 @@ message, HTTP status), so transient and permanent errors sort as before.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
+import time
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -65,28 +70,74 @@ class WireFallback(Exception):
 
 
 class Signer:
-    """SigV4 for S3 by botocore's own `S3SigV4Auth` (header auth, signed payload hash).
+    """SigV4 header auth for S3 with a signed payload hash, as botocore's `S3SigV4Auth` signs.
 
-    Only the pipeline around it is skipped (endpoint rules, events, parsing): the
-    signature is botocore's, about 0.07 ms a request, so no hand-written crypto.
+    botocore's signer costs about 0.07 ms a request, most of it in its generic
+    request object (email-style headers, URL re-parsing) rather than in the
+    hashing; the wire's requests have one shape (a path, no query, a few
+    headers), so this builds the same canonical request directly with
+    `hashlib`/`hmac` and keeps the day's signing key. Nothing of the crypto
+    is new: the inputs are exactly botocore's, and
+    `test_remote_wire.test_signature_is_botocores` checks that the
+    Authorization header is the one `S3SigV4Auth` gives, byte for byte.
     """
 
     def __init__(self, region: str, service: str = "s3") -> None:
         self.region = region
         self.service = service
+        self._key: tuple[str, str, bytes] | None = None  # (secret, date, signing key)
+
+    def _signing_key(self, secret: str, date: str) -> bytes:
+        cached = self._key
+        if cached is not None and cached[0] == secret and cached[1] == date:
+            return cached[2]
+        key = ("AWS4" + secret).encode()
+        for part in (date, self.region, self.service, "aws4_request"):
+            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        self._key = (secret, date, key)
+        return key
 
     def headers(
         self, method: str, origin: str, uri: str, data: bytes | None,
         creds: Any, extra: dict[str, str],
     ) -> dict[str, str]:  # fmt: skip
         """The headers of `method origin+uri` with body `data`, `Authorization` included
-        (`extra` signed too; botocore decides and hashes the payload)."""
-        from botocore.auth import S3SigV4Auth
-        from botocore.awsrequest import AWSRequest
+        (`extra` signed too; the payload's SHA-256 is signed, as botocore does)."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        out = dict(extra)
+        out["X-Amz-Date"] = stamp
+        if creds.token:
+            out["X-Amz-Security-Token"] = creds.token
+        out["X-Amz-Content-SHA256"] = hashlib.sha256(data or b"").hexdigest()
+        signed = {k.lower(): " ".join(v.split()) for k, v in out.items()}
+        signed["host"] = _host(origin)
+        names = sorted(signed)
+        canonical = "\n".join((
+            method, uri, "", "".join(f"{n}:{signed[n]}\n" for n in names),
+            ";".join(names), out["X-Amz-Content-SHA256"],
+        ))  # fmt: skip
+        scope = f"{stamp[:8]}/{self.region}/{self.service}/aws4_request"
+        to_sign = "\n".join((
+            "AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()
+        ))  # fmt: skip
+        key = self._signing_key(creds.secret_key, stamp[:8])
+        sig = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        out["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, "
+            f"SignedHeaders={';'.join(names)}, Signature={sig}"
+        )
+        return out
 
-        request = AWSRequest(method=method, url=origin + uri, data=data or b"", headers=extra)
-        S3SigV4Auth(creds, self.service, self.region).add_auth(request)
-        return dict(request.headers.items())
+
+def _host(origin: str) -> str:
+    """The Host botocore signs for `origin`: lowercased, IPv6 in brackets, no default port."""
+    parts = urlsplit(origin)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None and parts.port != {"http": 80, "https": 443}.get(parts.scheme):
+        host = f"{host}:{parts.port}"
+    return host
 
 
 class _Probed(Exception):
