@@ -29,6 +29,7 @@ message, HTTP status), so transient and permanent errors sort as before.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -129,6 +130,7 @@ class Signer:
         return out
 
 
+@functools.lru_cache(maxsize=64)
 def _host(origin: str) -> str:
     """The Host botocore signs for `origin`: lowercased, IPv6 in brackets, no default port."""
     parts = urlsplit(origin)
