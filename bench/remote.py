@@ -350,6 +350,10 @@ def main() -> None:
         help="only the big object and the small ones apart: pivot, DVC and the floor "
         "(bench/remote_floor.py), with moto's CPU and requests for each",
     )  # fmt: skip
+    ap.add_argument(
+        "--rounds", type=int, default=0,
+        help="with --dvc: only N interleaved rounds of pivot/DVC push and pull, and the medians",
+    )  # fmt: skip
     args = ap.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="pivot-bench-remote-"))
@@ -383,6 +387,11 @@ def main() -> None:
         )
         moto.requests()
         MOTO.append(moto)
+        if args.rounds and args.dvc:
+            from remote_floor import rounds
+
+            rounds(moto, proj, scratch, args.jobs, args.dvc, args.rounds)
+            return
         if args.decompose:
             from remote_floor import decompose
 

@@ -258,3 +258,68 @@ def show(r: tuple) -> None:
         f"load {load:4.1f}  requests {reqs_s}",
         flush=True,
     )
+
+
+def rounds(moto: Any, proj: Path, scratch: Path, jobs: int, dvc: str, n: int) -> None:
+    """`n` rounds of pivot push, DVC push, pivot pull, DVC pull, interleaved (load drifts
+    on a shared machine, so each ratio is of two runs side by side), then the medians."""
+    import statistics
+
+    from pivot_store.config import Config, RemoteConfig, save_config
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    pivot = [sys.executable, "-m", "pivot_store.cli.app"]
+    j = ["-j", str(jobs)]
+    s3 = moto.client()
+    repo, denv = _dvc_repo(dvc, moto, scratch, proj)
+    got: dict[str, list[float]] = {}
+
+    def timed(label: str, cmd: list[str], cwd: Path, e: dict[str, str]) -> None:
+        moto.requests()
+        m0, t0 = moto.cpu(), time.perf_counter()
+        subprocess.run(cmd, cwd=cwd, env=e, check=True, stdout=subprocess.DEVNULL)
+        wall, mcpu = time.perf_counter() - t0, moto.cpu() - m0
+        got.setdefault(label, []).append(wall)
+        print(
+            f"  {label:<11} {wall:6.2f} s  moto cpu {mcpu:5.2f} s  "
+            f"load {os.getloadavg()[0]:4.1f}  requests {sum(moto.requests().values())}",
+            flush=True,
+        )
+
+    for r in range(n):
+        print(f"round {r + 1}")
+        bucket = f"round{r}"
+        s3.create_bucket(Bucket=bucket)
+        cfg = RemoteConfig(
+            url=f"s3://{bucket}/pivot", endpoint_url=moto.url, key=KEY, secret=SECRET,
+            region="us-east-1",
+        )  # fmt: skip
+        save_config(proj / ".pivot" / "config.yaml", Config(remotes={"r": cfg}, default_remote="r"))
+        subprocess.run(
+            [dvc, "remote", "add", "-q", "-f", "-d", "round", f"s3://{bucket}/dvc"],
+            cwd=repo, env=denv, check=True,
+        )  # fmt: skip
+        subprocess.run(
+            [dvc, "remote", "modify", "round", "endpointurl", moto.url],
+            cwd=repo, env=denv, check=True,
+        )  # fmt: skip
+        timed("pivot push", [*pivot, "push", *j], proj, env)
+        timed("dvc push", [dvc, "push", *j, "-r", "round"], repo, denv)
+        clone = scratch / f"round-clone-{r}"
+        (clone / ".pivot").mkdir(parents=True)
+        shutil.copytree(proj / ".pivot" / "stages", clone / ".pivot" / "stages")
+        shutil.copy(proj / ".pivot" / "config.yaml", clone / ".pivot" / "config.yaml")
+        dclone = scratch / f"round-dvc-clone-{r}"
+        dclone.mkdir()
+        subprocess.run(["git", "init", "-q"], cwd=dclone, env=denv, check=True)
+        skip = shutil.ignore_patterns("cache", "tmp")
+        shutil.copytree(repo / ".dvc", dclone / ".dvc", ignore=skip)
+        for f in ("big.bin.dvc", "data.dvc"):
+            shutil.copy(repo / f, dclone / f)
+        timed("pivot pull", [*pivot, "pull", *j], clone, env)
+        timed("dvc pull", [dvc, "pull", *j, "-r", "round"], dclone, denv)
+    for what in ("push", "pull"):
+        mine, theirs = got[f"pivot {what}"], got[f"dvc {what}"]
+        each = ", ".join(f"{a / b:.2f}" for a, b in zip(mine, theirs, strict=True))
+        a, b = statistics.median(mine), statistics.median(theirs)
+        print(f"{what}: pivot median {a:.2f} s, DVC {b:.2f} s: {a / b:.2f}x (rounds: {each})")
