@@ -84,3 +84,28 @@ def test_a_large_object_comes_back_in_range_gets_ranges(
     assert len(ranges) == s3_mod.RANGE_GETS == 4, ranges
     per = len(data) // 4
     assert sorted(ranges) == sorted(f"bytes={i * per}-{(i + 1) * per - 1}" for i in range(4))
+
+
+def test_a_failed_part_is_sent_again_alone(
+    s3_server, s3_bucket: str, make_faulty_proxy, tmp_path: Path
+) -> None:
+    """Every 2nd part PUT fails (503, reset after moto wrote it): each failed part is
+    retried on its own within the one upload (one create, one complete), and the object
+    read back is the one sent."""
+    from tests.fixtures.s3 import remote_options
+
+    proxy = make_faulty_proxy(every=2, modes=("503", "reset-after"), methods=("PUT",))
+    cfg = {"url": f"s3://{s3_bucket}/store", **remote_options(proxy.url)}
+    r = _remote(cfg)
+    src = tmp_path / "big"
+    data = os.urandom(3 * MULTIPART_CHUNK + 99)
+    src.write_bytes(data)
+    key = r.object_key("0a1b2c3d4e5f6a7b")
+    assert r.put_file(src, key) is True
+    creates = [e for e in proxy.log if e.startswith("POST") and e.endswith("?uploads")]
+    completes = [e for e in proxy.log if e.startswith("POST") and "uploadId=" in e]
+    parts = [e for e in proxy.log if e.startswith("PUT") and "partNumber=" in e]
+    assert len(creates) == 1 and len(completes) == 1, proxy.log
+    assert sum(proxy.faults.values()) >= 2 and len(parts) >= 4 + 2, proxy.log
+    bucket, path = r._bk(key)
+    assert s3_server.client().get_object(Bucket=bucket, Key=path)["Body"].read() == data
