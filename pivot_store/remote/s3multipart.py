@@ -20,13 +20,14 @@ when it is sent and retried on its own (`aretrying`), so memory stays at
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from pivot_store.aio import amap
 from pivot_store.remote.errors import Named, Transient, aretrying, error_code
 
 
@@ -78,7 +79,7 @@ async def put_multipart(
                 done["ChecksumCRC32"] = out["ChecksumCRC32"]
             return done
 
-        parts = await amap(jobs, part, range(1, -(-size // part_size) + 1))
+        parts = await _all_or_none(jobs, part, range(1, -(-size // part_size) + 1))
         tries = 0
 
         async def complete() -> None:
@@ -111,3 +112,25 @@ async def put_multipart(
     finally:
         os.close(fd)
     return True
+
+
+async def _all_or_none(jobs: int, fn: Callable[[int], Awaitable[Any]], items: range) -> list[Any]:
+    """`[await fn(i) for i in items]`, `jobs` at a time; on the first failure the others
+    are cancelled and awaited before it is raised, so no part is still being read or
+    sent when the upload is aborted and the file closed."""
+    it = iter(items)
+    out: dict[int, Any] = {}
+
+    async def worker() -> None:
+        for i in it:
+            out[i] = await fn(i)
+
+    tasks = [asyncio.ensure_future(worker()) for _ in range(max(1, min(jobs, len(items))))]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    return [out[i] for i in items]

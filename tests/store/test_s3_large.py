@@ -109,3 +109,29 @@ def test_a_failed_part_is_sent_again_alone(
     assert sum(proxy.faults.values()) >= 2 and len(parts) >= 4 + 2, proxy.log
     bucket, path = r._bk(key)
     assert s3_server.client().get_object(Bucket=bucket, Key=path)["Body"].read() == data
+
+
+def test_a_denied_part_aborts_the_upload_with_nothing_left_in_flight(
+    s3_server, s3_bucket: str, make_faulty_proxy, tmp_path: Path
+) -> None:
+    """A part refused for good (403) is a RemoteError; the other parts are stopped before
+    the upload is aborted (no part request follows the abort) and no upload is left."""
+    import time
+
+    import pytest
+
+    from pivot_store.errors import RemoteError
+    from tests.fixtures.s3 import remote_options
+
+    proxy = make_faulty_proxy(every=2, modes=("403",), methods=("PUT",))
+    cfg = {"url": f"s3://{s3_bucket}/store", **remote_options(proxy.url)}
+    r = _remote(cfg)
+    src = tmp_path / "big"
+    src.write_bytes(os.urandom(12 * MULTIPART_CHUNK))
+    with pytest.raises(RemoteError):
+        r.put_file(src, r.object_key("0a1b2c3d4e5f6a7c"))
+    time.sleep(1.0)  # anything still in flight would reach the proxy meanwhile
+    aborts = [i for i, e in enumerate(proxy.log) if e.startswith("DELETE")]
+    assert len(aborts) == 1, proxy.log
+    assert not [e for e in proxy.log[aborts[0] + 1 :] if "partNumber=" in e], proxy.log
+    assert not s3_server.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
