@@ -30,10 +30,11 @@ from typing import NamedTuple
 from pivot_store import atomic, keys
 from pivot_store.errors import LockError
 from pivot_store.hashing import hash_json
-from pivot_store.index_record import pack, unpack
+from pivot_store.index_record import pack, settled, signature, unpack
 from pivot_store.lockfile import FIX, Lock, lock_from_bytes
-from pivot_store.state import RACY_NS, NullState
+from pivot_store.state import NullState
 
+__all__ = ["LockIndex", "LockSummary", "OutputSummary", "settled", "signature"]
 FORMAT = 1
 _now = time.time_ns  # the moment of recording (tests move it)
 _PREFIX = b"\x00lock-index v1\x00"
@@ -93,15 +94,6 @@ class LockSummary:
                 return None
             outputs.append(OutputSummary(oname, path, oid, size, kind))
         return cls(name, fp, eid, tuple(outputs))
-
-
-def signature(st: os.stat_result) -> tuple[int, int, int, int, int]:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def settled(st: os.stat_result, now_ns: int) -> bool:
-    """True when `st` is old enough that a later change must show in the signature."""
-    return now_ns - max(st.st_mtime_ns, st.st_ctime_ns) >= RACY_NS
 
 
 class LockIndex:
