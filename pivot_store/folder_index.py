@@ -54,10 +54,10 @@ class FolderIndex:
     def known(self, rel: str, st: os.stat_result) -> str | None:
         """The hash the file at `rel` had when its signature was `st`'s, or None."""
         row = self._known.get(rel)
-        if row is None or row[0] != signature(st):
+        if row is None or tuple(row[1:6]) != signature(st):
             return None
         self.reused += 1
-        return row[1]
+        return row[6]
 
     def remember(self, rel: str, st: os.stat_result, oid: str) -> None:
         """`rel` hashed to `oid` with the stat `st` taken before it was read."""
@@ -69,22 +69,22 @@ class FolderIndex:
         self.state.put_many([(self.key, pack([FORMAT, self._rows]))])
 
 
-def _load(value: bytes | None) -> dict[str, tuple[tuple[int, ...], str]]:
+def _load(value: bytes | None) -> dict[str, list]:
+    """rel -> its row; {} for anything but rows `flush` wrote. The signature's
+    numbers are only ever compared for equality with a fresh stat's."""
     data = unpack(value)
     if type(data) is not list or len(data) != 2 or data[0] != FORMAT:
         return {}
     rows = data[1]
     if type(rows) is not list:
         return {}
-    known: dict[str, tuple[tuple[int, ...], str]] = {}
+    known: dict[str, list] = {}
     match = _OID.fullmatch
     for row in rows:
         if type(row) is not list or len(row) != 7:
             return {}
-        rel, *sig, oid = row
+        rel, oid = row[0], row[6]
         if type(rel) is not str or type(oid) is not str or not match(oid):
             return {}
-        if any(type(n) is not int for n in sig):
-            return {}
-        known[rel] = (tuple(sig), oid)
+        known[rel] = row
     return known

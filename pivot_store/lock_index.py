@@ -30,6 +30,7 @@ from typing import NamedTuple
 from pivot_store import atomic, keys
 from pivot_store.errors import LockError
 from pivot_store.hashing import hash_json
+from pivot_store.index_prune import prune
 from pivot_store.index_record import pack, settled, signature, unpack
 from pivot_store.lockfile import FIX, Lock, lock_from_bytes
 from pivot_store.state import NullState
@@ -126,7 +127,11 @@ class LockIndex:
                     ) from None
                 found.append((os.fspath(path), st))
             return self._read(found, missing_ok=False)
-        return self._read([(p, st) for _, p, st in sorted(self._walk())], missing_ok=True)
+        found = [(p, st) for _, p, st in sorted(self._walk())]
+        summaries = self._read(found, missing_ok=True)
+        # Every lock was listed: the entries of deleted ones go (`index_prune`).
+        prune(self.state, _PREFIX, [_PREFIX + os.fsencode(p) for p, _ in found])
+        return summaries
 
     # --- listing ------------------------------------------------------------
     def _walk(self, *, check: bool = True) -> list[tuple[str, str, os.stat_result]]:

@@ -32,6 +32,8 @@ from typing import Protocol
 
 import xxhash
 
+from pivot_store import folder_index
+from pivot_store.index_prune import prune as prune_keys
 from pivot_store.index_record import pack, settled, signature, unpack
 from pivot_store.manifest import build as build_manifest
 from pivot_store.manifest import scan
@@ -141,6 +143,13 @@ def output_status(objects: object, index: WorkspaceIndex, root: Path, out: Outpu
     if current != out.hash:
         return "modified"
     return "ok" if in_cache else "missing from cache"
+
+
+def prune(state: NullState, paths: list[str]) -> None:
+    """Drop the entries (and folder tables, `folder_index`) of every output path
+    but `paths`: those of a status of every lock (`index_prune`)."""
+    prune_keys(state, _PREFIX, [_key(p) for p in paths])
+    prune_keys(state, folder_index.PREFIX, [folder_index.key(p) for p in paths])
 
 
 def _key(path: Path | str) -> bytes:
