@@ -8,7 +8,8 @@ its own (two trees never share a state db). Each project has `--folders`
 folders of `--files` files of 200 bytes, one lock each (`pivot add`), and its
 indexes filled by no-op statuses. Then, `--repeat` times and alternating old
 and new in the same moment, each step changes the first folder in both
-projects, waits past the racy window, and times one command:
+projects, waits past the racy window, and times one command (checkout mode
+`--mode`, hardlink by default as in a new project):
 
 - `pivot status` with one file modified (a new 200-byte version)
 - `pivot status` with one file added
@@ -71,9 +72,13 @@ def run(args: list[str], cwd: Path, pythonpath: str | None) -> tuple[float, floa
     return wall, usage.ru_utime + usage.ru_stime
 
 
-def project(root: Path, folders: int, files: int, pythonpath: str | None) -> None:
+def project(root: Path, folders: int, files: int, mode: str, pythonpath: str | None) -> None:
     root.mkdir(parents=True)
     run(["init"], root, pythonpath)
+    config = root / ".pivot" / "config.yaml"
+    text = config.read_text()
+    assert "checkout_mode: hardlink\n" in text, text
+    config.write_text(text.replace("checkout_mode: hardlink\n", f"checkout_mode: {mode}\n"))
     for k in range(folders):
         d = root / f"d{k}"
         d.mkdir()
@@ -100,12 +105,13 @@ def main() -> None:
     ap.add_argument("--folders", type=int, default=1)
     ap.add_argument("--files", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--mode", choices=["hardlink", "copy", "symlink"], default="hardlink")
     args = ap.parse_args()
     shutil.rmtree(args.dir, ignore_errors=True)
     trees = {"new": None} if not args.old else {"old": os.path.abspath(args.old), "new": None}
     for name, pp in trees.items():
         t0 = time.perf_counter()
-        project(args.dir / name, args.folders, args.files, pp)
+        project(args.dir / name, args.folders, args.files, args.mode, pp)
         print(f"built {name}: {time.perf_counter() - t0:.1f} s ({load()})", flush=True)
     steps = {
         "status, one file modified": lambda root, n: replace(
