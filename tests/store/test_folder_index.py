@@ -233,3 +233,37 @@ def test_add_restores_a_known_file_whose_object_is_gone(repo: Repo) -> None:
     repo.objects.remove(oid)  # type: ignore[arg-type]
     repo.track(d)
     assert repo.objects.exists(oid)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_workspace_output_read_within_its_racy_window_is_not_recorded(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """However long hashing then takes: a write just after the read, in the same
+    tick as the stamp, would keep the signature (settled was judged after it)."""
+    repo.save_config(Config(checkout_mode="copy"))
+    if kind == "file":
+        target = repo.root / "a.txt"
+        target.write_text("first")
+        repo.track(target)
+        target.write_text("other")
+        newest = os.stat(target)
+    else:
+        target = _folder(repo.root)
+        repo.track(target)
+        (target / "f00.txt").write_text("other")
+        newest = os.stat(target / "f00.txt")
+    stamp = max(newest.st_mtime_ns, newest.st_ctime_ns)
+    read: list[str] = []
+    real = state.hash_file
+
+    def reading(path: str | os.PathLike[str], size: int | None = None) -> str:
+        read.append(os.fspath(path))
+        return real(path, size)
+
+    monkeypatch.setattr(state, "hash_file", reading)
+    # The clock says "just after the stamp" until a file is read, "long after" since.
+    monkeypatch.setattr(workspace_index, "_now", lambda: stamp + (10**10 if read else 1))
+    monkeypatch.setattr(folder_index, "_now", lambda: stamp + (10**10 if read else 1))
+    assert [r.status for r in repo.status()] == ["modified"]
+    assert repo.state.get_many([workspace_index._key(target)]) == [None]
