@@ -14,24 +14,32 @@ taken before any of its bytes were read; a file in the racy window is hashed
 again next time. An in-place rewrite that puts the mtime back still moves the
 ctime; a replaced file has another inode; an added file has no row; a removed
 one is not listed by the scan; a chmod moves the ctime (and the mode is read
-from the scan, never from here). The value carries a checksum and is checked
-row by row: anything damaged or foreign is "not known". This only ever saves
-a hash.
+from the scan, never from here). The value carries a checksum and its layout
+is checked whole: anything damaged or foreign is "not known". Nothing read
+back runs code; a hash read back is 8 bytes, so always a well-formed id. This
+only ever saves a hash.
 """
 
 from __future__ import annotations
 
 import os
-import re
+import struct
 import time
 
-from pivot_store.index_record import pack, settled, signature, unpack
+import xxhash
+
+from pivot_store.index_record import settled, signature
 from pivot_store.state import NullState
 
 PREFIX = b"\x00folder-files v1\x00"
-FORMAT = 1
 _now = time.time_ns  # the moment before the build reads a file (tests move it)
-_OID = re.compile(r"[0-9a-f]{16}")
+# A value: xxh64 of the body, then the body: the row count, one fixed record a
+# row (the signature and the hash's 8 bytes), and the relative paths joined by
+# NUL (a name never holds one). Binary: a folder of 10,000 files is read and
+# written in a few ms, where JSON took 30.
+_DIGEST = 8
+_COUNT = struct.Struct("<I")
+_ROW = struct.Struct("<QQQqq8s")
 
 
 def key(root: os.PathLike[str] | str) -> bytes:
@@ -48,43 +56,47 @@ class FolderIndex:
         # later tick than a stamp this much older (`settled`).
         self.started = _now()
         self._known = _load(state.get_many([self.key])[0])
-        self._rows: list[list[object]] = []
+        self._rows: list[bytes] = []
+        self._names: list[str] = []
         self.reused = 0  # how many files were not hashed (tests and the bench read it)
 
     def known(self, rel: str, st: os.stat_result) -> str | None:
         """The hash the file at `rel` had when its signature was `st`'s, or None."""
         row = self._known.get(rel)
-        if row is None or tuple(row[1:6]) != signature(st):
+        if row is None or row[:5] != signature(st):
             return None
         self.reused += 1
-        return row[6]
+        return row[5].hex()
 
     def remember(self, rel: str, st: os.stat_result, oid: str) -> None:
         """`rel` hashed to `oid` with the stat `st` taken before it was read."""
-        if settled(st, self.started):
-            self._rows.append([rel, *signature(st), oid])
+        if len(oid) == 16 and settled(st, self.started):  # a file's id: 8 bytes
+            self._rows.append(_ROW.pack(*signature(st), bytes.fromhex(oid)))
+            self._names.append(rel)
 
     def flush(self) -> None:
         """Replace the folder's rows with this build's (what it did not list is gone)."""
-        self.state.put_many([(self.key, pack([FORMAT, self._rows]))])
+        names = "\0".join(self._names).encode("utf-8", "surrogateescape")
+        body = _COUNT.pack(len(self._rows)) + b"".join(self._rows) + names
+        self.state.put_many([(self.key, xxhash.xxh64_digest(body) + body)])
 
 
-def _load(value: bytes | None) -> dict[str, list]:
-    """rel -> its row; {} for anything but rows `flush` wrote. The signature's
-    numbers are only ever compared for equality with a fresh stat's."""
-    data = unpack(value)
-    if type(data) is not list or len(data) != 2 or data[0] != FORMAT:
+def _load(value: bytes | None) -> dict[str, tuple]:
+    """rel -> (dev, ino, size, mtime_ns, ctime_ns, hash bytes); {} for anything but
+    what `flush` wrote (a short, damaged or foreign value)."""
+    if value is None or len(value) < _DIGEST + _COUNT.size:
         return {}
-    rows = data[1]
-    if type(rows) is not list:
+    body = memoryview(value)[_DIGEST:]
+    if xxhash.xxh64_digest(body) != value[:_DIGEST]:
         return {}
-    known: dict[str, list] = {}
-    match = _OID.fullmatch
-    for row in rows:
-        if type(row) is not list or len(row) != 7:
-            return {}
-        rel, oid = row[0], row[6]
-        if type(rel) is not str or type(oid) is not str or not match(oid):
-            return {}
-        known[rel] = row
-    return known
+    (count,) = _COUNT.unpack_from(body)
+    end = _COUNT.size + count * _ROW.size
+    if count == 0 or len(body) <= end:
+        return {}
+    try:
+        names = bytes(body[end:]).decode("utf-8", "surrogateescape").split("\0")
+    except UnicodeDecodeError:
+        return {}
+    if len(names) != count:
+        return {}
+    return dict(zip(names, _ROW.iter_unpack(body[_COUNT.size : end]), strict=True))

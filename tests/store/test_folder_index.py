@@ -13,11 +13,12 @@ import os
 from pathlib import Path
 
 import pytest
+import xxhash
 
 from pivot_store import folder_index, state, workspace_index
 from pivot_store.config import Config
 from pivot_store.hashing import hash_file
-from pivot_store.index_record import pack, signature
+from pivot_store.index_record import pack
 from pivot_store.manifest import build
 from pivot_store.objects import ObjectStore
 from pivot_store.repo import Repo
@@ -165,15 +166,18 @@ def test_a_damaged_or_foreign_table_is_not_known(repo: Repo, hashed: list[str]) 
     raw = repo.state.get_many([key])[0]
     assert raw is not None
     mid = len(raw) // 2
-    repo.state.put_many([(key, raw[:mid] + bytes([raw[mid] ^ 1]) + raw[mid + 1 :])])
-    assert build(d, None, repo.state).oid() == _fresh(d)
-    assert len(hashed) == N
-    hashed.clear()
-    sig = list(signature(os.stat(d / "f00.txt")))  # the right signature, a wrong hash
-    bad = [folder_index.FORMAT, [["f00.txt", *sig, "../../etc/passwd"]]]
-    repo.state.put_many([(key, pack(bad))])
-    assert build(d, None, repo.state).oid() == _fresh(d)
-    assert len(hashed) == N
+    body = raw[8:]
+    one_row_short = (N - 1).to_bytes(4, "little") + body[4:]  # names no longer match
+    for value in (
+        raw[:mid] + bytes([raw[mid] ^ 1]) + raw[mid + 1 :],  # damaged
+        pack([1, [["f00.txt", 1, 2, 3, 4, 5, "0123456789abcdef"]]]),  # another format
+        xxhash.xxh64_digest(one_row_short) + one_row_short,  # checksummed, wrong layout
+        raw[:20],
+    ):
+        repo.state.put_many([(key, value)])
+        assert build(d, None, repo.state).oid() == _fresh(d)
+        assert len(hashed) == N
+        hashed.clear()
 
 
 def test_status_of_a_changed_folder_reads_only_the_change(repo: Repo, hashed: list[str]) -> None:
