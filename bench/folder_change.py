@@ -11,6 +11,7 @@ and new in the same moment, each step changes the first folder in both
 projects, waits past the racy window, and times one command (checkout mode
 `--mode`, hardlink by default as in a new project):
 
+- a no-op `pivot status`
 - `pivot status` with one file modified (a new 200-byte version)
 - `pivot status` with one file added
 - `pivot add` of the changed folder (its new version committed)
@@ -114,6 +115,7 @@ def main() -> None:
         project(args.dir / name, args.folders, args.files, args.mode, pp)
         print(f"built {name}: {time.perf_counter() - t0:.1f} s ({load()})", flush=True)
     steps = {
+        "status, nothing changed": lambda root, n: None,
         "status, one file modified": lambda root, n: replace(
             root / "d0" / "f00007.bin", f"v{n}".encode().ljust(SIZE, b"!")
         ),
