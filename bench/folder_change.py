@@ -14,7 +14,8 @@ projects, waits past the racy window, and times one command (checkout mode
 - a no-op `pivot status`
 - `pivot status` with one file modified (a new 200-byte version)
 - `pivot status` with one file added
-- `pivot add` of the changed folder (its new version committed)
+- `pivot add` of the changed folder (its new version committed), right after
+  the last add, and after a `pivot status` (untimed) as a user would run one
 
 Figures are wall seconds and CPU seconds of the `pivot` process, the median
 of the repeats, with the load average next to each. Unset
@@ -125,15 +126,22 @@ def main() -> None:
         "add of the changed folder": lambda root, n: replace(
             root / "d0" / "f00011.bin", f"c{n}".encode().ljust(SIZE, b"#")
         ),
+        "add after a status": lambda root, n: replace(
+            root / "d0" / "f00013.bin", f"s{n}".encode().ljust(SIZE, b"=")
+        ),
     }
     for label, change in steps.items():
-        cmd = ["add", "d0"] if label.startswith("add") else ["status"]
+        cmd = ["add", "d0"] if "add" in label else ["status"]
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
         loads: list[float] = []
         for n in range(args.repeat):
             for name in trees:
                 change(args.dir / name, n)
             time.sleep(SETTLE)
+            if label == "add after a status":  # the user looks before committing
+                for name, pp in trees.items():
+                    run(["status"], args.dir / name, pp)
+                time.sleep(SETTLE)
             for name, pp in trees.items():
                 loads.append(os.getloadavg()[0])
                 times[name].append(run(cmd, args.dir / name, pp))

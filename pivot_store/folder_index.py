@@ -76,6 +76,8 @@ class FolderIndex:
 
     def flush(self) -> None:
         """Replace the folder's rows with this build's (what it did not list is gone)."""
+        if self._known and self.reused == len(self._known) == len(self._rows):
+            return  # every row was used as it is, and no other row is new: the same table
         names = "\0".join(self._names).encode("utf-8", "surrogateescape")
         body = _COUNT.pack(len(self._rows)) + b"".join(self._rows) + names
         self.state.put_many([(self.key, xxhash.xxh64_digest(body) + body)])
