@@ -131,7 +131,7 @@ def main() -> None:
         ),
     }
     for label, change in steps.items():
-        cmd = ["add", "d0"] if "add" in label else ["status"]
+        cmd = ["add", "d0"] if label.startswith("add") else ["status"]
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
         loads: list[float] = []
         for n in range(args.repeat):
