@@ -24,6 +24,7 @@ from pivot_store import atomic
 from pivot_store import oid as oids
 from pivot_store.manifest import read_manifest
 from pivot_store.manifest_index import files_of
+from pivot_store.manifest_index import prune as prune_manifests
 from pivot_store.state import NullState
 
 if TYPE_CHECKING:
@@ -50,7 +51,9 @@ def referenced(
     """Every object the locks need, the files of their folders' manifests included.
 
     `locks` may be full locks or `Repo.lock_summaries` (only output hashes are
-    read); with `state`, each manifest is parsed once (`manifest_index`).
+    read); with `state`, each manifest is parsed once (`manifest_index`), and
+    the index entries of manifests none of `locks` names are dropped: pass every
+    lock (gc does), or pass no `state`.
     """
     refs: set[str] = set()
     dirs: set[str] = set()
@@ -62,6 +65,7 @@ def referenced(
     if state is not None:
         for files in files_of(objects, state, sorted(dirs)).values():
             refs.update(files)
+        prune_manifests(state, dirs)  # entries of manifests nothing names go
         return refs
     for d in dirs:
         refs.update(e.hash for e in read_manifest(objects, d).files())  # type: ignore[misc]

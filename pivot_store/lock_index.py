@@ -30,10 +30,12 @@ from typing import NamedTuple
 from pivot_store import atomic, keys
 from pivot_store.errors import LockError
 from pivot_store.hashing import hash_json
-from pivot_store.index_record import pack, unpack
+from pivot_store.index_prune import prune
+from pivot_store.index_record import pack, settled, signature, unpack
 from pivot_store.lockfile import FIX, Lock, lock_from_bytes
-from pivot_store.state import RACY_NS, NullState
+from pivot_store.state import NullState
 
+__all__ = ["LockIndex", "LockSummary", "OutputSummary", "settled", "signature"]
 FORMAT = 1
 _now = time.time_ns  # the moment of recording (tests move it)
 _PREFIX = b"\x00lock-index v1\x00"
@@ -95,15 +97,6 @@ class LockSummary:
         return cls(name, fp, eid, tuple(outputs))
 
 
-def signature(st: os.stat_result) -> tuple[int, int, int, int, int]:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def settled(st: os.stat_result, now_ns: int) -> bool:
-    """True when `st` is old enough that a later change must show in the signature."""
-    return now_ns - max(st.st_mtime_ns, st.st_ctime_ns) >= RACY_NS
-
-
 class LockIndex:
     """The summaries of the locks under `stages_dir`, through the state db."""
 
@@ -134,7 +127,11 @@ class LockIndex:
                     ) from None
                 found.append((os.fspath(path), st))
             return self._read(found, missing_ok=False)
-        return self._read([(p, st) for _, p, st in sorted(self._walk())], missing_ok=True)
+        found = [(p, st) for _, p, st in sorted(self._walk())]
+        summaries = self._read(found, missing_ok=True)
+        # Every lock was listed: the entries of deleted ones go (`index_prune`).
+        prune(self.state, _PREFIX, [_PREFIX + os.fsencode(p) for p, _ in found])
+        return summaries
 
     # --- listing ------------------------------------------------------------
     def _walk(self, *, check: bool = True) -> list[tuple[str, str, os.stat_result]]:

@@ -20,8 +20,9 @@ from pathlib import Path
 from pivot_store import keys
 from pivot_store import oid as oids
 from pivot_store.errors import ManifestError, PivotError, TrackError
+from pivot_store.folder_index import FolderIndex
 from pivot_store.hashing import canonical_json, hash_bytes
-from pivot_store.objects import ObjectStore
+from pivot_store.objects import Added, ObjectStore
 from pivot_store.state import NullState
 
 MANIFEST_VERSION = 1
@@ -164,20 +165,25 @@ def build(
     link_roots: tuple[Path, ...] = (),
     unlinked: list[str] | None = None,
     seen: list[tuple[str, os.stat_result | None]] | None = None,
+    listing: list[tuple[str, str, os.stat_result | None]] | None = None,
 ) -> Manifest:
     """Hash a folder; with `objects`, also add its files (and the manifest itself).
 
+    A file whose stat signature is the one it was last hashed at here is not
+    read again (`folder_index`): a changed folder costs what changed.
     `unlinked`, when given, collects the non-empty files that are not now their
     cache object (a move-add could not link them, or `move` is off): after a
     move-add that leaves it empty, a hardlink checkout would change nothing.
     `seen`, when given, collects (relpath, stat) of each entry as it was before
     its file was hashed (`workspace_index` signs a folder's state with them).
+    `listing` is a `scan` of `root` the caller has just made (not made again).
     """
     entries = []
     if objects is not None:
         link_roots = (*link_roots, objects.root)
+    index = FolderIndex(state, root)
     with state.batch():  # one state-db commit for the folder, not one per file
-        for rel, path, st in scan(root, link_roots):
+        for rel, path, st in listing if listing is not None else scan(root, link_roots):
             keys.validate_name(rel)
             if seen is not None:
                 seen.append((rel, st))
@@ -185,15 +191,35 @@ def build(
                 entries.append(Entry(rel, None))
                 continue
             executable = bool(st.st_mode & stat.S_IXUSR)
+            known = index.known(rel, st)
             if objects is None:
-                h = state.hash(path, st)
+                h = known if known is not None else state.hash(path, st)
             else:
-                added = objects.add_file(path, move=move, executable=executable, state=state)
+                added = None if known is None else _reuse(objects, known, st, move)
+                if added is None:
+                    added = objects.add_file(path, move=move, executable=executable, state=state)
                 h = added.oid
                 if unlinked is not None and not added.linked and st.st_size > 0:
                     unlinked.append(rel)
+            index.remember(rel, st, h)
             entries.append(Entry(rel, h, st.st_size, executable))
     manifest = Manifest(tuple(entries))
     if objects is not None:
         objects.add_bytes(manifest.to_bytes(), suffix=oids.DIR_SUFFIX)
+    index.flush()
     return manifest
+
+
+def _reuse(objects: ObjectStore, oid: str, st: os.stat_result, move: bool) -> Added | None:
+    """What `add_file` would return for an unchanged file known to hash to `oid`,
+    without reading it; None when it must be added (the object is gone, or a
+    move-add has not made the file its object yet)."""
+    try:
+        obj = os.stat(objects.path(oid))
+    except OSError:
+        return None
+    linked = move and st.st_size > 0 and (obj.st_dev, obj.st_ino) == (st.st_dev, st.st_ino)
+    if move and st.st_size > 0 and not linked:
+        return None
+    objects.freshen(oid)
+    return Added(oid, st.st_size, False, linked=linked)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 from pivot_store.hashing import hash_bytes
+from pivot_store.index_prune import prune as prune_keys
 from pivot_store.index_record import pack, unpack
 from pivot_store.manifest import Manifest
 from pivot_store.objects import ObjectStore
@@ -43,3 +44,8 @@ def files_of(objects: ObjectStore, state: NullState, oids: list[str]) -> dict[st
             record.append((_PREFIX + oid.encode(), pack("".join(f + "\n" for f in files))))
     state.put_many(record)
     return found
+
+
+def prune(state: NullState, oids: set[str]) -> None:
+    """Drop the entries of every manifest but `oids` (gc's: all that anything names)."""
+    prune_keys(state, _PREFIX, [_PREFIX + o.encode() for o in oids])

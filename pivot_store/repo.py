@@ -31,6 +31,7 @@ from pivot_store.manifest import build as build_manifest
 from pivot_store.objects import ObjectStore
 from pivot_store.state import MIN_SIZE, State
 from pivot_store.workspace_index import WorkspaceIndex, output_status
+from pivot_store.workspace_index import prune as prune_workspace
 
 if TYPE_CHECKING:
     from pivot_store.config import Config, RemoteConfig
@@ -345,7 +346,8 @@ class Repo:
     def status(self, names: list[str] | None = None) -> list[StatusRow]:
         locks = self.lock_summaries(names)
         index = self._workspace_index()
-        index.prefetch([f"{self.root}/{o.path}" for lk in locks for o in lk.outputs if o.path])
+        paths = [f"{self.root}/{o.path}" for lk in locks for o in lk.outputs if o.path]
+        index.prefetch(paths)
         try:
             return [
                 StatusRow(lk.name, o.path, output_status(self.objects, index, self.root, o))
@@ -354,6 +356,8 @@ class Repo:
             ]
         finally:
             index.flush()
+            if not names:  # every lock: the entries of deleted ones' outputs go
+                prune_workspace(self.state, paths)
 
     def checkout(self, names: list[str] | None = None, mode: str | None = None) -> list[Path]:
         placed = []

@@ -60,6 +60,13 @@ class NullState:
     def put_many(self, items: list[tuple[bytes, bytes]]) -> None:
         return None
 
+    def keys_under(self, prefix: bytes) -> list[bytes]:
+        """The keys of one index (those starting with `prefix`), for pruning."""
+        return []
+
+    def delete_many(self, keys: list[bytes]) -> None:
+        return None
+
     def close(self) -> None:
         return None
 
@@ -197,6 +204,42 @@ class State(NullState):
         """Write `items` in one transaction; never fails the caller (only a cache)."""
         if items:
             self._write(items)
+
+    def keys_under(self, prefix: bytes) -> list[bytes]:
+        """The keys starting with `prefix`, in one read transaction (keys only: no
+        value is read); none when the db cannot be read."""
+        import lmdb
+
+        found: list[bytes] = []
+        try:
+            with self._db().begin() as txn, txn.cursor() as cur:
+                if not cur.set_range(prefix):
+                    return found
+                for key in cur.iternext(values=False):
+                    if not key.startswith(prefix):
+                        break
+                    found.append(key)
+        except lmdb.Error as e:
+            with contextlib.suppress(OSError):
+                self._set_aside(e)
+            return []
+        except OSError:
+            return []
+        return found
+
+    def delete_many(self, keys: list[bytes]) -> None:
+        """Remove `keys` in one transaction; never fails the caller (only a cache)."""
+        if not keys:
+            return
+        try:
+            with self._db().begin(write=True) as txn:
+                for key in keys:
+                    txn.delete(key)
+        except Exception as e:  # as `_write`: a full, read-only or damaged db
+            import lmdb
+
+            if isinstance(e, lmdb.CorruptedError | lmdb.InvalidError | lmdb.PageNotFoundError):
+                self._set_aside(e)
 
     def hash(self, path: Path, st: os.stat_result | None = None) -> str:
         """Hash `path`, through the db when the file is big enough to be worth it."""

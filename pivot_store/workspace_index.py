@@ -12,10 +12,11 @@ signature it had it at:
   added, removed, renamed or chmodded changes it.
 
 A hash is used only when the signature is equal, and recorded only when
-every stamp in it is `RACY_NS` older than the moment of recording (`settled`),
+every stamp in it is `RACY_NS` older than the moment hashing began (`settled`),
 so a change within one timestamp tick cannot hide behind an equal signature.
-The signature is the one taken before hashing: a file changed while it was
-hashed has another signature by the next call. Values carry a checksum
+The signature is the one taken before hashing, and "settled" is judged at a
+moment taken before any byte is read: a file changed while it was hashed has
+another signature by the next call. Values carry a checksum
 (`index_record`); a damaged one is a miss. This only ever saves a hash.
 """
 
@@ -31,8 +32,9 @@ from typing import Protocol
 
 import xxhash
 
-from pivot_store.index_record import pack, unpack
-from pivot_store.lock_index import settled, signature
+from pivot_store import folder_index
+from pivot_store.index_prune import prune as prune_keys
+from pivot_store.index_record import pack, settled, signature, unpack
 from pivot_store.manifest import build as build_manifest
 from pivot_store.manifest import scan
 from pivot_store.state import RACY_NS, NullState
@@ -87,24 +89,29 @@ class WorkspaceIndex:
         known = stored[1] if type(stored) is list and len(stored) == 2 else None
         if type(known) is str and stored[0] == sig:  # type: ignore[index]
             return known
+        started = _now()  # before the read: a later write lands in a later tick
         oid = self.state.hash(Path(path), st)
-        if settled(st, _now()):
+        if settled(st, started):
             self._remember(key, [sig, oid])
         return oid
 
     def folder_hash(self, path: Path | str) -> str:
-        """The manifest id of the folder at `path` (`manifest.build` without objects)."""
+        """The manifest id of the folder at `path` (`manifest.build` without objects);
+        a changed folder rehashes only its changed files (`folder_index`)."""
         key = _key(path)
         stored = self._stored(key)
-        if type(stored) is list and len(stored) == 2 and type(stored[1]) is str:
-            now = [(rel, st) for rel, _, st in scan(Path(path), self.link_roots)]
-            if _digest(now)[0] == stored[0]:
-                return stored[1]
-        seen: list[tuple[str, os.stat_result | None]] = []
         folder = Path(path)
-        oid = build_manifest(folder, None, self.state, link_roots=self.link_roots, seen=seen).oid()
-        digest, stable = _digest(seen, _now())
-        if stable:
+        listing = list(scan(folder, self.link_roots))
+        seen = [(rel, st) for rel, _, st in listing]
+        digest, newest = _digest(seen)
+        known = stored[1] if type(stored) is list and len(stored) == 2 else None
+        if type(known) is str and digest == stored[0]:  # type: ignore[index]
+            return known
+        started = _now()  # before any file is read (`settled`)
+        oid = build_manifest(
+            folder, None, self.state, link_roots=self.link_roots, listing=listing
+        ).oid()
+        if started - newest >= RACY_NS:
             self._remember(key, [digest, oid])
         return oid
 
@@ -138,14 +145,19 @@ def output_status(objects: object, index: WorkspaceIndex, root: Path, out: Outpu
     return "ok" if in_cache else "missing from cache"
 
 
+def prune(state: NullState, paths: list[str]) -> None:
+    """Drop the entries (and folder tables, `folder_index`) of every output path
+    but `paths`: those of a status of every lock (`index_prune`)."""
+    prune_keys(state, _PREFIX, [_key(p) for p in paths])
+    prune_keys(state, folder_index.PREFIX, [folder_index.key(p) for p in paths])
+
+
 def _key(path: Path | str) -> bytes:
     return _PREFIX + os.fsencode(os.path.abspath(path))
 
 
-def _digest(
-    entries: list[tuple[str, os.stat_result | None]], now_ns: int | None = None
-) -> tuple[str, bool]:
-    """(the folder's signature, whether every stamp in it is settled at `now_ns`)."""
+def _digest(entries: list[tuple[str, os.stat_result | None]]) -> tuple[str, int]:
+    """(the folder's signature, the newest mtime or ctime in it)."""
     parts: list[bytes] = []
     newest = 0
     pack_entry = _ENTRY.pack
@@ -162,5 +174,4 @@ def _digest(
             )
         )
         newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
-    stable = now_ns is not None and now_ns - newest >= RACY_NS
-    return xxhash.xxh3_128_hexdigest(b"".join(parts)), stable
+    return xxhash.xxh3_128_hexdigest(b"".join(parts)), newest
