@@ -240,6 +240,11 @@ def _is_large(size: int | None) -> bool:
 
 
 # --- fetch --------------------------------------------------------------------
+#: Downloaded objects from this size on are hashed and written off the event loop
+#: (`adownload`); below it a thread hop costs more than the write (2,000 x 4 KiB).
+WRITE_OFF_LOOP = 1 << 20
+
+
 def download(objects: ObjectStore, remote: Remote, oid: str, size: int | None = None) -> bool:
     """Bring one object into the cache, hash-checked (contract line 3); see `adownload`."""
     return remote.run(adownload, objects, remote, oid, size)
@@ -255,6 +260,13 @@ async def adownload(
     large one is fetched in parallel ranges into a temp file and hashed from it
     before publishing (`insert_verified`). A mismatch raises CorruptObject
     naming the object and the remote, and nothing is kept. True if newly added.
+
+    Hashing and writing an object of `WRITE_OFF_LOOP` bytes or more run on a
+    worker thread, so the event loop keeps receiving the batch's other objects
+    meanwhile: written on the loop, a 10 MiB object held every other download
+    for ~25 ms of kernel time, and a batch of them was received one write at a
+    time (bench/xdeploy.py: fetching 100 MiB took 0.43 s, against 0.24 s for
+    boto3 writing the same objects from parallel threads).
     """
     key = remote.object_key(oid)
     source = f"remote {remote.name!r} ({remote.url})"
@@ -263,11 +275,13 @@ async def adownload(
         tmp = atomic.temp_name(objects.tmp_dir, ".pull")
         try:
             await aretrying(remote, lambda: remote.aget_file(key, tmp, size), key)
-            return objects.insert_verified(tmp, oid, source=source)
+            return await asyncio.to_thread(objects.insert_verified, tmp, oid, source=source)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
     data = await aretrying(remote, lambda: remote.aget_bytes(key), key)
+    if len(data) >= WRITE_OFF_LOOP:
+        return await asyncio.to_thread(objects.insert_bytes, data, oid, source=source)
     return objects.insert_bytes(data, oid, source=source)
 
 
