@@ -9,8 +9,8 @@ downstream's fingerprint needs its upstreams' output hashes, which a remote
 hit names), and looks each level's entries up concurrently. The lookups are
 kept as the run's `remote_hits.Table`, so each later step's own lookup is
 answered from it; the chosen entries' objects are downloaded behind the
-steps, in level order (each level's as soon as it is looked up), the remote's
-`jobs` entries at once, and each step waits only for its own.
+steps, in level order (each level's as soon as it is looked up), as many
+at once as the remote's `jobs`, and each step waits only for its own.
 A run whose steps all hit locally never builds the table (`cached` only
 arms it, `remote_hits.lookup` builds it on its first use).
 
@@ -59,7 +59,6 @@ from pivot_store.lockfile import FingerprintParts, Lock
 
 WAIT_S = 600.0  # how long a step waits for another process's prefetch of its run
 LOOKUP_JOBS = 16
-FETCH_JOBS = 4  # entries downloaded at once behind the steps, at least (`Downloads`)
 _LOCAL = "local"  # `_Predictor._ask`: the result is already here, predicted without a lookup
 log = logging.getLogger("pivot")
 
@@ -114,7 +113,7 @@ def _shared(table: Table, ctx: Any, io: Any, engine: Engine, remote: str) -> Non
             table.entries.update(written.entries if written is not None else {})
             return
         remove_old(folder)
-        behind = Downloads(table, engine.repo, remote, FETCH_JOBS)
+        behind = Downloads(table, engine.repo, remote)
         try:
             build(table, ctx, io, engine, remote, behind.submit)
             atomic.write_replace(path, table_bytes(table, remote), fsync=False)
