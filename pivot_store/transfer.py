@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 
 from pivot_store import atomic, runcache
@@ -243,6 +244,8 @@ def _is_large(size: int | None) -> bool:
 #: Downloaded objects from this size on are hashed and written off the event loop
 #: (`adownload`); below it a thread hop costs more than the write (2,000 x 4 KiB).
 WRITE_OFF_LOOP = 1 << 20
+#: `KnownIndex` is a read-modify-write file: one update at a time in a process.
+_INDEX_GUARD = threading.Lock()
 
 
 def download(objects: ObjectStore, remote: Remote, oid: str, size: int | None = None) -> bool:
@@ -261,12 +264,9 @@ async def adownload(
     before publishing (`insert_verified`). A mismatch raises CorruptObject
     naming the object and the remote, and nothing is kept. True if newly added.
 
-    Hashing and writing an object of `WRITE_OFF_LOOP` bytes or more run on a
-    worker thread, so the event loop keeps receiving the batch's other objects
-    meanwhile: written on the loop, a 10 MiB object held every other download
-    for ~25 ms of kernel time, and a batch of them was received one write at a
-    time (bench/xdeploy.py: fetching 100 MiB took 0.43 s, against 0.24 s for
-    boto3 writing the same objects from parallel threads).
+    From `WRITE_OFF_LOOP` bytes on, hashing and writing run on a worker thread:
+    on the loop, each 10 MiB write (~20 ms of kernel time here) held up every
+    other download of the batch.
     """
     key = remote.object_key(oid)
     source = f"remote {remote.name!r} ({remote.url})"
@@ -316,9 +316,10 @@ def fetch(
     )
     if not dry_run:
         index = KnownIndex(objects.root, remote.identity)
-        if gone & index.load():
-            index.drop()
-        index.add(seen - set(result.failed))
+        with _INDEX_GUARD:  # concurrent fetches of one process (the prefetch's) lose no keys
+            if gone & index.load():
+                index.drop()
+            index.add(seen - set(result.failed))
     return result
 
 

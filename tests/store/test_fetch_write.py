@@ -141,3 +141,30 @@ def test_insert_bytes_refuses_a_mismatch_before_writing(tmp_path: Path) -> None:
     with pytest.raises(CorruptObject, match="0123456789abcdef"):
         store.insert_bytes(b"not that", "0123456789abcdef", source="test")
     assert not list(store.tmp_dir.glob("*")) and not store.exists("0123456789abcdef")
+
+
+def test_concurrent_fetches_in_one_process_lose_no_known_index_update(
+    tmp_path: Path, folder_remote: Remote, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prefetch runs many fetches at once: each one's objects stay known on the
+    remote (else a push of those hits asks the remote again)."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pivot_store.remote_index import KnownIndex
+
+    locks = _pushed(tmp_path, folder_remote, {f"l{i}": f"value {i}".encode() for i in range(4)})
+    load = KnownIndex.load
+
+    def slow_load(self: KnownIndex) -> set[str]:
+        found = load(self)
+        time.sleep(0.05)  # every fetch reads the index before any writes it back
+        return found
+
+    monkeypatch.setattr(KnownIndex, "load", slow_load)
+    fresh = _store(tmp_path / "b")
+    with ThreadPoolExecutor(len(locks)) as pool:
+        results = list(pool.map(lambda lk: transfer.fetch(fresh, folder_remote, [lk]), locks))
+    assert all(r.ok for r in results)
+    known = load(KnownIndex(fresh.root, folder_remote.identity))
+    assert {lk.outputs[0].hash for lk in locks} <= known
