@@ -1,15 +1,15 @@
 """The prefetch's downloads: a run's predicted remote hits, fetched behind its steps.
 
 `prefetch` hands each level's chosen entries to `Downloads.submit` as soon as
-that level is looked up, so the next level's lookups overlap the first
-objects' transfer (bench/xdeploy.py, 10 x 10 MiB in two levels, under load
-3.5: no step but the first waited, and it 0-50 ms). Each entry is one
-`Repo.fetch` (every object hash-checked on its way into the cache, as for
-any fetch) on a pool as wide as the remote's `jobs`, taken in level order:
-against 1, 2 or 4 at a time, all at once ended the transfer soonest (0.24 s
-after the lookups against 0.35-0.48 s) and no step waited longer, so the
-downloads' contention with the steps for the CPU is over soonest. A step
-waits only for its own entry (`Table.wait`), and the run's flight is
+that level is looked up, so the first steps' objects are on their way while
+the next levels are looked up. Each entry is one `Repo.fetch` (every object
+hash-checked on its way into the cache, as for any fetch) on a pool as wide
+as the remote's `jobs` (the bound the user sets on requests in flight),
+taken in level order. Measured with bench/xdeploy.py (10 x 10 MiB in two
+levels, machine at load 3.5-7): only the first step ever waited (0-90 ms),
+at 1, 2, 4 or 20 entries at a time alike; the lookups of the second level,
+now overlapping the first level's downloads, took longer than without them.
+A step waits only for its own entry (`Table.wait`), and the run's flight is
 released when the last download is over (`finish`).
 """
 
