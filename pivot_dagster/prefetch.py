@@ -9,7 +9,8 @@ downstream's fingerprint needs its upstreams' output hashes, which a remote
 hit names), and looks each level's entries up concurrently. The lookups are
 kept as the run's `remote_hits.Table`, so each later step's own lookup is
 answered from it; the chosen entries' objects are downloaded behind the
-steps, in level order, a few at once, and each step waits only for its own.
+steps, in level order (each level's as soon as it is looked up), as many
+at once as the remote's `jobs`, and each step waits only for its own.
 A run whose steps all hit locally never builds the table (`cached` only
 arms it, `remote_hits.lookup` builds it on its first use).
 
@@ -41,14 +42,14 @@ next prefetch.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from concurrent import futures
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 from pivot_dagster import asset_keys, explain, fingerprint, formats, inputs, instance_walk
 from pivot_dagster.engine import Engine
+from pivot_dagster.prefetch_downloads import Downloads
 from pivot_dagster.prefetch_table import read_table, remove_old, table_bytes
 from pivot_dagster.remote_hits import Table, table_for, use_table
 from pivot_store import atomic, flight, keys, runcache
@@ -58,7 +59,6 @@ from pivot_store.lockfile import FingerprintParts, Lock
 
 WAIT_S = 600.0  # how long a step waits for another process's prefetch of its run
 LOOKUP_JOBS = 16
-FETCH_JOBS = 4  # entries downloaded at once behind the steps
 _LOCAL = "local"  # `_Predictor._ask`: the result is already here, predicted without a lookup
 log = logging.getLogger("pivot")
 
@@ -97,9 +97,10 @@ def _fill(table: Table, ctx: Any, io: Any, engine: Engine, remote: str) -> None:
 def _shared(table: Table, ctx: Any, io: Any, engine: Engine, remote: str) -> None:
     """Fill the run's table: from the file another process wrote, else build and write it.
 
-    The builder's objects are downloaded behind the steps (`_fetch_behind`), and
-    the run's flight is held until they are all in, so the run's other processes,
-    which wait for it, never download them a second time.
+    The builder's objects are downloaded behind the steps (`Downloads`), each
+    level's as soon as its hits are picked (while the next level is looked up),
+    and the run's flight is held until they are all in, so the run's other
+    processes, which wait for it, never download them a second time.
     """
     folder = keys.scratch_dir(engine.repo.pivot_dir, "prefetch")
     stem = hash_bytes(ctx.run_id.encode())
@@ -112,47 +113,20 @@ def _shared(table: Table, ctx: Any, io: Any, engine: Engine, remote: str) -> Non
             table.entries.update(written.entries if written is not None else {})
             return
         remove_old(folder)
-        chosen = build(table, ctx, io, engine, remote)
-        atomic.write_replace(path, table_bytes(table, remote), fsync=False)
-        if chosen:
-            _fetch_behind(table, chosen, engine, remote, release)
-            release = _nothing
+        behind = Downloads(table, engine.repo, remote)
+        try:
+            build(table, ctx, io, engine, remote, behind.submit)
+            atomic.write_replace(path, table_bytes(table, remote), fsync=False)
+        finally:
+            if behind.chosen:
+                behind.finish(release)
+                release = _nothing
     finally:
         release()
 
 
 def _nothing() -> None:
     pass
-
-
-def _fetch_behind(
-    table: Table, chosen: list[tuple[str, str, runcache.RunEntry]], engine: Engine,
-    remote: str, release: Any,
-) -> None:  # fmt: skip
-    """Download the chosen entries' objects in the background, in level order and
-    `FETCH_JOBS` at a time, so the first steps' objects come first; each step waits
-    for its own (`Table.wait`). `release` is called once all are over."""
-    started = time.perf_counter()
-    pool = ThreadPoolExecutor(FETCH_JOBS, "pivot-prefetch")
-    for name, fp, entry in chosen:
-        table.fetching[(name, fp)] = pool.submit(engine.repo.fetch, [entry], remote=remote)
-    pool.shutdown(wait=False)
-
-    def finish() -> None:
-        try:
-            futures.wait(list(table.fetching.values()))
-        finally:
-            release()
-        got = [f.result() for f in table.fetching.values() if f.exception() is None]
-        nbytes = sum(r.nbytes for r in got)
-        failed = sum(len(r.failed) for r in got) + len(table.fetching) - len(got)
-        log.info(
-            "pivot: prefetch downloaded %.1f MiB for %d remote hit(s) in %.2f s%s",
-            nbytes / 2**20, len(chosen), time.perf_counter() - started,
-            f" ({failed} failed: their steps fetch them)" if failed else "",
-        )  # fmt: skip
-
-    threading.Thread(target=finish, name="pivot-prefetch-done", daemon=True).start()
 
 
 # --- what the run materializes, in levels ----------------------------------------
@@ -184,10 +158,12 @@ def levels(graph: Any, keys: set[Any]) -> list[list[Any]]:
 
 # --- the build ----------------------------------------------------------------------
 def build(
-    table: Table, ctx: Any, io: Any, engine: Engine, remote: str
-) -> list[tuple[str, str, runcache.RunEntry]]:
+    table: Table, ctx: Any, io: Any, engine: Engine, remote: str,
+    picked: Callable[[list[tuple[str, str, runcache.RunEntry]]], None] = lambda level: None,
+) -> list[tuple[str, str, runcache.RunEntry]]:  # fmt: skip
     """Predict every level's hits and look each level up concurrently, into `table`;
-    (lock name, fingerprint, entry) of each hit the steps will take, in level order."""
+    (lock name, fingerprint, entry) of each hit the steps will take, in level order.
+    `picked` gets each level's as soon as it is known (its downloads can start)."""
     started = time.perf_counter()
     step = ctx.op_execution_context._step_execution_context  # internal: job, run config
     job, run = step.job_def, ctx.run
@@ -202,11 +178,14 @@ def build(
         for level in levels(graph, keys):
             asks = [a for a in (predictor.ask(k) for k in level) if a is not None]
             asked += len(asks)
+            now: list[tuple[str, str, runcache.RunEntry]] = []
             for ask, entries in zip(asks, _lookups(rem, asks), strict=True):
                 pick = predictor.pick(ask, entries)
                 if pick is not None:
                     table.entries[(ask.name, ask.fp)] = entries
-                    chosen.append((ask.name, ask.fp, pick))
+                    now.append((ask.name, ask.fp, pick))
+            picked(now)
+            chosen += now
     took = time.perf_counter() - started
     size = sum(o.size or 0 for _, _, e in chosen for o in e.lock.outputs)
     ctx.log.info(

@@ -289,6 +289,8 @@ class ObjectStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+        if self.fsync:
+            _fsync_path(tmp)
         return self._publish_remote(tmp, expected)
 
     def insert_bytes(self, data: bytes, expected: str, *, source: str = "") -> bool:
@@ -301,6 +303,9 @@ class ObjectStore:
         _refuse_mismatch(hash_bytes(data), expected, source)
         with atomic.temp_file(self.tmp_dir, ".pull") as (tmp, f):
             f.write(data)
+            f.flush()
+            if self.fsync:  # as `writer`: the bytes are on disk before their name is
+                os.fsync(f.fileno())
             f.close()
             return self._publish_remote(tmp, expected)
 
@@ -354,6 +359,15 @@ def _refuse_mismatch(digest: str, expected: str, source: str) -> None:
             f"object {expected}{where} hashes to {actual[:16]}",
             "the remote copy is corrupt or was tampered with; nothing was kept",
         )
+
+
+def _fsync_path(path: Path | str) -> None:
+    """Flush a file written elsewhere (a ranged download's temp) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 _TEMP = {"pid": -1, "token": ""}

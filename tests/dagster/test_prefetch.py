@@ -124,6 +124,37 @@ def test_run_config_that_changes_a_fingerprint_is_a_miss_not_a_prefetched_hit(
         assert all(f"store/runs/{asset}/{locks[asset]}/" in r[2] for r in asked)
 
 
+def test_a_levels_downloads_start_before_the_next_level_is_looked_up(
+    graph_env: Path, s3_server: S3Server, dagster_instance, monkeypatch
+) -> None:
+    """raw -> doubled -> total are three levels: when doubled's entry is looked up,
+    raw's objects are already being fetched (and both before total's lookup), so the
+    first steps' downloads overlap the rest of the chain's lookups."""
+    from pivot_dagster import prefetch
+    from pivot_dagster.remote_hits import table_for
+
+    bucket = _deploy_a(graph_env, s3_server, dagster_instance, monkeypatch)
+    b = _project(graph_env / "B", bucket, s3_server.endpoint_url)
+    monkeypatch.setenv("PIVOT_TEST_PROJECT", str(b))
+    seen: list[tuple[list[str], set[str]]] = []  # (names looked up, names then fetching)
+    lookups = prefetch._lookups
+
+    def recording(rem, asks):
+        table = table_for(Repo.open(b).root, "s3")
+        fetching = {name for name, _ in table.fetching} if table is not None else set()
+        seen.append(([a.name for a in asks], fetching))
+        return lookups(rem, asks)
+
+    monkeypatch.setattr(prefetch, "_lookups", recording)
+    res = materialize(graph_defs.ASSETS, resources={"io_manager": graph_defs.io_manager()},
+                      instance=dagster_instance)  # fmt: skip
+    assert res.success
+    assert hits(dagster_instance, res.run_id) == {"raw": True, "doubled": True, "total": True}
+    assert graph_defs.counts() == {"raw": 0, "doubled": 0, "total": 0}
+    assert seen == [(["raw"], set()), (["doubled"], {"raw"}), (["total"], {"raw", "doubled"})]
+    assert load_stored(b, "total") == 6
+
+
 # --- the table other step processes read --------------------------------------------------
 def _entry(name: str, fp_parts: FingerprintParts) -> RunEntry:
     out = OutputRecord(name="result", hash="0123456789abcdef", size=3, format="json")

@@ -1,0 +1,90 @@
+"""The prefetch's downloads: a run's predicted remote hits, fetched behind its steps.
+
+`prefetch` hands each level's chosen entries to `Downloads.submit` as soon as
+that level is looked up, so the first steps' objects are on their way while
+the next levels are looked up. Each entry is one `Repo.fetch` (every object
+hash-checked on its way into the cache, as for any fetch) on a pool as wide
+as the remote's `jobs` (the bound the user sets on requests in flight),
+taken in level order. Measured with bench/xdeploy.py (10 x 10 MiB in two
+levels, machine at load 3.5-7): only the first step ever waited (0-90 ms),
+at 1, 2, 4 or 20 entries at a time alike; the lookups of the second level,
+now overlapping the first level's downloads, took longer than without them.
+A step waits only for its own entry (`Table.wait`), and the run's flight is
+released when the last download is over (`finish`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pivot_dagster.remote_hits import Table
+from pivot_store import runcache
+from pivot_store.errors import PivotError
+from pivot_store.remote import DEFAULT_JOBS
+from pivot_store.repo import Repo
+
+log = logging.getLogger("pivot")
+
+#: (lock name, fingerprint, the entry its step will take)
+Chosen = tuple[str, str, runcache.RunEntry]
+
+
+class Downloads:
+    """The chosen entries' objects, downloaded in the background; `table.fetching` holds
+    one future per entry, which its step waits for."""
+
+    def __init__(self, table: Table, repo: Repo, remote: str) -> None:
+        self.table, self.repo, self.remote = table, repo, remote
+        self.jobs = _remote_jobs(repo, remote)
+        self.chosen: list[Chosen] = []
+        self.started = time.perf_counter()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def submit(self, level: list[Chosen]) -> None:
+        """Start downloading one level's entries (behind those submitted before)."""
+        if not level:
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.jobs, "pivot-prefetch")
+        for name, fp, entry in level:
+            self.chosen.append((name, fp, entry))
+            job = self._pool.submit(self.repo.fetch, [entry], remote=self.remote)
+            self.table.fetching[(name, fp)] = job
+
+    def finish(self, release: Any) -> None:
+        """Call `release` (in the background) once every download is over, and log them."""
+        if self._pool is None:
+            release()
+            return
+        self._pool.shutdown(wait=False)
+        table, chosen, started = self.table, list(self.chosen), self.started
+
+        def done() -> None:
+            try:
+                futures.wait(list(table.fetching.values()))
+            finally:
+                release()
+            got = [f.result() for f in table.fetching.values() if f.exception() is None]
+            nbytes = sum(r.nbytes for r in got)
+            failed = sum(len(r.failed) for r in got) + len(table.fetching) - len(got)
+            log.info(
+                "pivot: prefetch downloaded %.1f MiB for %d remote hit(s) in %.2f s%s",
+                nbytes / 2**20, len(chosen), time.perf_counter() - started,
+                f" ({failed} failed: their steps fetch them)" if failed else "",
+            )  # fmt: skip
+
+        threading.Thread(target=done, name="pivot-prefetch-done", daemon=True).start()
+
+
+def _remote_jobs(repo: Repo, remote: str) -> int:
+    """The remote's `jobs:` setting (else DEFAULT_JOBS): entries downloaded at once."""
+    try:
+        jobs = repo.config.remote(remote)[1].jobs
+    except PivotError:
+        jobs = None
+    return jobs or DEFAULT_JOBS
