@@ -1,0 +1,222 @@
+"""Group commit: a batch of new files made durable together, then published.
+
+Publishing one file is a temp file beside its final name, an fsync, and an
+`os.link` to the final name (which fails rather than replace one: contract
+line 2). An fsync per file is a journal commit per file, and at 10,000 small
+objects that, not the bytes, is the cost. Group commit keeps the order and
+pays for durability once per batch:
+
+1. every temp file of the batch is written (created read-only, `O_EXCL`);
+2. all of them are made durable at once;
+3. only then is each linked to its final name (the temp is removed);
+4. the names themselves are made durable, once more for the whole batch,
+   before the batch is reported written.
+
+So no final name can ever point at bytes that were not on disk first, and a
+name the batch reports as written survives a crash. How step 2 and 4 sync:
+
+- Linux 5.8 or later: one `syncfs(2)` per filesystem the batch touched (`os`
+  has no syncfs; it is called through ctypes). Each filesystem's fd is opened
+  before the batch writes there, so a writeback error of any of its files is
+  reported to it (errseq; older kernels return 0 even then, hence the version
+  floor).
+- Anywhere else, or when syncfs is refused: an fsync of each temp as it is
+  written, and an fsync of each folder touched after the links.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from pivot_store import atomic
+
+#: What one put publishes: its bytes, or a local file whose bytes are copied.
+Source = bytes | Path
+#: One put's outcome: True if this batch created the name, False if it existed,
+#: or the error that stopped it (its temp removed, its name never created).
+Outcome = bool | BaseException
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_CHUNK = 1 << 20
+
+#: Called as `observer(stage, paths)` at the two sync points, once each sync
+#: is done: ("data", the temps now durable) before any link, ("names", the
+#: names linked) before the batch returns. Tests watch the order with it.
+_OBSERVER: list[Callable[[str, list[str]], None]] = []
+
+
+@contextlib.contextmanager
+def observing(fn: Callable[[str, list[str]], None]) -> Iterator[None]:
+    """Call `fn(stage, paths)` at each sync point of the batches run inside."""
+    _OBSERVER.append(fn)
+    try:
+        yield
+    finally:
+        _OBSERVER.remove(fn)
+
+
+def _observe(stage: str, paths: list[str]) -> None:
+    for fn in _OBSERVER:
+        fn(stage, paths)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """libc's `syncfs` when it reports writeback errors (Linux >= 5.8), else None."""
+    try:
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    except (AttributeError, ValueError):
+        return None
+    if os.uname().sysname != "Linux" or (major, minor) < (5, 8):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn  # type: ignore[no-any-return]
+
+
+_SYNCFS = {"fn": _load_syncfs()}
+
+
+def _syncfs(fd: int) -> bool:
+    """syncfs(fd); False when the kernel refuses the call itself (fall back to fsync)."""
+    fn = _SYNCFS["fn"]
+    if fn is None:
+        return False
+    if fn(fd) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EPERM):  # not implemented, or a seccomp filter
+        _SYNCFS["fn"] = None
+        return False
+    raise OSError(err, os.strerror(err))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is written (a write may be short)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _copy(fd: int, src: Source) -> None:
+    if isinstance(src, bytes):
+        _write_all(fd, src)
+        return
+    rfd = os.open(src, _READ)
+    try:
+        while chunk := os.read(rfd, _CHUNK):
+            _write_all(fd, chunk)
+    finally:
+        os.close(rfd)
+
+
+def _failure(e: BaseException, folder: str) -> BaseException:
+    return atomic.disk_full(e, folder) or e
+
+
+def publish(puts: Sequence[tuple[str, Source]]) -> list[Outcome]:
+    """Create each `(final path, source)` unless the name exists, durably, as one batch.
+
+    Never replaces a name (the link refuses; two batches racing for a name end
+    with one winner and the winner's bytes). One put failing (a full disk, a
+    denied folder) fails only that put; a failed sync fails every put of the
+    batch not yet linked, and none is linked. Outcomes are in `puts` order.
+    """
+    outcomes: list[Outcome] = [False] * len(puts)
+    pending: list[tuple[int, str, str]] = []  # (index, temp, final)
+    anchors: dict[int, int] = {}  # st_dev -> an fd on that filesystem, opened before writes
+    folders: set[str] = set()
+    use_syncfs = _SYNCFS["fn"] is not None
+    try:
+        for i, (final, src) in enumerate(puts):
+            folder = os.path.dirname(final)
+            tmp = atomic.fast_temp_name(folder)
+            try:
+                fd = _create(tmp, folder)
+            except OSError as e:
+                outcomes[i] = _failure(e, folder)
+                continue
+            try:
+                if use_syncfs:
+                    dev = os.fstat(fd).st_dev
+                    if dev not in anchors:
+                        anchors[dev] = os.open(folder, _READ)
+                _copy(fd, src)
+                if not use_syncfs:
+                    os.fsync(fd)
+            except Exception as e:
+                outcomes[i] = _failure(e, folder)
+                _remove(tmp)
+                continue
+            finally:
+                os.close(fd)
+            pending.append((i, tmp, final))
+            folders.add(folder)
+        if use_syncfs and not _sync_all(anchors):
+            use_syncfs = False
+            for _, tmp, _final in pending:  # the kernel refused syncfs: fsync each instead
+                _fsync_path(tmp)
+        _observe("data", [tmp for _, tmp, _ in pending])
+        linked: list[int] = []
+        for i, tmp, final in pending:
+            try:
+                outcomes[i] = atomic.publish_new(tmp, final)
+                linked.append(i)
+            except Exception as e:
+                outcomes[i] = _failure(e, os.path.dirname(final))
+                _remove(tmp)
+        pending = []
+        try:
+            if not use_syncfs or not _sync_all(anchors):
+                for folder in sorted(folders):
+                    _fsync_path(folder)
+        except OSError as e:
+            for i in linked:  # written, maybe not durably named: not reported as written
+                outcomes[i] = e
+        _observe("names", [puts[i][0] for i in linked if outcomes[i] is True])
+    except BaseException as e:
+        for i, tmp, _ in pending:  # the sync failed (or we were interrupted): link none
+            outcomes[i] = _failure(e, os.path.dirname(tmp))
+            _remove(tmp)
+        if not isinstance(e, Exception):
+            raise
+    finally:
+        for fd in anchors.values():
+            os.close(fd)
+    return outcomes
+
+
+def _create(tmp: str, folder: str) -> int:
+    """The temp file, created read-only; its folder made only when missing."""
+    try:
+        return os.open(tmp, _CREATE, 0o444)
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+        return os.open(tmp, _CREATE, 0o444)
+
+
+def _sync_all(anchors: dict[int, int]) -> bool:
+    """One syncfs per filesystem; False when the kernel refuses syncfs (raises on I/O errors)."""
+    return all(_syncfs(fd) for fd in anchors.values())
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, _READ)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove(tmp: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
