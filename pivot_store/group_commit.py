@@ -161,11 +161,7 @@ def publish(puts: Sequence[tuple[str, Source]]) -> list[Outcome]:
                 os.close(fd)
             pending.append((i, tmp, final))
             folders.add(folder)
-        if use_syncfs and not _sync_all(anchors):
-            use_syncfs = False
-            for _, tmp, _final in pending:  # the kernel refused syncfs: fsync each instead
-                _fsync_path(tmp)
-        _observe("data", [tmp for _, tmp, _ in pending])
+        _sync_data(anchors, [tmp for _, tmp, _ in pending], use_syncfs)
         linked: list[int] = []
         for i, tmp, final in pending:
             try:
@@ -176,13 +172,10 @@ def publish(puts: Sequence[tuple[str, Source]]) -> list[Outcome]:
                 _remove(tmp)
         pending = []
         try:
-            if not use_syncfs or not _sync_all(anchors):
-                for folder in sorted(folders):
-                    _fsync_path(folder)
+            _sync_names(anchors, folders, use_syncfs, [puts[i][0] for i in linked])
         except OSError as e:
             for i in linked:  # written, maybe not durably named: not reported as written
                 outcomes[i] = e
-        _observe("names", [puts[i][0] for i in linked if outcomes[i] is True])
     except BaseException as e:
         for i, tmp, _ in pending:  # the sync failed (or we were interrupted): link none
             outcomes[i] = _failure(e, os.path.dirname(tmp))
@@ -202,6 +195,28 @@ def _create(tmp: str, folder: str) -> int:
     except FileNotFoundError:
         os.makedirs(folder, exist_ok=True)
         return os.open(tmp, _CREATE, 0o444)
+
+
+def _sync_data(anchors: dict[int, int], temps: list[str], use_syncfs: bool) -> None:
+    """Step 2: every temp of the batch durable (the observer is told once it is).
+
+    Without syncfs each temp was fsynced as it was written; a kernel that
+    refuses syncfs now gets an fsync of each.
+    """
+    if use_syncfs and not _sync_all(anchors):
+        for tmp in temps:
+            _fsync_path(tmp)
+    _observe("data", temps)
+
+
+def _sync_names(
+    anchors: dict[int, int], folders: set[str], use_syncfs: bool, names: list[str]
+) -> None:
+    """Step 4: the linked names durable: syncfs again, else an fsync of each folder."""
+    if not (use_syncfs and _SYNCFS["fn"] is not None and _sync_all(anchors)):
+        for folder in sorted(folders):
+            _fsync_path(folder)
+    _observe("names", names)
 
 
 def _sync_all(anchors: dict[int, int]) -> bool:
