@@ -152,7 +152,7 @@ def publish(puts: Sequence[tuple[str, Source]]) -> list[Outcome]:
                         anchors[dev] = os.open(folder, _READ)
                 _copy(fd, src)
                 if not use_syncfs:
-                    os.fsync(fd)
+                    _fsync(fd)
             except Exception as e:
                 outcomes[i] = _failure(e, folder)
                 _remove(tmp)
@@ -224,10 +224,14 @@ def _sync_all(anchors: dict[int, int]) -> bool:
     return all(_syncfs(fd) for fd in anchors.values())
 
 
+def _fsync(fd: int) -> None:
+    os.fsync(fd)
+
+
 def _fsync_path(path: str) -> None:
     fd = os.open(path, _READ)
     try:
-        os.fsync(fd)
+        _fsync(fd)
     finally:
         os.close(fd)
 

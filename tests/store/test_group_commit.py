@@ -51,8 +51,14 @@ def _puts(root: Path, n: int, tag: bytes) -> list[tuple[str, bytes]]:
     return [(f"{root}/files/{i % 7:02x}/{i:014x}", tag + b" %d" % i * 50) for i in range(n)]
 
 
-def test_no_name_before_its_temp_is_synced(tmp_path: Path, mode: str) -> None:
+def test_no_name_before_its_temp_is_synced(
+    tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "remote"
+    calls: list[str] = []  # the module's own sync calls, in order, beside the observer's stages
+    real_syncfs, real_fsync = group_commit._syncfs, group_commit._fsync
+    monkeypatch.setattr(group_commit, "_syncfs", lambda fd: calls.append("sync") or real_syncfs(fd))
+    monkeypatch.setattr(group_commit, "_fsync", lambda fd: calls.append("sync") or real_fsync(fd))
     src = tmp_path / "src.bin"
     src.write_bytes(b"from a file" * 1000)
     puts: list[tuple[str, bytes | Path]] = [*_puts(root, 40, b"a")]
@@ -62,6 +68,7 @@ def test_no_name_before_its_temp_is_synced(tmp_path: Path, mode: str) -> None:
 
     def observe(stage: str, paths: list[str]) -> None:
         events.append((stage, paths))
+        calls.append(stage)
         if stage == "data":
             early = [k for k, _ in puts if os.path.lexists(k)]
             assert early == [], f"named before the sync: {early[:3]}"
@@ -73,6 +80,17 @@ def test_no_name_before_its_temp_is_synced(tmp_path: Path, mode: str) -> None:
         outcomes = group_commit.publish(puts)
     assert outcomes == [True] * len(puts)
     assert [stage for stage, _ in events] == ["data", "names"]
+    # Each stage comes after a sync of its own: one syncfs (one filesystem), or
+    # an fsync of every temp before "data" and of every folder before "names".
+    data, names = calls.index("data"), calls.index("names")
+    if mode == "syncfs":
+        assert calls == ["sync", "data", "sync", "names"], calls
+    else:
+        assert (
+            data == len(puts)
+            and names - data - 1 == 8
+            and set(calls) - {"data", "names"} == {"sync"}
+        )
     assert sorted(events[1][1]) == sorted(k for k, _ in puts)
     for key, data in puts:
         body = data.read_bytes() if isinstance(data, Path) else data
