@@ -234,3 +234,19 @@ def test_push_order_is_files_then_manifests_then_entries(tmp_path: Path, mode: s
         kinds.append("entries" if names == {"runs"} else "dirs" if is_dir == {True} else "files")
     assert kinds == ["files", "dirs", "entries"], kinds
     assert len(synced[0]) == len(all_oids(objects, locks)) - 1
+
+
+def test_the_default_batch_is_one_create_each(tmp_path: Path) -> None:
+    """`Remote.aput_batch` without group commit (memory://): one create each, never replacing."""
+    remote = open_remote(remote=RemoteConfig(url="memory://gc-default/store"), name="origin")
+    assert remote.batches is False
+    src = tmp_path / "f"
+    src.write_bytes(b"file bytes")
+    puts: list[tuple[str, bytes | Path]] = [(remote.key("a"), b"one"), (remote.key("b"), src)]
+    seen: list[tuple[int, object]] = []
+    assert remote.run(remote.aput_batch, puts, 4, lambda i, o: seen.append((i, o))) == [True, True]
+    assert sorted(seen) == [(0, True), (1, True)]
+    again = [(remote.key("a"), b"other"), (remote.key("b"), b"other")]
+    assert remote.run(remote.aput_batch, again) == [False, False]
+    assert remote.get_bytes(remote.key("a")) == b"one"
+    assert remote.get_bytes(remote.key("b")) == b"file bytes"
