@@ -13,27 +13,21 @@ pays for durability once per batch:
    before the batch is reported written.
 
 So no final name can ever point at bytes that were not on disk first, and a
-name the batch reports as written survives a crash. How step 2 and 4 sync:
-
-- Linux 5.8 or later: one `syncfs(2)` per filesystem the batch touched (`os`
-  has no syncfs; it is called through ctypes). Each filesystem's fd is opened
-  before the batch writes there, so a writeback error of any of its files is
-  reported to it (errseq; older kernels return 0 even then, hence the version
-  floor).
-- Anywhere else, or when syncfs is refused: an fsync of each temp as it is
-  written, and an fsync of each folder touched after the links.
+name the batch reports as written survives a crash. Steps 2 and 4 are one
+`syncfs` per filesystem the batch touched where that is sound (`fs_sync`:
+Linux 5.8+, a local filesystem); its fd is opened before the batch writes
+there, so a writeback error of any of its files is reported to it. Elsewhere
+each temp is fsynced as it is written and each folder touched after the links.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from pivot_store import atomic
+from pivot_store import atomic, fs_sync
 
 #: What one put publishes: its bytes, or a local file whose bytes are copied.
 Source = bytes | Path
@@ -64,40 +58,6 @@ def observing(fn: Callable[[str, list[str]], None]) -> Iterator[None]:
 def _observe(stage: str, paths: list[str]) -> None:
     for fn in _OBSERVER:
         fn(stage, paths)
-
-
-def _load_syncfs() -> Callable[[int], int] | None:
-    """libc's `syncfs` when it reports writeback errors (Linux >= 5.8), else None."""
-    try:
-        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
-    except (AttributeError, ValueError):
-        return None
-    if os.uname().sysname != "Linux" or (major, minor) < (5, 8):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn  # type: ignore[no-any-return]
-
-
-_SYNCFS = {"fn": _load_syncfs()}
-
-
-def _syncfs(fd: int) -> bool:
-    """syncfs(fd); False when the kernel refuses the call itself (fall back to fsync)."""
-    fn = _SYNCFS["fn"]
-    if fn is None:
-        return False
-    if fn(fd) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EPERM):  # not implemented, or a seccomp filter
-        _SYNCFS["fn"] = None
-        return False
-    raise OSError(err, os.strerror(err))
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -133,9 +93,8 @@ def publish(puts: Sequence[tuple[str, Source]]) -> list[Outcome]:
     """
     outcomes: list[Outcome] = [False] * len(puts)
     pending: list[tuple[int, str, str]] = []  # (index, temp, final)
-    anchors: dict[int, int] = {}  # st_dev -> an fd on that filesystem, opened before writes
-    folders: set[str] = set()
-    use_syncfs = _SYNCFS["fn"] is not None
+    anchors: dict[int, int] = {}  # st_dev -> an fd there, opened before the batch wrote there
+    folders: dict[str, bool] = {}  # folder -> on a filesystem synced whole
     try:
         for i, (final, src) in enumerate(puts):
             folder = os.path.dirname(final)
@@ -146,13 +105,13 @@ def publish(puts: Sequence[tuple[str, Source]]) -> list[Outcome]:
                 outcomes[i] = _failure(e, folder)
                 continue
             try:
-                if use_syncfs:
-                    dev = os.fstat(fd).st_dev
-                    if dev not in anchors:
-                        anchors[dev] = os.open(folder, _READ)
+                dev = os.fstat(fd).st_dev
+                whole = fs_sync.whole(dev)
+                if whole and dev not in anchors:
+                    anchors[dev] = os.open(folder, _READ)
                 _copy(fd, src)
-                if not use_syncfs:
-                    _fsync(fd)
+                if not whole:
+                    fs_sync.fsync(fd)
             except Exception as e:
                 outcomes[i] = _failure(e, folder)
                 _remove(tmp)
@@ -160,8 +119,9 @@ def publish(puts: Sequence[tuple[str, Source]]) -> list[Outcome]:
             finally:
                 os.close(fd)
             pending.append((i, tmp, final))
-            folders.add(folder)
-        _sync_data(anchors, [tmp for _, tmp, _ in pending], use_syncfs)
+            folders[folder] = whole
+        if not _sync_data(anchors, [tmp for _, tmp, _ in pending]):
+            anchors, folders = {}, dict.fromkeys(folders, False)
         linked: list[int] = []
         for i, tmp, final in pending:
             try:
@@ -172,7 +132,7 @@ def publish(puts: Sequence[tuple[str, Source]]) -> list[Outcome]:
                 _remove(tmp)
         pending = []
         try:
-            _sync_names(anchors, folders, use_syncfs, [puts[i][0] for i in linked])
+            _sync_names(anchors, folders, [puts[i][0] for i in linked])
         except OSError as e:
             for i in linked:  # written, maybe not durably named: not reported as written
                 outcomes[i] = e
@@ -197,43 +157,27 @@ def _create(tmp: str, folder: str) -> int:
         return os.open(tmp, _CREATE, 0o444)
 
 
-def _sync_data(anchors: dict[int, int], temps: list[str], use_syncfs: bool) -> None:
-    """Step 2: every temp of the batch durable (the observer is told once it is).
+def _sync_data(anchors: dict[int, int], temps: list[str]) -> bool:
+    """Step 2: every temp of the batch durable; the observer is told once it is.
 
-    Without syncfs each temp was fsynced as it was written; a kernel that
-    refuses syncfs now gets an fsync of each.
+    One syncfs per filesystem synced whole (the others' temps were fsynced as
+    written). False when the kernel refused syncfs: every temp was fsynced
+    instead, and the names must be synced folder by folder.
     """
-    if use_syncfs and not _sync_all(anchors):
+    held = all(fs_sync.syncfs(fd) for fd in anchors.values())
+    if not held:
         for tmp in temps:
-            _fsync_path(tmp)
+            fs_sync.fsync_path(tmp)
     _observe("data", temps)
+    return held
 
 
-def _sync_names(
-    anchors: dict[int, int], folders: set[str], use_syncfs: bool, names: list[str]
-) -> None:
-    """Step 4: the linked names durable: syncfs again, else an fsync of each folder."""
-    if not (use_syncfs and _SYNCFS["fn"] is not None and _sync_all(anchors)):
-        for folder in sorted(folders):
-            _fsync_path(folder)
+def _sync_names(anchors: dict[int, int], folders: dict[str, bool], names: list[str]) -> None:
+    """Step 4: the linked names durable: syncfs again, and an fsync of each other folder."""
+    held = all(fs_sync.syncfs(fd) for fd in anchors.values())
+    for folder in sorted(f for f, whole in folders.items() if not (whole and held)):
+        fs_sync.fsync_path(folder)
     _observe("names", names)
-
-
-def _sync_all(anchors: dict[int, int]) -> bool:
-    """One syncfs per filesystem; False when the kernel refuses syncfs (raises on I/O errors)."""
-    return all(_syncfs(fd) for fd in anchors.values())
-
-
-def _fsync(fd: int) -> None:
-    os.fsync(fd)
-
-
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, _READ)
-    try:
-        _fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove(tmp: str) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from pivot_store import group_commit, transfer
+from pivot_store import fs_sync, group_commit, transfer
 from pivot_store import oid as oids
 from pivot_store.config import RemoteConfig
 from pivot_store.errors import DiskFull
@@ -37,9 +37,9 @@ from tests.store.test_transfer import all_oids, dir_lock, file_lock, make_store
 def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Both ways a batch is synced: syncfs (Linux >= 5.8) and the fsync-each fallback."""
     if request.param == "syncfs":
-        require(group_commit._SYNCFS["fn"] is not None, "syncfs", "Linux 5.8 or later")
+        require(fs_sync._STATE["fn"] is not None, "syncfs", "Linux 5.8 or later")
     else:
-        monkeypatch.setitem(group_commit._SYNCFS, "fn", None)
+        monkeypatch.setitem(fs_sync._STATE, "fn", None)
     return str(request.param)
 
 
@@ -56,9 +56,9 @@ def test_no_name_before_its_temp_is_synced(
 ) -> None:
     root = tmp_path / "remote"
     calls: list[str] = []  # the module's own sync calls, in order, beside the observer's stages
-    real_syncfs, real_fsync = group_commit._syncfs, group_commit._fsync
-    monkeypatch.setattr(group_commit, "_syncfs", lambda fd: calls.append("sync") or real_syncfs(fd))
-    monkeypatch.setattr(group_commit, "_fsync", lambda fd: calls.append("sync") or real_fsync(fd))
+    real_syncfs, real_fsync = fs_sync.syncfs, fs_sync.fsync
+    monkeypatch.setattr(fs_sync, "syncfs", lambda fd: calls.append("sync") or real_syncfs(fd))
+    monkeypatch.setattr(fs_sync, "fsync", lambda fd: calls.append("sync") or real_fsync(fd))
     src = tmp_path / "src.bin"
     src.write_bytes(b"from a file" * 1000)
     puts: list[tuple[str, bytes | Path]] = [*_puts(root, 40, b"a")]
@@ -201,12 +201,12 @@ def test_push_onto_a_full_folder_remote_reports_each_object(
 
 
 def test_a_failed_sync_links_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    require(group_commit._SYNCFS["fn"] is not None, "syncfs", "Linux 5.8 or later")
+    require(fs_sync._STATE["fn"] is not None, "syncfs", "Linux 5.8 or later")
 
     def eio(fd: int) -> bool:
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    monkeypatch.setattr(group_commit, "_syncfs", eio)
+    monkeypatch.setattr(fs_sync, "syncfs", eio)
     root = tmp_path / "remote"
     puts = _puts(root, 20, b"x")
     outcomes = group_commit.publish(puts)
@@ -250,3 +250,35 @@ def test_the_default_batch_is_one_create_each(tmp_path: Path) -> None:
     assert remote.run(remote.aput_batch, again) == [False, False]
     assert remote.get_bytes(remote.key("a")) == b"one"
     assert remote.get_bytes(remote.key("b")) == b"file bytes"
+
+
+def test_syncfs_only_where_it_is_sound(tmp_path: Path, small_fs: Path) -> None:
+    """The filesystem type decides: a local one is synced whole, an unknown device never."""
+    require(fs_sync._STATE["fn"] is not None, "syncfs", "Linux 5.8 or later")
+    assert fs_sync.fs_type(os.stat(small_fs).st_dev) == "tmpfs"
+    assert fs_sync.whole(os.stat(small_fs).st_dev)
+    here = fs_sync.fs_type(os.stat(tmp_path).st_dev)
+    assert fs_sync.whole(os.stat(tmp_path).st_dev) == (here in fs_sync.SYNCFS_TYPES)
+    assert fs_sync.fs_type(os.makedev(4095, 4095)) is None  # not mounted: not trusted
+    assert not fs_sync.whole(os.makedev(4095, 4095))
+    for fake in ("fuse.sshfs", "nfs4", "cifs"):
+        assert fake not in fs_sync.SYNCFS_TYPES
+
+
+def test_a_batch_over_two_filesystems_syncs_each_its_own_way(
+    tmp_path: Path, small_fs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tmpfs trusted, the other not (as FUSE would be): its files are fsynced one by one."""
+    require(fs_sync._STATE["fn"] is not None, "syncfs", "Linux 5.8 or later")
+    require(os.stat(tmp_path).st_dev != os.stat(small_fs).st_dev, "two filesystems", "tmp")
+    monkeypatch.setattr(fs_sync, "SYNCFS_TYPES", frozenset({"tmpfs"}))
+    calls: list[str] = []
+    real_syncfs, real_fsync = fs_sync.syncfs, fs_sync.fsync
+    monkeypatch.setattr(fs_sync, "syncfs", lambda fd: calls.append("syncfs") or real_syncfs(fd))
+    monkeypatch.setattr(fs_sync, "fsync", lambda fd: calls.append("fsync") or real_fsync(fd))
+    puts = _puts(tmp_path / "r", 6, b"disk") + _puts(small_fs / "r", 6, b"tmpfs")
+    with group_commit.observing(lambda stage, paths: calls.append(stage)):
+        assert group_commit.publish(puts) == [True] * 12
+    # 6 temps fsynced as written, one syncfs (tmpfs) before "data"; after the
+    # links one syncfs and an fsync of each of the untrusted folders (6 shards).
+    assert calls == ["fsync"] * 6 + ["syncfs", "data", "syncfs"] + ["fsync"] * 6 + ["names"]
