@@ -20,8 +20,8 @@ the adds is reported apart: it is the one that fills any index). With
     .venv/bin/python bench/scale.py [--dir /tmp/scale] [--dvc /path/to/dvc]
 
 Not run by CI; nothing here is a test. The project is built under `--dir`
-and left there for inspection; a previous run's tree is moved aside first and
-deleted only after the figures (see `clear`).
+and left there for inspection; a previous run's tree is deleted first, a
+minute before the build (see `clear`).
 """
 
 from __future__ import annotations
@@ -89,18 +89,21 @@ def add_in_batches(root: Path, paths: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def clear(root: Path) -> Path | None:
-    """Move a previous run's tree aside, to be deleted after this run's figures.
+def clear(root: Path) -> None:
+    """Delete a previous run's tree, then wait a minute before building anew.
 
-    Deleted first, its 200,000 inodes slow every create of the next minutes:
-    ext4 skips recently deleted inodes when it allocates (`recently_deleted`
-    was half of a first push's samples in `perf`), which is not pivot's cost.
+    ext4 skips inodes deleted in the last minute (five while their inode-table
+    block is dirty) when it allocates, and a create next to 200,000 of them
+    scans them all: `recently_deleted` was half of a first push's samples in
+    `perf` right after the old tree went. That is not pivot's cost, so the
+    bench syncs and lets the minute pass.
     """
     if not root.exists():
-        return None
-    old = root.with_name(f"{root.name}.old-{os.getpid()}")
-    root.rename(old)
-    return old
+        return
+    shutil.rmtree(root)
+    os.sync()
+    print("# deleted the previous run's tree; waiting 65 s (ext4 inode reuse)", flush=True)
+    time.sleep(65)
 
 
 def build(root: Path, locks: int, folders: int, files: int, repeat: int) -> None:
@@ -187,12 +190,10 @@ def main() -> None:
     ap.add_argument("--dvc", help="a dvc binary: measure `dvc status` as a reference")
     args = ap.parse_args()
     print(f"# pivot: {' '.join(PIVOT)}; {load()}; {time.strftime('%H:%M:%S')}", flush=True)
-    old = clear(args.dir)
+    clear(args.dir)
     build(args.dir, args.locks, args.folders, args.files, args.repeat)
     if args.dvc:
         dvc_reference(args.dir, args.dvc, args.folders * args.files, args.repeat)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 if __name__ == "__main__":
