@@ -27,7 +27,7 @@ import os
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 
-from pivot_store import atomic, runcache
+from pivot_store import atomic, push_batch, runcache
 from pivot_store import oid as oids
 from pivot_store.aio import amap
 from pivot_store.errors import PivotError, RemoteError
@@ -150,6 +150,15 @@ async def _apush(
         result.planned = todo
         return result
 
+    def failed(item: Item, e: BaseException) -> None:
+        result.failed[item.oid] = _reason(e)
+        progress.done(item.oid, item.size or 0, "failed")
+
+    def sent(item: Item, size: int) -> None:
+        result.transferred.append(item.oid)
+        result.nbytes += size
+        progress.done(item.oid, size, "sent")
+
     async def upload(item: Item) -> None:
         key = remote.object_key(item.oid)
         path = objects.path(item.oid)
@@ -166,12 +175,15 @@ async def _apush(
         except RemoteError:
             raise
         except Exception as e:
-            result.failed[item.oid] = _reason(e)
-            progress.done(item.oid, item.size or 0, "failed")
-            return
-        result.transferred.append(item.oid)
-        result.nbytes += size
-        progress.done(item.oid, size, "sent")
+            return failed(item, e)
+        sent(item, size)
+
+    async def upload_all(items: list[Item]) -> None:
+        """`upload` each; a remote that commits batches (a folder) gets them in one call."""
+        if remote.batches:
+            await push_batch.put_objects(remote, objects, items, jobs, sent, failed)
+        else:
+            await amap(jobs, upload, items)
 
     # Large objects (multipart, RANGE_JOBS parts each) beside the small ones,
     # which keep `jobs` PUTs in flight: unlike ranged GETs (see fetch), part
@@ -180,7 +192,7 @@ async def _apush(
     todo_files = [i for i in todo if not oids.is_dir(i.oid)]
     outcomes = await asyncio.gather(
         amap(max(1, jobs // RANGE_JOBS), upload, [i for i in todo_files if _is_large(i.size)]),
-        amap(jobs, upload, [i for i in todo_files if not _is_large(i.size)]),
+        upload_all([i for i in todo_files if not _is_large(i.size)]),
         return_exceptions=True,  # each stops itself on a RemoteError; none is orphaned
     )
     for outcome in outcomes:
@@ -189,7 +201,7 @@ async def _apush(
     # A manifest goes up only once every file it lists is there.
     bad_locks = {lk for o in result.failed for i in (every.get(o),) if i for lk in i.locks}
     bad_locks |= incomplete
-    await amap(jobs, upload, [i for i in todo if oids.is_dir(i.oid) and not i.locks & bad_locks])
+    await upload_all([i for i in todo if oids.is_dir(i.oid) and not i.locks & bad_locks])
     bad_locks |= {lk for o in result.failed for i in (every.get(o),) if i for lk in i.locks}
     result.transferred.sort()
     result.complete_locks = sorted(lock.name for lock in locks if lock.name not in bad_locks)
@@ -208,7 +220,10 @@ async def _apush(
             except Exception as e:
                 result.failed[rel] = _reason(e)
 
-        await amap(jobs, publish, good)
+        if remote.batches:
+            await push_batch.put_entries(remote, objects, good, jobs, result, _reason)
+        else:
+            await amap(jobs, publish, good)
         result.entries.sort()
         if result.entries and have:
             await _recheck(remote, have, every, upload, jobs, result)

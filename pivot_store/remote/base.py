@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from pivot_store import keys
 from pivot_store import oid as oids
 from pivot_store.aio import amap, run_new_loop
+from pivot_store.errors import RemoteError
 from pivot_store.remote.errors import aretrying
 
 #: Below this many objects one HEAD each beats listing their prefixes; above
@@ -263,6 +264,45 @@ class Remote:
         await asyncio.to_thread(self.get_file, key, local)
 
     # --- writing: create, never replace --------------------------------------
+    #: True when `aput_batch` makes a whole batch durable at once (a folder
+    #: remote's group commit), so a transfer should hand it many puts in one
+    #: call; False: the transfer puts one object at a time, as it always has.
+    batches = False
+
+    async def aput_batch(
+        self,
+        puts: Sequence[tuple[str, bytes | Path]],
+        jobs: int = 20,
+        done: Callable[[int, bool | BaseException], None] | None = None,
+    ) -> list[bool | BaseException]:
+        """Create each `(key, bytes or local file)` unless the key exists, never replacing.
+
+        Outcomes in `puts` order: True if written, False if it existed, or the
+        error (as `aretrying` left it) for that put alone; `done(i, outcome)`
+        is called as each is final (progress). A permanent error (RemoteError)
+        is raised and stops the batch, as it stops a transfer. This default is
+        one create per put, `jobs` at a time; a backend that can commit a
+        batch at once overrides it and sets `batches`.
+        """
+
+        async def one(i: int) -> bool | BaseException:
+            key, src = puts[i]
+            out: bool | BaseException
+            try:
+                if isinstance(src, bytes):
+                    out = await aretrying(self, lambda: self.aput_bytes(key, src), key)
+                else:
+                    out = await aretrying(self, lambda: self.aput_file(src, key), key)
+            except RemoteError:
+                raise
+            except Exception as e:
+                out = e
+            if done is not None:
+                done(i, out)
+            return out
+
+        return await amap(jobs, one, range(len(puts)))
+
     def put_file(self, local: Path, key: str) -> bool:
         """Upload `local` to `key` unless `key` exists; True if this call wrote it."""
         return self._create(key, lambda **kw: self.fs.put_file(str(local), key, **kw))
