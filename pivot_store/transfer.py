@@ -22,14 +22,14 @@ Nothing here prints: progress goes to a `Progress` callback (the CLI draws it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 
-from pivot_store import atomic, push_batch, runcache
 from pivot_store import oid as oids
+from pivot_store import push_batch, runcache
 from pivot_store.aio import amap
+from pivot_store.download import adownload, download, is_large
 from pivot_store.errors import PivotError, RemoteError
 from pivot_store.lockfile import Lock
 from pivot_store.manifest import read_manifest
@@ -191,8 +191,8 @@ async def _apush(
     # average over four alternating runs of 512 MiB + 2,000 x 4 KiB).
     todo_files = [i for i in todo if not oids.is_dir(i.oid)]
     outcomes = await asyncio.gather(
-        amap(max(1, jobs // RANGE_JOBS), upload, [i for i in todo_files if _is_large(i.size)]),
-        upload_all([i for i in todo_files if not _is_large(i.size)]),
+        amap(max(1, jobs // RANGE_JOBS), upload, [i for i in todo_files if is_large(i.size)]),
+        upload_all([i for i in todo_files if not is_large(i.size)]),
         return_exceptions=True,  # each stops itself on a RemoteError; none is orphaned
     )
     for outcome in outcomes:
@@ -250,54 +250,9 @@ async def _recheck(
     result.transferred.sort()
 
 
-def _is_large(size: int | None) -> bool:
-    """Objects that go multipart / in ranged GETs."""
-    return size is not None and size >= 2 * MULTIPART_CHUNK
-
-
 # --- fetch --------------------------------------------------------------------
-#: Downloaded objects from this size on are hashed and written off the event loop
-#: (`adownload`); below it a thread hop costs more than the write (2,000 x 4 KiB).
-WRITE_OFF_LOOP = 1 << 20
 #: `KnownIndex` is a read-modify-write file: one update at a time in a process.
 _INDEX_GUARD = threading.Lock()
-
-
-def download(objects: ObjectStore, remote: Remote, oid: str, size: int | None = None) -> bool:
-    """Bring one object into the cache, hash-checked (contract line 3); see `adownload`."""
-    return remote.run(adownload, objects, remote, oid, size)
-
-
-async def adownload(
-    objects: ObjectStore, remote: Remote, oid: str, size: int | None = None
-) -> bool:
-    """Bring one object into the cache, hash-checked (contract line 3).
-
-    Each is hashed exactly once: a small object arrives in one GET and is
-    hashed in memory before a byte is written (`ObjectStore.insert_bytes`); a
-    large one is fetched in parallel ranges into a temp file and hashed from it
-    before publishing (`insert_verified`). A mismatch raises CorruptObject
-    naming the object and the remote, and nothing is kept. True if newly added.
-
-    From `WRITE_OFF_LOOP` bytes on, hashing and writing run on a worker thread:
-    on the loop, each 10 MiB write (~20 ms of kernel time here) held up every
-    other download of the batch.
-    """
-    key = remote.object_key(oid)
-    source = f"remote {remote.name!r} ({remote.url})"
-    if _is_large(size):
-        objects.tmp_dir.mkdir(parents=True, exist_ok=True)
-        tmp = atomic.temp_name(objects.tmp_dir, ".pull")
-        try:
-            await aretrying(remote, lambda: remote.aget_file(key, tmp, size), key)
-            return await asyncio.to_thread(objects.insert_verified, tmp, oid, source=source)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-    data = await aretrying(remote, lambda: remote.aget_bytes(key), key)
-    if len(data) >= WRITE_OFF_LOOP:
-        return await asyncio.to_thread(objects.insert_bytes, data, oid, source=source)
-    return objects.insert_bytes(data, oid, source=source)
 
 
 def fetch(
@@ -384,9 +339,9 @@ async def _afetch(
     # Large objects first and on their own (each with its parallel ranges),
     # then the small ones `jobs` at a time: against moto, mixing them made a
     # pull of 512 MiB + 2,000 x 4 KiB take 24-30 s instead of about 16 s.
-    large = [i for i in files if _is_large(i.size)]
+    large = [i for i in files if is_large(i.size)]
     await amap(max(1, jobs // RANGE_JOBS), get, large)
-    await amap(jobs, get, [i for i in files if not _is_large(i.size)])
+    await amap(jobs, get, [i for i in files if not is_large(i.size)])
     result.present.extend(o for o in local_top if o not in result.present)
     result.present.sort()
     result.transferred.sort()

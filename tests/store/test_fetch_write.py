@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pivot_store import atomic, transfer
+from pivot_store import atomic, download, transfer
 from pivot_store.config import RemoteConfig
 from pivot_store.errors import CorruptObject
 from pivot_store.hashing import hash_bytes
@@ -19,7 +19,7 @@ from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
 from pivot_store.objects import ObjectStore
 from pivot_store.remote import Remote, open_remote
 
-BIG = transfer.WRITE_OFF_LOOP + 12345
+BIG = download.WRITE_OFF_LOOP + 12345
 
 
 def _store(root: Path, fsync: bool = False) -> ObjectStore:

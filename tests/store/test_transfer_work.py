@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pivot_store import hashing, runcache, transfer
+from pivot_store import download, hashing, runcache, transfer
 from pivot_store import oid as oids
 from pivot_store.config import Config, RemoteConfig
 from pivot_store.lockfile import Lock
@@ -112,6 +112,7 @@ def _clone(src: Repo, root: Path) -> Repo:
 def source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Repo, list[Lock], str]:
     """A project with a folder of N small files and one "large" file (its own lock)."""
     monkeypatch.setattr(transfer, "MULTIPART_CHUNK", 64 * 1024)
+    monkeypatch.setattr(download, "MULTIPART_CHUNK", 64 * 1024)
     url = f"file://{tmp_path}/remote"
     repo = _project(tmp_path / "a", url)
     (repo.root / "data").mkdir()
