@@ -1,6 +1,7 @@
 """What PivotIOManager and `cached` cost on top of Dagster (not a test).
 
     .venv/bin/python bench/dagster_overhead.py [--repeat 3] [--big-mb 200] 2>/dev/null
+    .venv/bin/python bench/dagster_overhead.py --only ratios  # issue 17's two chain ratios
 
 1. a 50-asset chain of small values: FilesystemIOManager vs PivotIOManager (plain
    assets, and `cached` assets on a miss), same process, runs interleaved;
@@ -125,11 +126,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--big-mb", type=int, default=200)
-    ap.add_argument("--only", choices=["chain", "big", "hits"])
+    ap.add_argument(
+        "--only", choices=["chain", "big", "hits", "ratios"], help="ratios: chain and hits"
+    )
     args = ap.parse_args()
     logging.getLogger("dagster").setLevel(logging.WARNING)
     c: dict[str, float] = {}
-    if args.only in (None, "chain"):
+    if args.only in (None, "chain", "ratios"):
         c = bench_chain(args.repeat)
         print(
             f"chain of {N}: fs {c['fs']:.2f}s  pivot {c['pivot']:.2f}s "
@@ -144,7 +147,7 @@ def main() -> None:
             f"(x{b['pivot'] / b['fs']:.2f})",
             flush=True,
         )
-    if args.only in (None, "hits"):
+    if args.only in (None, "hits", "ratios"):
         h = bench_hits(args.repeat)
         print(
             f"chain of {N}, bodies sleep 0.2s: first {h['first']:.2f}s  all-hit {h['all_hit']:.2f}s"

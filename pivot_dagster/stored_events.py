@@ -76,8 +76,12 @@ def _run_latest(ctx: Any) -> dict[AssetKey, Any] | None:
             _hits_by_run.pop(next(iter(_hits_by_run)))
     if seen < 2:
         return None
-    keys = _run_keys(ctx)
-    latest = dict(ctx.instance.get_latest_materialization_events(keys)) if keys else {}
+    try:
+        keys = _run_keys(ctx)
+        latest = dict(ctx.instance.get_latest_materialization_events(keys)) if keys else {}
+    except Exception as e:  # a storage without it, or internals that moved: ask per hit
+        ctx.log.debug(f"pivot: the run's latest materializations could not be read: {e}")
+        latest = {}
     with _GUARD:
         _latest_by_run[run_id] = latest
         while len(_latest_by_run) > _RUNS_KEPT:
