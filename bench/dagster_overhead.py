@@ -63,10 +63,19 @@ def _body(i: int, sleep: float) -> Callable[..., Any]:
     return step
 
 
-def timed(assets: list[Any], io: Any, instance: Any) -> float:
-    t = time.perf_counter()
+# CPU seconds of this process per run, by label: steadier than wall time on a shared machine.
+CPU: dict[str, list[float]] = {}
+
+
+def timed(assets: list[Any], io: Any, instance: Any, label: str = "") -> float:
+    t, c = time.perf_counter(), time.process_time()
     assert materialize(assets, resources={"io_manager": io}, instance=instance).success
+    CPU.setdefault(label, []).append(time.process_time() - c)
     return time.perf_counter() - t
+
+
+def cpu(label: str) -> float:
+    return statistics.median(CPU[label])
 
 
 def fs_io(tmp: str) -> Any:
@@ -87,7 +96,7 @@ def bench_chain(repeat: int) -> dict[str, float]:
             ("pivot_cached_miss", memo, pivot_io),
         ):
             with tempfile.TemporaryDirectory() as tmp, instance_for_test() as inst:
-                out[label].append(timed(assets, make(tmp), inst))
+                out[label].append(timed(assets, make(tmp), inst, label))
     return {k: statistics.median(v) for k, v in out.items()}
 
 
@@ -115,10 +124,10 @@ def bench_hits(repeat: int) -> dict[str, float]:
     out: dict[str, list[float]] = {"first": [], "all_hit": [], "fs_no_sleep": []}
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as tmp, instance_for_test() as inst:
-            out["first"].append(timed(slow, pivot_io(tmp), inst))
-            out["all_hit"].append(timed(slow, pivot_io(tmp), inst))
+            out["first"].append(timed(slow, pivot_io(tmp), inst, "first"))
+            out["all_hit"].append(timed(slow, pivot_io(tmp), inst, "all_hit"))
         with tempfile.TemporaryDirectory() as tmp, instance_for_test() as inst:
-            out["fs_no_sleep"].append(timed(plain, fs_io(tmp), inst))
+            out["fs_no_sleep"].append(timed(plain, fs_io(tmp), inst, "fs_no_sleep"))
     return {k: statistics.median(v) for k, v in out.items()}
 
 
@@ -140,6 +149,11 @@ def main() -> None:
             f"(x{c['pivot_cached_miss'] / c['fs']:.2f})",
             flush=True,
         )
+        print(
+            f"  CPU: fs {cpu('fs'):.2f}s  pivot {cpu('pivot'):.2f}s  pivot+cached miss"
+            f" {cpu('pivot_cached_miss'):.2f}s (x{cpu('pivot_cached_miss') / cpu('fs'):.2f})",
+            flush=True,
+        )
     if args.only in (None, "big"):
         b = bench_big(args.repeat, args.big_mb)
         print(
@@ -158,6 +172,12 @@ def main() -> None:
         if c:  # issue 17: an all-hit run against a miss run whose bodies cost nothing
             ratio = h["all_hit"] / c["pivot_cached_miss"]
             print(f"all-hit / trivial-body cached miss: x{ratio:.2f}")
+            hit, miss = cpu("all_hit"), cpu("pivot_cached_miss")
+            print(
+                f"  CPU: all-hit {hit:.2f}s / cached miss {miss:.2f}s x{hit / miss:.2f};"
+                f" / first run (sleeping bodies) {cpu('first'):.2f}s"
+                f" x{cpu('all_hit') / cpu('first'):.2f}"
+            )
 
 
 if __name__ == "__main__":
