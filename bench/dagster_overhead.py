@@ -1,6 +1,7 @@
 """What PivotIOManager and `cached` cost on top of Dagster (not a test).
 
     .venv/bin/python bench/dagster_overhead.py [--repeat 3] [--big-mb 200] 2>/dev/null
+    .venv/bin/python bench/dagster_overhead.py --only ratios  # issue 17's two chain ratios
 
 1. a 50-asset chain of small values: FilesystemIOManager vs PivotIOManager (plain
    assets, and `cached` assets on a miss), same process, runs interleaved;
@@ -62,10 +63,19 @@ def _body(i: int, sleep: float) -> Callable[..., Any]:
     return step
 
 
-def timed(assets: list[Any], io: Any, instance: Any) -> float:
-    t = time.perf_counter()
+# CPU seconds of this process per run, by label: steadier than wall time on a shared machine.
+CPU: dict[str, list[float]] = {}
+
+
+def timed(assets: list[Any], io: Any, instance: Any, label: str = "") -> float:
+    t, c = time.perf_counter(), time.process_time()
     assert materialize(assets, resources={"io_manager": io}, instance=instance).success
+    CPU.setdefault(label, []).append(time.process_time() - c)
     return time.perf_counter() - t
+
+
+def cpu(label: str) -> float:
+    return statistics.median(CPU[label])
 
 
 def fs_io(tmp: str) -> Any:
@@ -86,7 +96,7 @@ def bench_chain(repeat: int) -> dict[str, float]:
             ("pivot_cached_miss", memo, pivot_io),
         ):
             with tempfile.TemporaryDirectory() as tmp, instance_for_test() as inst:
-                out[label].append(timed(assets, make(tmp), inst))
+                out[label].append(timed(assets, make(tmp), inst, label))
     return {k: statistics.median(v) for k, v in out.items()}
 
 
@@ -114,10 +124,10 @@ def bench_hits(repeat: int) -> dict[str, float]:
     out: dict[str, list[float]] = {"first": [], "all_hit": [], "fs_no_sleep": []}
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as tmp, instance_for_test() as inst:
-            out["first"].append(timed(slow, pivot_io(tmp), inst))
-            out["all_hit"].append(timed(slow, pivot_io(tmp), inst))
+            out["first"].append(timed(slow, pivot_io(tmp), inst, "first"))
+            out["all_hit"].append(timed(slow, pivot_io(tmp), inst, "all_hit"))
         with tempfile.TemporaryDirectory() as tmp, instance_for_test() as inst:
-            out["fs_no_sleep"].append(timed(plain, fs_io(tmp), inst))
+            out["fs_no_sleep"].append(timed(plain, fs_io(tmp), inst, "fs_no_sleep"))
     return {k: statistics.median(v) for k, v in out.items()}
 
 
@@ -125,16 +135,23 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--big-mb", type=int, default=200)
-    ap.add_argument("--only", choices=["chain", "big", "hits"])
+    ap.add_argument(
+        "--only", choices=["chain", "big", "hits", "ratios"], help="ratios: chain and hits"
+    )
     args = ap.parse_args()
     logging.getLogger("dagster").setLevel(logging.WARNING)
     c: dict[str, float] = {}
-    if args.only in (None, "chain"):
+    if args.only in (None, "chain", "ratios"):
         c = bench_chain(args.repeat)
         print(
             f"chain of {N}: fs {c['fs']:.2f}s  pivot {c['pivot']:.2f}s "
             f"(x{c['pivot'] / c['fs']:.2f})  pivot+cached miss {c['pivot_cached_miss']:.2f}s "
             f"(x{c['pivot_cached_miss'] / c['fs']:.2f})",
+            flush=True,
+        )
+        print(
+            f"  CPU: fs {cpu('fs'):.2f}s  pivot {cpu('pivot'):.2f}s  pivot+cached miss"
+            f" {cpu('pivot_cached_miss'):.2f}s (x{cpu('pivot_cached_miss') / cpu('fs'):.2f})",
             flush=True,
         )
     if args.only in (None, "big"):
@@ -144,7 +161,7 @@ def main() -> None:
             f"(x{b['pivot'] / b['fs']:.2f})",
             flush=True,
         )
-    if args.only in (None, "hits"):
+    if args.only in (None, "hits", "ratios"):
         h = bench_hits(args.repeat)
         print(
             f"chain of {N}, bodies sleep 0.2s: first {h['first']:.2f}s  all-hit {h['all_hit']:.2f}s"
@@ -155,6 +172,12 @@ def main() -> None:
         if c:  # issue 17: an all-hit run against a miss run whose bodies cost nothing
             ratio = h["all_hit"] / c["pivot_cached_miss"]
             print(f"all-hit / trivial-body cached miss: x{ratio:.2f}")
+            hit, miss = cpu("all_hit"), cpu("pivot_cached_miss")
+            print(
+                f"  CPU: all-hit {hit:.2f}s / cached miss {miss:.2f}s x{hit / miss:.2f};"
+                f" / first run (sleeping bodies) {cpu('first'):.2f}s"
+                f" x{cpu('all_hit') / cpu('first'):.2f}"
+            )
 
 
 if __name__ == "__main__":

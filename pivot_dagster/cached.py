@@ -351,6 +351,7 @@ def _plan(
             resource_defs=job.resource_defs,
             run_resources=step.run_config.get("resources"),
             instance=ctx.instance,
+            step=step,
         ),
     )
     for why in fingerprint.missing_reasons(parts):

@@ -243,7 +243,8 @@ class Engine:
     def restore(self, lock: Lock, owner: str) -> list[OutputRecord]:
         """A stored result made usable here: objects local, Path outputs checked out."""
         outs = list(lock.outputs)
-        before = self.repo.read_lock(owner)
+        paths = any(out.path is not None for out in outs)
+        before = self.repo.read_lock(owner) if paths else None  # only Path outputs use it
         for out in outs:
             self.ensure_present(out, owner, lock)
             if out.path is not None:

@@ -21,8 +21,10 @@ from pivot_store.repo import Repo
 MISSING_DEP = "missing"  # a dep value: "missing", or "missing: <why>" (see `missing_reasons`)
 # The upstream locks a fingerprint was computed from, by (repo root, lock name).
 UpstreamLocks = dict[tuple[Path, str], Lock]
-# (upstream key, partition) -> its value when it is not pivot's, else None.
-UpstreamSource = Callable[[Any, Any], str | None]
+# (upstream key, partition, read the local lock) -> its value when it is not pivot's, else
+# None; it may call the reader (at most one read happens) to compare the lock with the
+# instance's record.
+UpstreamSource = Callable[[Any, Any, Callable[[], Lock | None]], str | None]
 
 
 def jsonable_params(config: Any) -> dict[str, Any]:
@@ -67,18 +69,19 @@ def dep_hashes(
     Each lock read is added to `seen` by (repo root, name), so the step loads
     exactly the upstream values the fingerprint names without parsing their
     locks again (and an input read from another project never gets them).
-    `source(key, partition)` (see `upstream_versions`) gives the value of an
+    `source(key, partition, local)` (see `upstream_versions`) gives the value of an
     upstream that is not pivot's (its Dagster data version), or None to read
-    the lock.
+    the lock; `local()` is that read, done once whoever asks first.
     """
     out: dict[str, str] = {}
     for key, partition in deps:
         name = asset_keys.lock_name(key, partition)
-        other = source(key, partition) if source is not None else None
+        local = _read_once(repo, name)
+        other = source(key, partition, local) if source is not None else None
         if other is not None:
             out[name] = other
             continue
-        lock = repo.read_lock(name)
+        lock = local()
         if resolve is not None:
             lock = resolve(name, lock)
         if lock is None:
@@ -88,6 +91,18 @@ def dep_hashes(
             if seen is not None:
                 seen[(repo.root, name)] = lock
     return out
+
+
+def _read_once(repo: Repo, name: str) -> Callable[[], Lock | None]:
+    """`repo.read_lock(name)`, read on the first call and remembered."""
+    got: list[Lock | None] = []
+
+    def read() -> Lock | None:
+        if not got:
+            got.append(repo.read_lock(name))
+        return got[0]
+
+    return read
 
 
 def build_parts(

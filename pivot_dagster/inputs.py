@@ -39,15 +39,24 @@ def extra_parts(
     resource_defs: Mapping[str, Any],
     run_resources: Mapping[str, Any] | None,
     instance: Any,
+    step: Any = None,
 ) -> dict[str, Any]:
     """`fingerprint.asset_parts`' `source`, `resources` and `files` arguments.
+
+    `step`: the `StepExecutionContext` asking (None outside a run); its record of the
+    upstreams' latest materializations saves a query per upstream (`upstream_versions`).
 
     Raises `resource_config.ResourceConfigError` when a resource's config
     cannot be resolved (outside a run: an env var this process lacks).
     """
     required = assets_def.op.required_resource_keys
     return {
-        "source": upstream_versions.for_graph(asset_graph, resource_defs, instance),
+        "source": upstream_versions.for_graph(
+            asset_graph,
+            resource_defs,
+            instance,
+            upstream_versions.step_latest(step) if step is not None else None,
+        ),
         "resources": resource_config.resource_parts(
             required, resource_defs, run_resources, decl.exclude_resources
         ),

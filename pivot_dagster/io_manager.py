@@ -177,9 +177,8 @@ class PivotIOManager(ConfigurableIOManager):
         meta = handoff.event_metadata(lock, out, path, hit=hit, found_in=found_in, given=given)
         context.add_output_metadata(meta)
         _set_data_version(context, out.hash)
-        context.log.info(
-            f"pivot: {'cache hit' if hit else 'stored'} {name} -> {out.hash} ({out.format})"
-        )
+        if not cacheable:  # `cached` logged its hit or miss; the metadata has the rest
+            context.log.info(f"pivot: stored {name} -> {out.hash} ({out.format})")
 
     def _handle_range(self, context: OutputContext, obj: Any) -> None:
         """One output for several partitions: `ranges.store_range`, one lock each."""

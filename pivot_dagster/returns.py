@@ -31,7 +31,6 @@ from typing import Any
 from dagster import (
     AssetExecutionContext,
     AssetKey,
-    AssetRecordsFilter,
     DataVersion,
     MaterializeResult,
     Output,
@@ -39,14 +38,12 @@ from dagster import (
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from dagster._core.definitions.utils import NoValueSentinel
 
-from pivot_dagster import handoff
+from pivot_dagster import stored_events
 from pivot_dagster.handoff import CacheHit, pivot_type
 
 _RESULT_TYPES = (MaterializeResult, Output)
 _LOGGED: set[tuple[str, str]] = set()
 _LOGGED_GUARD = threading.Lock()
-# How many earlier materializations a hit searches for the one that stored its result.
-_HIT_LOOKBACK = 50
 
 
 # --- the annotation Dagster sees ------------------------------------------------------
@@ -205,7 +202,7 @@ def with_user_metadata(
     hit = result.value
     if not isinstance(hit, CacheHit):
         return result
-    earlier = _earlier_materialization(ctx, key, hit.lock.fingerprint, hit.lock.outputs[0].hash)
+    earlier = stored_events.earlier(ctx, key, hit.lock.fingerprint, hit.lock.outputs[0].hash)
     if earlier is None:
         ctx.log.info(
             f"pivot: the run that stored this result of {key.to_user_string()} is not in this"
@@ -224,17 +221,3 @@ def _yielded(ctx: AssetExecutionContext, result: MaterializeResult) -> Any:
     """`result`, yielded when the op has other outputs (its unselected checks'): Dagster
     reads a returned result there as a tuple, one entry per output."""
     return (r for r in [result]) if len(ctx.op_def.output_defs) > 1 else result
-
-
-def _earlier_materialization(ctx: AssetExecutionContext, key: AssetKey, fp: str, h: str) -> Any:
-    partition = ctx.partition_key if ctx.assets_def.partitions_def is not None else None
-    records = ctx.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None),
-        limit=_HIT_LOOKBACK,
-        ascending=False,
-    ).records
-    for rec in records:
-        m = rec.event_log_entry.asset_materialization
-        if m is not None and handoff.recorded(m.metadata) == (fp, h):
-            return m
-    return None
