@@ -37,4 +37,19 @@ def hits(instance: DagsterInstance, run_id: str) -> dict[str, bool]:
     return out
 
 
-__all__ = ["EventRecordsFilter", "hits", "load_stored", "materializations"]
+__all__ = ["EventRecordsFilter", "QueryCounter", "hits", "load_stored", "materializations"]
+
+
+class QueryCounter:
+    """Counts the instance's materialization queries by asset key."""
+
+    def __init__(self, instance: Any, monkeypatch: Any) -> None:
+        self.keys: list[str] = []
+        real = instance.fetch_materializations
+
+        def fetch(records_filter: Any, *args: Any, **kwargs: Any) -> Any:
+            key = getattr(records_filter, "asset_key", records_filter)
+            self.keys.append(key.to_user_string() if isinstance(key, AssetKey) else str(key))
+            return real(records_filter, *args, **kwargs)
+
+        monkeypatch.setattr(instance, "fetch_materializations", fetch)

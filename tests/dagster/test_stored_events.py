@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetIn, AssetKey, MaterializeResult, asset, materialize
+from dagster import AssetIn, MaterializeResult, asset, materialize
 
 from pivot_dagster import PivotIOManager, cached, stored_events
-from tests.dagster.helpers import hits, materializations
+from tests.dagster.helpers import QueryCounter, hits, materializations
 
 CALLS: list[str] = []
 SEED = {"value": 1}
@@ -38,21 +38,6 @@ def _step(i: int) -> Any:
 
 
 CHAIN = [seed, *(_step(i) for i in range(N))]
-
-
-class _Counting:
-    """Counts the instance's materialization queries by asset key."""
-
-    def __init__(self, instance: Any, monkeypatch: Any) -> None:
-        self.keys: list[str] = []
-        real = instance.fetch_materializations
-
-        def fetch(records_filter: Any, *args: Any, **kwargs: Any) -> Any:
-            key = getattr(records_filter, "asset_key", records_filter)
-            self.keys.append(key.to_user_string() if isinstance(key, AssetKey) else str(key))
-            return real(records_filter, *args, **kwargs)
-
-        monkeypatch.setattr(instance, "fetch_materializations", fetch)
 
 
 def _run(project: Path, instance: Any) -> Any:
@@ -83,7 +68,7 @@ def test_an_all_hit_run_asks_once_and_keeps_each_assets_metadata(
     CALLS.clear()
     SEED["value"] = 1
     _run(project, dagster_instance)
-    counting = _Counting(dagster_instance, monkeypatch)
+    counting = QueryCounter(dagster_instance, monkeypatch)
     r = _run(project, dagster_instance)
     assert hits(dagster_instance, r.run_id) == {"seed": False, **{f"s{i}": True for i in range(N)}}
     assert len(CALLS) == N  # the first run only
@@ -104,7 +89,7 @@ def test_a_hit_that_is_not_the_latest_result_asks_for_its_own(
         _run(project, dagster_instance)
     assert _notes(dagster_instance) == _expected(2)
     SEED["value"] = 1
-    counting = _Counting(dagster_instance, monkeypatch)
+    counting = QueryCounter(dagster_instance, monkeypatch)
     r = _run(project, dagster_instance)
     assert hits(dagster_instance, r.run_id) == {"seed": False, **{f"s{i}": True for i in range(N)}}
     assert len(CALLS) == 2 * N

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from dagster import (
-    AssetKey,
     AssetMaterialization,
     StaticPartitionsDefinition,
     asset,
@@ -25,7 +24,7 @@ from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from pivot_dagster import PivotIOManager, cached
 from pivot_store.repo import Repo
-from tests.dagster.helpers import hits, load_stored, materializations
+from tests.dagster.helpers import QueryCounter, hits, load_stored, materializations
 
 CALLS: list[str] = []
 VALUES = {"a": 1, "b": 10}
@@ -72,21 +71,6 @@ def total_after(a: int, b: int) -> int:
     return a + b
 
 
-class _Counting:
-    """Counts the instance's materialization queries by asset key."""
-
-    def __init__(self, instance: Any, monkeypatch: Any) -> None:
-        self.keys: list[str] = []
-        real = instance.fetch_materializations
-
-        def fetch(records_filter: Any, *args: Any, **kwargs: Any) -> Any:
-            key = getattr(records_filter, "asset_key", records_filter)
-            self.keys.append(key.to_user_string() if isinstance(key, AssetKey) else str(key))
-            return real(records_filter, *args, **kwargs)
-
-        monkeypatch.setattr(instance, "fetch_materializations", fetch)
-
-
 def _res(project: Path) -> dict[str, Any]:
     return {"io_manager": PivotIOManager(project_dir=str(project))}
 
@@ -99,7 +83,7 @@ def test_pivot_upstreams_are_not_asked_for(
     CALLS.clear()
     VALUES.update(a=1, b=10)
     res = _res(project)
-    counting = _Counting(dagster_instance, monkeypatch)
+    counting = QueryCounter(dagster_instance, monkeypatch)
     for _ in range(2):
         r = materialize([a_asset, b_asset, total], resources=res, instance=dagster_instance)
         assert r.success
