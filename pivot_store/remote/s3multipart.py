@@ -115,19 +115,29 @@ async def put_multipart(
 
 
 async def _all_or_none(jobs: int, fn: Callable[[int], Awaitable[Any]], items: range) -> list[Any]:
-    """`[await fn(i) for i in items]`, `jobs` at a time; on the first failure the others
-    are cancelled and awaited before it is raised, so no part is still being read or
-    sent when the upload is aborted and the file closed."""
+    """`[await fn(i) for i in items]`, `jobs` at a time. On the first failure no
+    further part starts and the parts already sent are awaited to their answers
+    before it is raised: a cancelled request may still reach the server, so only
+    waiting makes sure no part lands after the upload is aborted (an orphan part
+    a real bucket keeps and bills) and none is being read when the file closes.
+    A cancellation or interrupt (not an Exception) cancels them all at once."""
     it = iter(items)
     out: dict[int, Any] = {}
+    stop = False
 
     async def worker() -> None:
         for i in it:
+            if stop:
+                return
             out[i] = await fn(i)
 
     tasks = [asyncio.ensure_future(worker()) for _ in range(max(1, min(jobs, len(items))))]
     try:
         await asyncio.gather(*tasks)
+    except Exception:
+        stop = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     except BaseException:
         for t in tasks:
             t.cancel()
