@@ -107,7 +107,6 @@ def _record_fsync_then_link(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, 
     return events
 
 
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
 def test_with_fsync_on_fetched_bytes_are_synced_before_they_get_their_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
