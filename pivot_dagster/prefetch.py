@@ -10,7 +10,9 @@ hit names), and looks each level's entries up concurrently. The lookups are
 kept as the run's `remote_hits.Table`, so each later step's own lookup is
 answered from it; the chosen entries' objects are downloaded behind the
 steps, in level order (each level's as soon as it is looked up), as many
-at once as the remote's `jobs`, and each step waits only for its own.
+at once as the remote's `jobs`, and each step waits only for its own. The
+table is built in a thread of its own: the step that starts it waits only
+for its level's lookups, not for the whole chain's.
 A run whose steps all hit locally never builds the table (`cached` only
 arms it, `remote_hits.lookup` builds it on its first use).
 
@@ -59,6 +61,7 @@ from pivot_store.lockfile import FingerprintParts, Lock
 
 WAIT_S = 600.0  # how long a step waits for another process's prefetch of its run
 LOOKUP_JOBS = 16
+IN_PROCESS = ("in_process", "execute_in_process_executor")  # Dagster's executor names
 _LOCAL = "local"  # `_Predictor._ask`: the result is already here, predicted without a lookup
 log = logging.getLogger("pivot")
 
@@ -80,18 +83,35 @@ def warm(ctx: Any, io: Any) -> None:
         return
     table = table_for(engine.repo.root, remote)
     if table is None or table.run_id != ctx.run_id:
-        table = Table(ctx.run_id)
+        table = Table(ctx.run_id, background=_in_process(ctx))
         use_table(engine.repo.root, remote, table)
     if not table.built:
         # Pending: built from the step that first needs it (its context is current).
         table.build = lambda t: _fill(t, ctx, io, engine, remote)
 
 
+def _in_process(ctx: Any) -> bool:
+    """Whether the run's steps all run in this process (its executor is Dagster's
+    in-process one): then it outlives every step, and the table can be built behind
+    them. Any other executor's step process may exit as soon as its step is over."""
+    step = ctx.op_execution_context._step_execution_context  # internal: the job
+    return getattr(step.job_def.executor_def, "name", None) in IN_PROCESS
+
+
 def _fill(table: Table, ctx: Any, io: Any, engine: Engine, remote: str) -> None:
     try:
         _shared(table, ctx, io, engine, remote)
     except Exception as e:  # a warmer only: the step looks its result up itself
-        ctx.log.warning(f"pivot: prefetch of this run's remote hits skipped: {e}")
+        _say(ctx, f"pivot: prefetch of this run's remote hits skipped: {e}", warning=True)
+
+
+def _say(ctx: Any, message: str, warning: bool = False) -> None:
+    """To the run's log, from the build's thread (the step that started it may be over;
+    the run too, if a step failed: then to pivot's logger)."""
+    try:
+        (ctx.log.warning if warning else ctx.log.info)(message)
+    except Exception:
+        log.log(logging.WARNING if warning else logging.INFO, message)
 
 
 def _shared(table: Table, ctx: Any, io: Any, engine: Engine, remote: str) -> None:
@@ -110,7 +130,7 @@ def _shared(table: Table, ctx: Any, io: Any, engine: Engine, remote: str) -> Non
         path = folder / f"{stem}.json"
         written = read_table(path, ctx.run_id, remote)
         if written is not None or got.timed_out:
-            table.entries.update(written.entries if written is not None else {})
+            table.add(written.entries if written is not None else {})
             return
         remove_old(folder)
         behind = Downloads(table, engine.repo, remote)
@@ -179,20 +199,23 @@ def build(
             asks = [a for a in (predictor.ask(k) for k in level) if a is not None]
             asked += len(asks)
             now: list[tuple[str, str, runcache.RunEntry]] = []
+            found: dict[tuple[str, str], list[runcache.RunEntry]] = {}
             for ask, entries in zip(asks, _lookups(rem, asks), strict=True):
                 pick = predictor.pick(ask, entries)
                 if pick is not None:
-                    table.entries[(ask.name, ask.fp)] = entries
+                    found[(ask.name, ask.fp)] = entries
                     now.append((ask.name, ask.fp, pick))
-            picked(now)
+            picked(now)  # downloads first: a step woken by `add` then waits for its own
+            table.add(found)
             chosen += now
     took = time.perf_counter() - started
     size = sum(o.size or 0 for _, _, e in chosen for o in e.lock.outputs)
-    ctx.log.info(
+    _say(
+        ctx,
         f"pivot: prefetched {len(chosen)} remote hit(s) of {len(keys)} asset(s) in this run"
         f" ({asked} looked up, {predictor.local} already local) from {remote!r} in"
         f" {took:.2f} s (remote opened {opened - started:.2f} s); their objects"
-        f" ({size / 2**20:.1f} MiB) are downloaded behind the steps"
+        f" ({size / 2**20:.1f} MiB) are downloaded behind the steps",
     )
     return chosen
 
@@ -271,10 +294,17 @@ class _Predictor:
             run_resources=self.resources,
             instance=self.instance,
         )
-        predicted = self.predicted
+        predicted, source = self.predicted, extra["source"]
 
         def resolve(name: str, local: Lock | None) -> Lock | None:
             return predicted.get(name, local)  # an upstream hit of this run, else the lock
+
+        def judge(up: Any, partition: Any, local: Any) -> str | None:
+            # An upstream this run materializes through pivot: its step will find this
+            # run's own record of it, so the instance is not asked (a query each).
+            if asset_keys.lock_name(up, partition) in predicted:
+                return None
+            return source(up, partition, local)
 
         return instance_walk.outside_parts(
             self.graph,
@@ -285,7 +315,7 @@ class _Predictor:
             params,
             self.engine.repo,
             code,
-            {**extra, "resolve": resolve},
+            {**extra, "resolve": resolve, "source": judge},
         )
 
     def pick(self, ask: _Ask, entries: list[runcache.RunEntry]) -> runcache.RunEntry | None:

@@ -33,6 +33,7 @@ from pivot_store.lockfile import Lock
 from pivot_store.repo import Repo
 
 log = logging.getLogger("pivot")
+WAIT_S = 900.0  # the longest a step waits for the run's build to reach its lookup
 
 #: (lock name, fingerprint) -> the remote's entries for it, newest first
 Entries = dict[tuple[str, str], list[runcache.RunEntry]]
@@ -43,7 +44,9 @@ class Table:
     """One run's prefetched lookups for one (project, remote); `used` counts the hits served.
 
     `build`, when set, fills the table on its first use (`ready`): a run whose
-    steps all hit locally never asks the remote anything.
+    steps all hit locally never asks the remote anything. It runs in the
+    background, level by level (`add`), so the step that started it waits only
+    for its own level's lookups (`get`), not for the whole chain's.
     """
 
     run_id: str
@@ -54,14 +57,56 @@ class Table:
     #: (lock name, fingerprint) -> the download of its entry's objects, still under way
     fetching: dict[tuple[str, str], Future[Any]] = field(default_factory=dict)
 
+    #: build in a thread of the run's process (its steps run there, one after another)
+    background: bool = False
+    done: bool = False  # the build is over (or never started)
+    _cond: threading.Condition = field(
+        default_factory=threading.Condition, repr=False, compare=False
+    )
+
     def ready(self) -> Table:
-        """Build the table now if it is still pending (once; the builder never raises)."""
+        """Build the table if it is still pending (once; the builder never raises, and
+        `finish` is called whatever it does). In the background when the steps share
+        this process, which outlives them all; else (a step process, which exits with
+        its step) before the step goes on, as its table file is what the run's other
+        processes wait for."""
         with _BUILD:
             build, self.build = self.build, None
             if build is not None and not self.built:
                 self.built = True
-                build(self)
+                if self.background:
+                    threading.Thread(
+                        target=self._run, args=(build,), name="pivot-prefetch-build", daemon=True
+                    ).start()
+                else:
+                    self._run(build)
         return self
+
+    def _run(self, build: Callable[[Table], None]) -> None:
+        try:
+            build(self)
+        finally:
+            self.finish()
+
+    def add(self, found: Entries) -> None:
+        """One level's lookups, now known (its downloads already submitted: a step woken
+        here finds its own in `fetching` and does not fetch it a second time)."""
+        with self._cond:
+            self.entries.update(found)
+            self._cond.notify_all()
+
+    def finish(self) -> None:
+        with self._cond:
+            self.done = True
+            self._cond.notify_all()
+
+    def get(self, name: str, fp: str) -> list[runcache.RunEntry] | None:
+        """The entries for (name, fp) as soon as its level is looked up; None when the
+        build is over without them (not predicted, or a miss: the step asks itself)."""
+        key = (name, fp)
+        with self._cond:
+            self._cond.wait_for(lambda: key in self.entries or self.done or not self.built, WAIT_S)
+            return self.entries.get(key)
 
     def wait(self, name: str, fp: str) -> None:
         """Until the prefetch's download of this result's objects is over (done or failed:
@@ -73,7 +118,7 @@ class Table:
 
 _TABLES: dict[tuple[str, str], Table] = {}  # (project root, remote name) -> the current run's
 _GUARD = threading.Lock()
-_BUILD = threading.Lock()  # one build at a time in a process (its steps share tables)
+_BUILD = threading.Lock()  # a table's build is started once (its steps share tables)
 
 
 def use_table(root: Path, remote: str, table: Table) -> None:
@@ -94,7 +139,7 @@ def lookup(
     """(the remote's entries for (name, fp), the run's table when they came from it)."""
     table = table_for(repo.root, rem.name)
     if table is not None:
-        entries = table.ready().entries.get((name, fp))
+        entries = table.ready().get(name, fp)
         if entries is not None:
             with _GUARD:
                 table.used += 1

@@ -11,6 +11,8 @@ processes read.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,6 +155,67 @@ def test_a_levels_downloads_start_before_the_next_level_is_looked_up(
     assert graph_defs.counts() == {"raw": 0, "doubled": 0, "total": 0}
     assert seen == [(["raw"], set()), (["doubled"], {"raw"}), (["total"], {"raw", "doubled"})]
     assert load_stored(b, "total") == 6
+
+
+def test_in_process_the_first_step_goes_on_while_later_levels_are_looked_up(
+    graph_env: Path, s3_server: S3Server, dagster_instance, monkeypatch
+) -> None:
+    """In one process the table is built behind the steps: raw's step takes its hit
+    once its own level is looked up, without waiting for doubled's and total's
+    lookups (held here until raw's step has written its lock); built before raw's
+    step went on, the table would never see that lock, and the hold would time out."""
+    from pivot_dagster import prefetch
+
+    bucket = _deploy_a(graph_env, s3_server, dagster_instance, monkeypatch)
+    b = _project(graph_env / "B", bucket, s3_server.endpoint_url)
+    monkeypatch.setenv("PIVOT_TEST_PROJECT", str(b))
+    raw_lock = Repo.open(b).lock_path("raw")
+    held: list[tuple[str, bool]] = []  # (name looked up, raw's lock already written)
+    lookups = prefetch._lookups
+
+    def after_raw(rem, asks):
+        if asks and asks[0].name != "raw":
+            deadline = time.monotonic() + 20
+            while not raw_lock.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        held.append((asks[0].name if asks else "", raw_lock.exists()))
+        return lookups(rem, asks)
+
+    monkeypatch.setattr(prefetch, "_lookups", after_raw)
+    res = materialize(graph_defs.ASSETS, resources={"io_manager": graph_defs.io_manager()},
+                      instance=dagster_instance)  # fmt: skip
+    assert res.success
+    assert held == [("raw", False), ("doubled", True), ("total", True)]
+    assert hits(dagster_instance, res.run_id) == {"raw": True, "doubled": True, "total": True}
+    assert graph_defs.counts() == {"raw": 0, "doubled": 0, "total": 0}
+    assert load_stored(b, "total") == 6
+
+
+def test_the_prefetch_asks_the_instance_nothing_about_upstreams_of_its_own_run(
+    graph_env: Path, s3_server: S3Server, dagster_instance, monkeypatch
+) -> None:
+    """doubled's upstream raw and total's upstream doubled are materialized by this run
+    (predicted hits): their steps will find this run's own records of them, so the
+    prediction (in its own thread) queries the instance about neither."""
+    bucket = _deploy_a(graph_env, s3_server, dagster_instance, monkeypatch)
+    b = _project(graph_env / "B", bucket, s3_server.endpoint_url)
+    monkeypatch.setenv("PIVOT_TEST_PROJECT", str(b))
+    asked: list[tuple[str, str]] = []  # (thread, asset) of each materialization query
+    real = dagster_instance.fetch_materializations
+
+    def fetch(records_filter, *args, **kwargs):
+        key = records_filter.asset_key.to_user_string()
+        asked.append((threading.current_thread().name, key))
+        return real(records_filter, *args, **kwargs)
+
+    monkeypatch.setattr(dagster_instance, "fetch_materializations", fetch)
+    res = materialize(graph_defs.ASSETS, resources={"io_manager": graph_defs.io_manager()},
+                      instance=dagster_instance)  # fmt: skip
+    assert res.success
+    assert hits(dagster_instance, res.run_id) == {"raw": True, "doubled": True, "total": True}
+    assert graph_defs.counts() == {"raw": 0, "doubled": 0, "total": 0}
+    assert ("MainThread", "raw") in asked  # a step does ask (the counter counts)
+    assert [q for q in asked if q[0] == "pivot-prefetch-build"] == [], asked
 
 
 # --- the table other step processes read --------------------------------------------------
