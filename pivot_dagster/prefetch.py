@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
@@ -183,7 +183,7 @@ def build(
 ) -> list[tuple[str, str, runcache.RunEntry]]:  # fmt: skip
     """Predict every level's hits and look each level up concurrently, into `table`;
     (lock name, fingerprint, entry) of each hit the steps will take, in level order.
-    `picked` gets each level's as soon as it is known (its downloads can start)."""
+    `picked` gets each hit as soon as it is known (its download can start)."""
     started = time.perf_counter()
     step = ctx.op_execution_context._step_execution_context  # internal: job, run config
     job, run = step.job_def, ctx.run
@@ -198,16 +198,15 @@ def build(
         for level in levels(graph, keys):
             asks = [a for a in (predictor.ask(k) for k in level) if a is not None]
             asked += len(asks)
-            now: list[tuple[str, str, runcache.RunEntry]] = []
-            found: dict[tuple[str, str], list[runcache.RunEntry]] = {}
+            # Each hit as soon as its lookup is in (in step order): its download starts,
+            # then its step may go on, without waiting for the rest of its level.
             for ask, entries in zip(asks, _lookups(rem, asks), strict=True):
                 pick = predictor.pick(ask, entries)
                 if pick is not None:
-                    found[(ask.name, ask.fp)] = entries
-                    now.append((ask.name, ask.fp, pick))
-            picked(now)  # downloads first: a step woken by `add` then waits for its own
-            table.add(found)
-            chosen += now
+                    hit = (ask.name, ask.fp, pick)
+                    picked([hit])  # first: a step woken by `add` then waits for its own
+                    table.add({(ask.name, ask.fp): entries})
+                    chosen.append(hit)
     took = time.perf_counter() - started
     size = sum(o.size or 0 for _, _, e in chosen for o in e.lock.outputs)
     _say(
@@ -342,8 +341,9 @@ def run_params(ad: Any, ops: dict[str, Any]) -> tuple[bool, Any]:
     return (True, res.value) if res.success else (False, None)
 
 
-def _lookups(rem: Any, asks: list[_Ask]) -> list[list[runcache.RunEntry]]:
-    """Each ask's entries, the lookups in flight together (a LIST and GETs each)."""
+def _lookups(rem: Any, asks: list[_Ask]) -> Iterator[list[runcache.RunEntry]]:
+    """Each ask's entries, in order, each as soon as it is in; the lookups in flight
+    together (a LIST and GETs each)."""
 
     def one(ask: _Ask) -> list[runcache.RunEntry]:
         try:
@@ -352,6 +352,7 @@ def _lookups(rem: Any, asks: list[_Ask]) -> list[list[runcache.RunEntry]]:
             return []  # the step asks again and reports it
 
     if len(asks) <= 1:
-        return [one(a) for a in asks]
+        yield from (one(a) for a in asks)
+        return
     with ThreadPoolExecutor(min(len(asks), LOOKUP_JOBS), "pivot-prefetch") as pool:
-        return list(pool.map(one, asks))
+        yield from pool.map(one, asks)
