@@ -44,9 +44,9 @@ class Table:
     """One run's prefetched lookups for one (project, remote); `used` counts the hits served.
 
     `build`, when set, fills the table on its first use (`ready`): a run whose
-    steps all hit locally never asks the remote anything. It runs in the
-    background, level by level (`add`), so the step that started it waits only
-    for its own level's lookups (`get`), not for the whole chain's.
+    steps all hit locally never asks the remote anything. In the run's own
+    process it runs in the background, adding each hit as it is looked up
+    (`add`), so a step waits only for its own lookup (`get`), not the chain's.
     """
 
     run_id: str
@@ -89,8 +89,8 @@ class Table:
             self.finish()
 
     def add(self, found: Entries) -> None:
-        """One level's lookups, now known (its downloads already submitted: a step woken
-        here finds its own in `fetching` and does not fetch it a second time)."""
+        """Lookups now known (their downloads already submitted: a step woken here
+        finds its own in `fetching` and does not fetch it a second time)."""
         with self._cond:
             self.entries.update(found)
             self._cond.notify_all()
@@ -101,7 +101,7 @@ class Table:
             self._cond.notify_all()
 
     def get(self, name: str, fp: str) -> list[runcache.RunEntry] | None:
-        """The entries for (name, fp) as soon as its level is looked up; None when the
+        """The entries for (name, fp) as soon as they are looked up; None when the
         build is over without them (not predicted, or a miss: the step asks itself)."""
         key = (name, fp)
         with self._cond:
