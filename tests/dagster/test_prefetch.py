@@ -71,6 +71,15 @@ def _deploy_a(graph_env: Path, s3_server: S3Server, instance, monkeypatch) -> st
     return bucket
 
 
+def _all_hits(instance) -> None:
+    """B's in-process run of the graph: every step a remote hit, no body run."""
+    res = materialize(graph_defs.ASSETS, resources={"io_manager": graph_defs.io_manager()},
+                      instance=instance)  # fmt: skip
+    assert res.success
+    assert hits(instance, res.run_id) == {"raw": True, "doubled": True, "total": True}
+    assert graph_defs.counts() == {"raw": 0, "doubled": 0, "total": 0}
+
+
 def test_multiprocess_b_looks_the_chain_up_once_before_its_second_step(
     graph_env: Path, s3_server: S3Server, timed_proxy: TimedProxy, dagster_instance, monkeypatch
 ) -> None:
@@ -148,11 +157,7 @@ def test_a_levels_downloads_start_before_the_next_level_is_looked_up(
         return lookups(rem, asks)
 
     monkeypatch.setattr(prefetch, "_lookups", recording)
-    res = materialize(graph_defs.ASSETS, resources={"io_manager": graph_defs.io_manager()},
-                      instance=dagster_instance)  # fmt: skip
-    assert res.success
-    assert hits(dagster_instance, res.run_id) == {"raw": True, "doubled": True, "total": True}
-    assert graph_defs.counts() == {"raw": 0, "doubled": 0, "total": 0}
+    _all_hits(dagster_instance)
     assert seen == [(["raw"], set()), (["doubled"], {"raw"}), (["total"], {"raw", "doubled"})]
     assert load_stored(b, "total") == 6
 
@@ -182,12 +187,8 @@ def test_in_process_the_first_step_goes_on_while_later_levels_are_looked_up(
         return lookups(rem, asks)
 
     monkeypatch.setattr(prefetch, "_lookups", after_raw)
-    res = materialize(graph_defs.ASSETS, resources={"io_manager": graph_defs.io_manager()},
-                      instance=dagster_instance)  # fmt: skip
-    assert res.success
+    _all_hits(dagster_instance)
     assert held == [("raw", False), ("doubled", True), ("total", True)]
-    assert hits(dagster_instance, res.run_id) == {"raw": True, "doubled": True, "total": True}
-    assert graph_defs.counts() == {"raw": 0, "doubled": 0, "total": 0}
     assert load_stored(b, "total") == 6
 
 
@@ -209,11 +210,7 @@ def test_the_prefetch_asks_the_instance_nothing_about_upstreams_of_its_own_run(
         return real(records_filter, *args, **kwargs)
 
     monkeypatch.setattr(dagster_instance, "fetch_materializations", fetch)
-    res = materialize(graph_defs.ASSETS, resources={"io_manager": graph_defs.io_manager()},
-                      instance=dagster_instance)  # fmt: skip
-    assert res.success
-    assert hits(dagster_instance, res.run_id) == {"raw": True, "doubled": True, "total": True}
-    assert graph_defs.counts() == {"raw": 0, "doubled": 0, "total": 0}
+    _all_hits(dagster_instance)
     assert ("MainThread", "raw") in asked  # a step does ask (the counter counts)
     assert [q for q in asked if q[0] == "pivot-prefetch-build"] == [], asked
 
