@@ -9,10 +9,12 @@ downstream's fingerprint needs its upstreams' output hashes, which a remote
 hit names), and looks each level's entries up concurrently. The lookups are
 kept as the run's `remote_hits.Table`, so each later step's own lookup is
 answered from it; the chosen entries' objects are downloaded behind the
-steps, in level order (each level's as soon as it is looked up), as many
-at once as the remote's `jobs`, and each step waits only for its own. The
-table is built in a thread of its own: the step that starts it waits only
-for its level's lookups, not for the whole chain's.
+steps, in step order (each as soon as its lookup is in), as many at once as
+the remote's `jobs`, and each step waits only for its own. When the run's
+steps all run in this process (Dagster's in-process executor) the table is
+built in a thread of its own and its objects come two at a time
+(`prefetch_downloads.IN_ORDER_JOBS`): a step then waits only for its own
+lookup, not for the whole chain's.
 A run whose steps all hit locally never builds the table (`cached` only
 arms it, `remote_hits.lookup` builds it on its first use).
 
@@ -118,7 +120,7 @@ def _shared(table: Table, ctx: Any, io: Any, engine: Engine, remote: str) -> Non
     """Fill the run's table: from the file another process wrote, else build and write it.
 
     The builder's objects are downloaded behind the steps (`Downloads`), each
-    level's as soon as its hits are picked (while the next level is looked up),
+    as soon as its hit is picked (while the rest of the chain is looked up),
     and the run's flight is held until they are all in, so the run's other
     processes, which wait for it, never download them a second time.
     """
@@ -179,7 +181,7 @@ def levels(graph: Any, keys: set[Any]) -> list[list[Any]]:
 # --- the build ----------------------------------------------------------------------
 def build(
     table: Table, ctx: Any, io: Any, engine: Engine, remote: str,
-    picked: Callable[[list[tuple[str, str, runcache.RunEntry]]], None] = lambda level: None,
+    picked: Callable[[tuple[str, str, runcache.RunEntry]], None] = lambda hit: None,
 ) -> list[tuple[str, str, runcache.RunEntry]]:  # fmt: skip
     """Predict every level's hits and look each level up concurrently, into `table`;
     (lock name, fingerprint, entry) of each hit the steps will take, in level order.
@@ -204,7 +206,7 @@ def build(
                 pick = predictor.pick(ask, entries)
                 if pick is not None:
                     hit = (ask.name, ask.fp, pick)
-                    picked([hit])  # first: a step woken by `add` then waits for its own
+                    picked(hit)  # first: a step woken by `add` then waits for its own
                     table.add({(ask.name, ask.fp): entries})
                     chosen.append(hit)
     took = time.perf_counter() - started

@@ -1,8 +1,8 @@
 """The prefetch's downloads: a run's predicted remote hits, fetched behind its steps.
 
-`prefetch` hands each level's chosen entries to `Downloads.submit` as soon as
-that level is looked up, so the first steps' objects are on their way while
-the next levels are looked up. Each entry is one `Repo.fetch` (every object
+`prefetch` hands each chosen entry to `Downloads.submit` as soon as its
+lookup is in, so the first steps' objects are on their way while the rest
+of the chain is looked up. Each entry is one `Repo.fetch` (every object
 hash-checked on its way into the cache, as for any fetch) on a pool as wide
 as the remote's `jobs` (the bound the user sets on requests in flight),
 taken in level order. Measured with bench/xdeploy.py (10 x 10 MiB in two
@@ -58,16 +58,14 @@ class Downloads:
         self.started = time.perf_counter()
         self._pool: ThreadPoolExecutor | None = None
 
-    def submit(self, level: list[Chosen]) -> None:
-        """Start downloading one level's entries (behind those submitted before)."""
-        if not level:
-            return
+    def submit(self, hit: Chosen) -> None:
+        """Start downloading one entry's objects (behind those submitted before)."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.jobs, "pivot-prefetch")
-        for name, fp, entry in level:
-            self.chosen.append((name, fp, entry))
-            job = self._pool.submit(self.repo.fetch, [entry], remote=self.remote)
-            self.table.fetching[(name, fp)] = job
+        name, fp, entry = hit
+        self.chosen.append(hit)
+        job = self._pool.submit(self.repo.fetch, [entry], remote=self.remote)
+        self.table.fetching[(name, fp)] = job
 
     def finish(self, release: Any) -> None:
         """Call `release` (in the background) once every download is over, and log them."""

@@ -33,7 +33,7 @@ from pivot_store.lockfile import Lock
 from pivot_store.repo import Repo
 
 log = logging.getLogger("pivot")
-WAIT_S = 900.0  # the longest a step waits for the run's build to reach its lookup
+BUILD_WAIT_S = 900.0  # the longest a step waits for the run's build to reach its lookup
 
 #: (lock name, fingerprint) -> the remote's entries for it, newest first
 Entries = dict[tuple[str, str], list[runcache.RunEntry]]
@@ -59,7 +59,7 @@ class Table:
 
     #: build in a thread of the run's process (its steps run there, one after another)
     background: bool = False
-    done: bool = False  # the build is over (or never started)
+    done: bool = False  # the build is over
     _cond: threading.Condition = field(
         default_factory=threading.Condition, repr=False, compare=False
     )
@@ -105,7 +105,9 @@ class Table:
         build is over without them (not predicted, or a miss: the step asks itself)."""
         key = (name, fp)
         with self._cond:
-            self._cond.wait_for(lambda: key in self.entries or self.done or not self.built, WAIT_S)
+            self._cond.wait_for(
+                lambda: key in self.entries or self.done or not self.built, BUILD_WAIT_S
+            )
             return self.entries.get(key)
 
     def wait(self, name: str, fp: str) -> None:
