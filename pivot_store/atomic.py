@@ -12,6 +12,7 @@ import contextlib
 import errno
 import itertools
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,20 @@ def fast_temp_name(folder: str) -> str:
 
 def is_temp(name: str) -> bool:
     return name.startswith(TMP_PREFIX)
+
+
+#: Every temp name a pivot writer makes: prefix, pid, hex token (+ counter), hint.
+_OWN_TEMP = re.compile(r"\.tmp-[0-9]+-[0-9a-f]+(?:\.part|\.pull)?")
+
+
+def is_own_temp(name: str) -> bool:
+    """True for a name only a pivot writer makes (`temp_name`, `fast_temp_name`).
+
+    A checkout builds each file under such a name beside its destination, so a
+    folder being added while another process checks it out can hold one for a
+    moment: hashing it would record a file that was never the user's.
+    """
+    return _OWN_TEMP.fullmatch(name) is not None
 
 
 def temp_in_use(name: str) -> bool:

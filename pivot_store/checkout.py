@@ -100,6 +100,12 @@ class Checkout:
             if _is_dir(dest):
                 shutil.rmtree(dest)
             os.replace(tmp, dest)
+            # rename(2) of a name onto another link of the same inode does nothing
+            # and succeeds: a process that linked `dest` to this object since the
+            # check above leaves our temp in the folder. Its name goes; the file is
+            # the object, which `dest` already is.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         except BaseException as e:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

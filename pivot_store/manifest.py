@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pivot_store import keys
 from pivot_store import oid as oids
+from pivot_store.atomic import is_own_temp
 from pivot_store.errors import ManifestError, PivotError, TrackError
 from pivot_store.folder_index import FolderIndex
 from pivot_store.hashing import canonical_json, hash_bytes
@@ -126,6 +127,9 @@ def scan(
 
     Paths are strings (a folder of thousands of files makes no Path objects).
 
+    A pivot writer's temp file (`atomic.is_own_temp`: a concurrent checkout's
+    file before its rename) is not the folder's content and is not yielded.
+
     Symlinks are followed only when they stay inside `root` (or point into one of
     `link_roots`: the cache, which a symlink checkout links to); one that leaves
     them is refused, since its target is not part of the tracked folder.
@@ -136,7 +140,7 @@ def scan(
     while stack:
         folder, prefix = stack.pop()
         with os.scandir(folder) as it:
-            entries = sorted(it, key=_NAME)
+            entries = sorted((e for e in it if not is_own_temp(e.name)), key=_NAME)
         if not entries and prefix:
             yield prefix.rstrip("/"), os.fspath(folder), None
         for e in entries:

@@ -299,6 +299,28 @@ def test_hardlink_to_an_existing_destination_replaces_it_whole(
         assert (tmp_path / "elsewhere").read_bytes() == b"elsewhere"  # not written through
 
 
+class _LinkedMeanwhile(Checkout):
+    """Another process replaces `dest` with a link to the object between this
+    one's check of `dest` and its rename (two `pivot checkout`s of one folder)."""
+
+    def _already(self, src: Path, src_st: os.stat_result, dest: Path) -> bool:
+        os.unlink(dest)
+        os.link(src, dest)
+        return False
+
+
+def test_a_rename_onto_a_link_of_the_same_object_leaves_no_temp(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    oid = store.add_bytes(b"wanted" * 100).oid
+    dest = tmp_path / "ws" / "f.bin"
+    dest.parent.mkdir()
+    dest.write_bytes(b"old")  # something is there: the direct link is refused
+    _LinkedMeanwhile(store, "hardlink").file(oid, dest)
+    assert os.listdir(dest.parent) == ["f.bin"]  # rename(2) onto the same inode did nothing
+    assert dest.stat().st_ino == store.path(oid).stat().st_ino
+
+
 def test_hardlink_failure_is_tried_once_then_copies(
     store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
 ) -> None:

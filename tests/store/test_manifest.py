@@ -9,8 +9,10 @@ import pytest
 
 from pivot_store.errors import ManifestError, PivotError, TrackError
 from pivot_store.hashing import canonical_json
+from pivot_store.lockfile import read_lock
 from pivot_store.manifest import Entry, Manifest, build, read_manifest
 from pivot_store.objects import ObjectStore
+from pivot_store.repo import Repo
 from pivot_store.state import NullState
 
 
@@ -88,3 +90,24 @@ def test_entries_sort_and_sizes() -> None:
     )
     assert m.size == 7 and len(list(m.files())) == 2
     assert Manifest(tuple(reversed(m.entries))).oid() == m.oid()
+
+
+def test_a_checkouts_temp_file_in_the_folder_is_not_its_content(repo, cli) -> None:
+    """`pivot add` of a folder another process is checking out must not record
+    the checkout's file under its temp name (CI once found one in a lock)."""
+    from pivot_store import atomic
+
+    folder = repo.root / "data"
+    folder.mkdir()
+    (folder / "a.csv").write_text("a")
+    (folder / ".tmp-notes").write_text("the user's")  # not a name pivot makes
+    assert cli("add", "data")[0] == 0
+    before = read_lock(repo.lock_path("data")).outputs[0].hash
+    for temp in (atomic.temp_name(folder), Path(atomic.fast_temp_name(str(folder)))):
+        temp.write_text("a")  # a checkout's file, not yet renamed to its name
+    assert [r.status for r in Repo(repo.root).status()] == ["ok"]
+    assert cli("add", "data")[0] == 0
+    lock = read_lock(repo.lock_path("data"))
+    assert lock.outputs[0].hash == before
+    paths = [e.path for e in repo.manifest(before).entries]
+    assert paths == [".tmp-notes", "a.csv"]
