@@ -1,14 +1,17 @@
 """Run-cache lookup cost against a remote with N entries: requests per miss and per hit.
 
-A lookup must cost one request per asset (a LIST of that fingerprint's own
-prefix, then a GET of each entry found there), whatever the number of other
-entries on the remote: never a listing of `runs/` or of the asset's folder.
-This writes N entries into a private moto server (raw PUTs of entry keys laid
-out as docs/format.md says, all under ONE asset name, the worst case for a
-lookup that listed the asset's folder), then looks up a fingerprint with no
-entry (miss) and one with an entry (hit) through pivot's own
-`runcache.lookup`, with a counting proxy (tests/fixtures/faulty_proxy.py,
-faults off) between pivot and moto. Not a test; run standalone:
+A lookup must cost one request per asset (a GET, or a LIST of that
+fingerprint's own prefix), whatever the number of other entries on the remote:
+never a listing of `runs/` or of the asset's folder. This writes N entries into
+a private moto server (raw PUTs of entry keys laid out as docs/format.md says,
+all under ONE asset name, the worst case for a lookup that listed the asset's
+folder), then looks up a fingerprint with no entry (miss) and one with an
+entry (hit) through pivot's own `run_lookup.lookup`, with a counting proxy
+(tests/fixtures/faulty_proxy.py, faults off) between pivot and moto. Twice: as
+older writers left a bucket (entries only: the fingerprint's folder is
+listed), then with the hit's head and the bucket's marker (format 3, what a
+push into a fresh bucket writes: one GET). The marker's own GET, once per
+process and remote, is shown apart. Not a test; run standalone:
 
     .venv/bin/python bench/runcache_lookup.py [--entries 1000 100000] [--jobs 32]
 """
@@ -71,7 +74,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5, help="timed lookups of each kind")
     args = ap.parse_args()
 
-    from pivot_store import runcache
+    from pivot_store import run_lookup, runcache
     from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
     from pivot_store.remote import from_url
     from tests.fixtures.faulty_proxy import FaultyProxy
@@ -104,20 +107,36 @@ def main() -> None:
                 rate = (n - have) / took
                 print(f"wrote entries {have}..{n - 1}: {took:.1f} s ({rate:.0f} PUT/s)")
             have = max(have, n)
-            for label, fp in (("miss", "e" * 16), ("hit", hit_fp)):
+            for layout in ("entries only", "heads + marker"):
+                if layout == "heads + marker":
+                    s3 = moto.client()
+                    s3.put_object(
+                        Bucket=BUCKET, Key=f"store/runs/{NAME}/{hit_fp}/head.json", Body=entry
+                    )
+                    s3.put_object(Bucket=BUCKET, Key="store/runcache.json", Body=b'{"heads":1}')
+                run_lookup.forget(remote)
                 start = len(proxy.log)
-                found = runcache.lookup(remote, NAME, fp)
-                reqs = kinds(proxy.log[start:])
-                assert (len(found) == 1) == (label == "hit"), (label, found)
-                t0 = time.perf_counter()
-                for _ in range(args.repeat):
-                    runcache.lookup(remote, NAME, fp)
-                ms = (time.perf_counter() - t0) / args.repeat * 1e3
-                print(
-                    f"{n + 1:>7} entries  {label:<4}  {sum(reqs.values())} request(s): "
-                    + ", ".join(f"{v} x {k}" for k, v in sorted(reqs.items()))
-                    + f"  ({ms:.0f} ms per lookup, load {os.getloadavg()[0]:.1f})"
-                )
+                run_lookup.marked(remote)
+                marker = kinds(proxy.log[start:])
+                n_marker = sum(marker.values())
+                print(f"  {layout}: the marker's GET, once per process: {n_marker} request(s)")
+                for label, fp in (("miss", "e" * 16), ("hit", hit_fp)):
+                    start = len(proxy.log)
+                    found = next(iter(run_lookup.lookup(remote, NAME, fp)), None)
+                    reqs = kinds(proxy.log[start:])
+                    assert (found is not None) == (label == "hit"), (label, found)
+                    t0 = time.perf_counter()
+                    for _ in range(args.repeat):
+                        next(iter(run_lookup.lookup(remote, NAME, fp)), None)
+                    ms = (time.perf_counter() - t0) / args.repeat * 1e3
+                    total = sum(reqs.values())
+                    print(
+                        f"{n + 1:>7} entries  {layout:<14}  {label:<4}  {total} request(s): "
+                        + ", ".join(f"{v} x {k}" for k, v in sorted(reqs.items()))
+                        + f"  ({ms:.0f} ms per lookup, load {os.getloadavg()[0]:.1f})"
+                    )
+                if layout == "heads + marker":  # the next size starts as older writers left it
+                    moto.client().delete_object(Bucket=BUCKET, Key="store/runcache.json")
     finally:
         proxy.stop()
         moto.stop()

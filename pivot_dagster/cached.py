@@ -212,7 +212,8 @@ def _claim_or_wait(
     if not got.waited or refresh:
         return None
     ctx.log.info(f"pivot: waited {got.waited_s:.1f} s for another process computing {plan.name}")
-    found = plan.engine.find_result(plan.name, plan.parts, plan.expected)
+    too_old = lambda lk: explain.expiry(lk.origin, max_age)  # noqa: E731
+    found = plan.engine.find_result(plan.name, plan.parts, plan.expected, too_old)
     if found is not None and explain.expiry(found.lock.origin, max_age) is not None:
         found = None
     if found is not None:

@@ -19,6 +19,7 @@ writes latest pointers. Remotes are opened once per process and name.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,7 +27,7 @@ from pivot_dagster import formats, remote_hits
 from pivot_dagster.formats import expect
 from pivot_dagster.formats.base import FormatHandler
 from pivot_dagster.formats.path import check_remote_checkout
-from pivot_store import atomic, keys, pointers, runcache, transfer
+from pivot_store import atomic, keys, pointers, run_lookup, runcache, transfer
 from pivot_store.errors import (
     LockError,
     ObjectMissing,
@@ -162,17 +163,29 @@ class Engine:
         return all(self.repo.objects.exists(o.hash) for o in lock.outputs)
 
     def find_result(
-        self, name: str, parts: FingerprintParts, expected: formats.Expected | None = None
+        self,
+        name: str,
+        parts: FingerprintParts,
+        expected: formats.Expected | None = None,
+        too_old: Callable[[Lock], str | None] | None = None,
     ) -> Found | None:
         """A stored result for this fingerprint: the lock, else the local, else the
         remote run-cache (when pulling). Only a result whose objects are all present
         (or were just pulled) counts; a remote one only in a format the asset could
-        have produced (`expected`, see `formats.expect`), and pickles only if trusted."""
+        have produced (`expected`, see `formats.expect`), and pickles only if trusted.
+
+        `too_old` (the asset's max_age) passes over remote entries it names a reason
+        for: a remote's head is its fingerprint's first entry, so a newer one beside
+        it may still be fresh."""
         found = self.find_local(name, parts)
         if found is None and self.pull_remote is not None:
             rem = self._open(self.pull_remote)
             fp = parts.digest(name)
-            hit = remote_hits.find(self.repo, rem, name, fp, lambda lk: self.refusal(lk, expected))
+
+            def refuse(lk: Lock) -> str | None:
+                return self.refusal(lk, expected) or (too_old(lk) if too_old else None)
+
+            hit = remote_hits.find(self.repo, rem, name, fp, refuse)
             if hit is not None:
                 found = Found(hit, f"{rem.name} ({rem.url})")
         return found
@@ -355,9 +368,9 @@ class Engine:
             self.repo.fetch([entry], remote=self.remote).raise_for_failures()
             self._check_signed(entry, rem.name)
 
-    def remote_entries(self, name: str, fp: str) -> list[runcache.RunEntry]:
-        """The remote run-cache entries for (name, fingerprint), newest first."""
-        return runcache.lookup(self._open(self.remote), name, fp)
+    def remote_entries(self, name: str, fp: str) -> run_lookup.Entries:
+        """The remote run-cache entries for (name, fingerprint), head first (`run_lookup`)."""
+        return run_lookup.lookup(self._open(self.remote), name, fp)
 
     def missing_on_remote(self, locks: list[Lock]) -> list[str]:
         """Object ids the locks need that the remote lacks."""

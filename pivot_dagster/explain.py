@@ -100,7 +100,7 @@ def decide(
         causes.append(REFRESH_CAUSE)
     if causes:
         return None, causes
-    found = engine.find_result(name, parts, expected)
+    found = engine.find_result(name, parts, expected, lambda lk: expiry(lk.origin, max_age))
     if found is None:
         return None, miss_causes(name, parts, previous(engine.repo, name))
     too_old = expiry(found.lock.origin, max_age)

@@ -284,7 +284,9 @@ def _pull_one(
         return None
     name = asset_keys.lock_name(key, partition)
     try:
-        found = engine.find_result(name, parts, formats.expect.for_asset(ad, key))
+        expected = formats.expect.for_asset(ad, key)
+        too_old = lambda lk: explain.expiry(lk.origin, max_age)  # noqa: E731
+        found = engine.find_result(name, parts, expected, too_old)
     except PivotError as e:
         log.warning("pivot: pull of %s from %s failed: %s", name, engine.remote, e)
         return None

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 from pivot_dagster import explain, formats, remote_hits
 from pivot_dagster.engine import LOCAL_SOURCE, LOCK_SOURCE, Engine, Found
-from pivot_store import runcache
+from pivot_store import run_lookup, runcache
 from pivot_store.errors import CorruptObject
 from pivot_store.lockfile import FingerprintParts, Lock
 
@@ -96,7 +96,7 @@ def _remote(engine: Engine, rem: Any, m: Member, fp: str) -> list[_Candidate]:
     """The remote's results for (name, fingerprint) this asset could have produced
     (refused ones logged and left out); their objects are fetched only if chosen."""
     out = []
-    for entry in runcache.lookup(rem, m.name, fp):
+    for entry in run_lookup.lookup(rem, m.name, fp):
         why = engine.refusal(entry.lock, m.expected)
         if why is not None:
             log.warning("pivot: refusing run-cache entry %s of %s: %s", entry.entry_id, m.name, why)

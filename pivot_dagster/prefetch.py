@@ -56,7 +56,7 @@ from pivot_dagster.engine import Engine
 from pivot_dagster.prefetch_downloads import Downloads
 from pivot_dagster.prefetch_table import read_table, remove_old, table_bytes
 from pivot_dagster.remote_hits import Table, table_for, use_table
-from pivot_store import atomic, flight, keys, runcache
+from pivot_store import atomic, flight, keys, run_lookup, runcache
 from pivot_store.errors import PivotError
 from pivot_store.hashing import hash_bytes
 from pivot_store.lockfile import FingerprintParts, Lock
@@ -319,12 +319,12 @@ class _Predictor:
             {**extra, "resolve": resolve, "source": judge},
         )
 
-    def pick(self, ask: _Ask, entries: list[runcache.RunEntry]) -> runcache.RunEntry | None:
-        """The entry the step will take (the newest it does not refuse), now predicted."""
+    def pick(self, ask: _Ask, entries: run_lookup.Entries) -> runcache.RunEntry | None:
+        """The entry the step will take (the first it does not refuse), now predicted."""
         for entry in entries:
             if self.engine.refusal(entry.lock, ask.expected) is None:
                 if explain.expiry(entry.lock.origin, ask.max_age) is not None:
-                    break
+                    continue  # the head is the oldest: a newer entry may be fresh
                 self.predicted[ask.name] = entry.lock
                 return entry
         self.blocked.add(ask.key)
@@ -343,15 +343,15 @@ def run_params(ad: Any, ops: dict[str, Any]) -> tuple[bool, Any]:
     return (True, res.value) if res.success else (False, None)
 
 
-def _lookups(rem: Any, asks: list[_Ask]) -> Iterator[list[runcache.RunEntry]]:
+def _lookups(rem: Any, asks: list[_Ask]) -> Iterator[run_lookup.Entries]:
     """Each ask's entries, in order, each as soon as it is in; the lookups in flight
-    together (a LIST and GETs each)."""
+    together (one GET each on a remote with heads, else a LIST and GETs)."""
 
-    def one(ask: _Ask) -> list[runcache.RunEntry]:
+    def one(ask: _Ask) -> run_lookup.Entries:
         try:
-            return runcache.lookup(rem, ask.name, ask.fp)
+            return run_lookup.lookup(rem, ask.name, ask.fp)
         except PivotError:
-            return []  # the step asks again and reports it
+            return run_lookup.Entries([])  # the step asks again and reports it
 
     if len(asks) <= 1:
         yield from (one(a) for a in asks)

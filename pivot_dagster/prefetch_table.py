@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from pivot_dagster.remote_hits import Table
-from pivot_store import runcache
+from pivot_store import run_lookup, runcache
 from pivot_store.errors import LockError
 from pivot_store.hashing import canonical_json
 from pivot_store.lockfile import parse_lock
 
-VERSION = 1
+VERSION = 2  # 2: rows say whether they hold every entry (`complete`)
 KEEP_S = 86400.0  # tables of older runs are removed
 
 
@@ -39,8 +39,9 @@ def table_bytes(table: Table, remote: str) -> bytes:
                     "digests": e.digests,
                     "lock": e.lock.to_data(),
                 }
-                for e in entries
+                for e in entries.loaded
             ],
+            "complete": entries.complete,
         }
         for (name, fp), entries in sorted(table.entries.items())
     ]
@@ -63,7 +64,10 @@ def read_table(path: Path, run_id: str, remote: str) -> Table | None:
     try:
         for row in doc["results"]:
             name, fp = row["name"], row["fingerprint"]
-            table.entries[(name, fp)] = list(_entries(row["entries"], name, fp, str(path)))
+            found = list(_entries(row["entries"], name, fp, str(path)))
+            table.entries[(name, fp)] = run_lookup.Entries(found)
+            if row["complete"] is not True:
+                table.partial.add((name, fp))
     except (KeyError, TypeError, LockError):
         return None
     return table

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pivot_store import runcache
+from pivot_store import run_lookup, runcache
 from pivot_store.errors import CorruptObject
 from pivot_store.lockfile import Lock
 from pivot_store.repo import Repo
@@ -35,8 +35,8 @@ from pivot_store.repo import Repo
 log = logging.getLogger("pivot")
 BUILD_WAIT_S = 900.0  # the longest a step waits for the run's build to reach its lookup
 
-#: (lock name, fingerprint) -> the remote's entries for it, newest first
-Entries = dict[tuple[str, str], list[runcache.RunEntry]]
+#: (lock name, fingerprint) -> the remote's entries for it, in the order a step tries them
+Rows = dict[tuple[str, str], run_lookup.Entries]
 
 
 @dataclass
@@ -50,7 +50,9 @@ class Table:
     """
 
     run_id: str
-    entries: Entries = field(default_factory=dict)
+    entries: Rows = field(default_factory=dict)
+    #: rows read from another process's file that hold only the entries looked at there
+    partial: set[tuple[str, str]] = field(default_factory=set)
     used: int = 0
     build: Callable[[Table], None] | None = None
     built: bool = False
@@ -88,7 +90,7 @@ class Table:
         finally:
             self.finish()
 
-    def add(self, found: Entries) -> None:
+    def add(self, found: Rows) -> None:
         """Lookups now known (their downloads already submitted: a step woken here
         finds its own in `fetching` and does not fetch it a second time)."""
         with self._cond:
@@ -135,9 +137,7 @@ def table_for(root: Path, remote: str) -> Table | None:
         return _TABLES.get((str(root), remote))
 
 
-def lookup(
-    repo: Repo, rem: Any, name: str, fp: str
-) -> tuple[list[runcache.RunEntry], Table | None]:
+def lookup(repo: Repo, rem: Any, name: str, fp: str) -> tuple[run_lookup.Entries, Table | None]:
     """(the remote's entries for (name, fp), the run's table when they came from it)."""
     table = table_for(repo.root, rem.name)
     if table is not None:
@@ -145,8 +145,12 @@ def lookup(
         if entries is not None:
             with _GUARD:
                 table.used += 1
+            if (name, fp) in table.partial:  # past those, the step lists the folder itself
+                entries = run_lookup.Entries(
+                    entries.loaded, lambda: run_lookup.list_entries(rem, name, fp)
+                )
             return entries, table
-    return runcache.lookup(rem, name, fp), None
+    return run_lookup.lookup(rem, name, fp), None
 
 
 def all_local(repo: Repo, lock: Lock) -> bool:

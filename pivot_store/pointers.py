@@ -24,7 +24,7 @@ import logging
 import os
 from datetime import UTC, datetime, timedelta
 
-from pivot_store import keys, runcache
+from pivot_store import keys, run_lookup, runcache
 from pivot_store.errors import ConfigError, LockError
 from pivot_store.lockfile import Lock
 from pivot_store.objects import ObjectStore
@@ -154,7 +154,7 @@ def signed_record(
     pointer to it), for re-fetching objects of a lock whose objects are gone locally:
     with a key, what comes back is checked against the record's signed digests, not
     by xxh64 alone. None when the remote holds no signed record of it."""
-    for entry in runcache.lookup(remote, name, fingerprint):
+    for entry in run_lookup.lookup(remote, name, fingerprint):
         if entry.digests is not None and any(o.hash == output_hash for o in entry.lock.outputs):
             return entry
     entry = latest_entry(remote, name, output_hash=output_hash)

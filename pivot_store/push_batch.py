@@ -62,25 +62,45 @@ async def put_entries(
 
     Each rel goes to `result.entries` (created), `entries_present` (it was
     there) or `failed` (with `reason(e)`), as `transfer`'s one-at-a-time
-    `runcache.awrite_entry` leaves them; the bytes are `runcache.entry_bytes`.
+    publish leaves them; the bytes are `runcache.entry_bytes`. Each entry's
+    head (`runcache.head_rel`) is created from the same bytes; one that fails
+    is in `failed` under its own rel (see `unconfirm`).
     """
     puts: list[tuple[str, bytes]] = []
     rels: list[str] = []
+    heads: dict[str, str] = {}  # head rel -> its entry's rel
     for lock, rel in good:
         try:
-            puts.append((remote.key(rel), runcache.entry_bytes(lock, objects=objects)))
+            data = runcache.entry_bytes(lock, objects=objects)
         except RemoteError:
             raise
         except Exception as e:  # a signing key without the objects, say
             result.failed[rel] = reason(e)
             continue
+        puts.append((remote.key(rel), data))
         rels.append(rel)
+        heads[runcache.head_rel(lock.name, lock.fingerprint)] = rel
+    # The heads in the same batch (a head is a copy: it needs the objects there
+    # first, not its entry).
+    count = len(puts)
+    puts += [(remote.key(h), puts[rels.index(rel)][1]) for h, rel in heads.items()]
+    names = rels + list(heads)
 
     def done(n: int, out: bool | BaseException) -> None:
         if isinstance(out, BaseException):
-            result.failed[rels[n]] = reason(out)
-        else:
-            (result.entries if out else result.entries_present).append(rels[n])
+            result.failed[names[n]] = reason(out)
+        elif n < count:
+            (result.entries if out else result.entries_present).append(names[n])
 
     if puts:
         await remote.aput_batch(puts, jobs, done)
+        unconfirm(result, heads)
+
+
+def unconfirm(result: Result, heads: dict[str, str]) -> None:
+    """An entry whose head failed is not reported as on the remote, so the known
+    index does not settle it and the next push writes its head again (on a marked
+    remote, readers find a fingerprint through its head alone)."""
+    bad = {heads[h] for h in heads if h in result.failed}
+    result.entries[:] = [r for r in result.entries if r not in bad]
+    result.entries_present[:] = [r for r in result.entries_present if r not in bad]

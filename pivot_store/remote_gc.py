@@ -51,6 +51,7 @@ class RemoteGcResult:
     remote: str
     dry_run: bool
     entries: list[str] = field(default_factory=list)  # removed (or would be), relative keys
+    heads: list[str] = field(default_factory=list)  # fingerprints' heads removed with them
     pointers: list[str] = field(default_factory=list)
     objects: list[str] = field(default_factory=list)  # object ids
     nbytes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
@@ -69,6 +70,7 @@ class RemoteGcResult:
             "removed": {k: {"count": len(v), "bytes": self.nbytes[k]} for k, v in counts.items()},
             "kept": self.kept,
             **counts,
+            "heads": self.heads,
             "unparsable": self.unparsable,
             "foreign": self.foreign,
             "blocked": self.blocked,
@@ -117,7 +119,7 @@ def _keep_records(
     kept: set[str] = set()
     groups: dict[tuple[bool, str], list[Record]] = {}
     for rel, rec in records.items():
-        if rec.lock is None or rec.created is None:
+        if rec.lock is None or rec.created is None or rec.head:
             continue
         groups.setdefault((rec.pointer, rec.name), []).append(rec)
         lock = rec.lock
@@ -141,6 +143,10 @@ def _keep_records(
             valid = [r for r in recs if r.stamp is not None and r.stamp <= limit]
             if valid:
                 kept.add(max(valid, key=lambda r: r.stamp).rel)  # type: ignore[arg-type, return-value]
+    # A head stays while any entry of its fingerprint does (readers of a marked
+    # remote find that fingerprint through it alone), and with it what it names.
+    folders = {records[r].folder for r in kept if not records[r].pointer}
+    kept |= {r for r, rec in records.items() if rec.head and rec.lock and rec.folder in folders}
     return kept
 
 
@@ -204,20 +210,24 @@ async def _acollect(
     candidates = await _spare(remote, candidates, keep, objects, snap, manifests, res)
 
     res.pointers = sorted(r.rel for r in drop if r.pointer)
-    res.entries = sorted(r.rel for r in drop if not r.pointer)
+    res.entries = sorted(r.rel for r in drop if not r.pointer and not r.head)
+    res.heads = sorted(r.rel for r in drop if r.head)
     res.objects = sorted(candidates)
     res.nbytes["pointers"] = sum(snap.records[r].size for r in res.pointers)
     res.nbytes["entries"] = sum(snap.records[r].size for r in res.entries)
     res.kept["pointers"] = sum(1 for r in kept_recs if snap.records[r].pointer)
-    res.kept["entries"] = len(kept_recs) - res.kept["pointers"]
+    res.kept["entries"] = sum(1 for r in kept_recs if not snap.records[r].pointer) - sum(
+        1 for r in kept_recs if snap.records[r].head
+    )
     if dry_run:
         _count_objects(res, snap)
         return res
 
     index = KnownIndex(objects.root, remote.identity) if objects is not None else None
-    await _delete(remote, [remote.key(r) for r in res.pointers + res.entries])
+    records = res.pointers + res.heads + res.entries
+    await _delete(remote, [remote.key(r) for r in records])
     if index is not None:
-        index.discard(res.pointers + res.entries)
+        index.discard(records)
     # Records pushed since the first listing keep what they name.
     second, _ = await ascan_records(remote, skew, jobs, known=snap.records)
     new = [r.lock for rel, r in second.items() if rel not in snap.records and r.lock]

@@ -2,7 +2,9 @@
 
 Everything here is untrusted input (contract line 7). A key is used only
 when it parses back into pivot's own layout (`files/<oid>`,
-`runs/<name>/<fingerprint>/<entry>.json`, `latest/<name>/<stamp>-<entry>.json`,
+`runs/<name>/<fingerprint>/<entry>.json`, a fingerprint's `head[-<key id>].json`
+(a copy of one of its entries: its entry id comes from its record),
+`latest/<name>/<stamp>-<entry>.json`,
 each part validated and the key rebuilt from the parts), so nothing outside
 that layout is ever named for deletion. An entry or pointer is read for the
 objects it names only: structurally (JSON, a lock that parses, a name that
@@ -48,6 +50,15 @@ class Record:
     def pointer(self) -> bool:
         return self.rel.startswith(keys.LATEST + "/")
 
+    @property
+    def head(self) -> bool:
+        return not self.pointer and runcache.is_head_name(self.rel.rpartition("/")[2])
+
+    @property
+    def folder(self) -> str:
+        """`runs/<name>/<fingerprint>` of an entry or head."""
+        return self.rel.rpartition("/")[0]
+
 
 @dataclass
 class Snapshot:
@@ -73,6 +84,8 @@ def parse_record_key(rel: str) -> tuple[str, str, datetime | None] | None:
         if parts[0] == "runs" and len(parts) >= 4:
             name, fp, file = "/".join(parts[1:-2]), parts[-2], parts[-1]
             parsed = runcache.parse_entry_name(file)
+            if runcache.is_head_name(file):
+                parsed = ("", None)  # its entry id is read from its record
             if parsed is None or not _HEX16.fullmatch(fp):
                 return None
             if f"{keys.run_prefix(name, fp)}/{file}" != rel:
@@ -123,6 +136,8 @@ def parse_record(rec: Record, data: bytes, skew_s: float) -> None:
     except (ValueError, UnicodeDecodeError, LockError) as e:
         rec.problem = str(e).split("\n")[0] or type(e).__name__
         return
+    if rec.head:
+        rec.entry_id = runcache.entry_id(lock)
     if runcache.entry_id(lock) != rec.entry_id or lock.name != rec.name:
         rec.problem = "its name does not match its record"
         return

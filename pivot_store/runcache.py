@@ -3,6 +3,7 @@
 ```
 <remote>/runs/<name>/<fingerprint>/<entry-id>.json           unsigned
 <remote>/runs/<name>/<fingerprint>/<entry-id>-<key-id>.json  signed (format 2)
+<remote>/runs/<name>/<fingerprint>/head[-<key-id>].json      copy of the first (format 3)
 ```
 
 An entry is a lock record plus the time it was published. Its file name is
@@ -17,8 +18,9 @@ written beside the old ones and lookups skip the old key's without reading
 them; names without a key id (format 1, or unsigned) are still read.
 
 Publishing order is the writer's job (transfer.push: objects, then manifests,
-then the entry); this module only names, writes and reads entries (and the
-local run-cache); `pointers` holds the `latest/` pointers, copies of entries.
+then the entry); this module only names, writes and reads entries and heads
+(and the local run-cache); `run_lookup` finds a fingerprint's entries on a
+remote; `pointers` holds the `latest/` pointers, copies of entries.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ ENTRY_VERSION = 1
 _HEX16 = re.compile(r"[0-9a-f]{16}")
 # `<entry id>.json` (unsigned, or format 1) or `<entry id>-<key id>.json` (signed, format 2)
 _ENTRY_NAME = re.compile(r"([0-9a-f]{16})(?:-([0-9a-f]{8}))?\.json")
+# `head.json` (unsigned) or `head-<key id>.json`: a copy of the fingerprint's first entry
+_HEAD_NAME = re.compile(r"head(?:-[0-9a-f]{8})?\.json")
 SUFFIX = ".json"
 STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"  # created_at
 
@@ -81,6 +85,18 @@ def entry_rel(lock: Lock) -> str:
     kid = signing.key_id()
     stem = entry_id(lock) + (f"-{kid}" if kid else "")
     return f"{keys.run_prefix(lock.name, lock.fingerprint)}/{stem}{SUFFIX}"
+
+
+def head_rel(name: str, fingerprint: str) -> str:
+    """`runs/<name>/<fingerprint>/head[-<key id>].json`: where this writer's (and
+    reader's) key puts the copy of the fingerprint's first entry, so a hit is one
+    GET of a name known without a listing (see `run_lookup`)."""
+    kid = signing.key_id()
+    return f"{keys.run_prefix(name, fingerprint)}/head{f'-{kid}' if kid else ''}{SUFFIX}"
+
+
+def is_head_name(file_name: str) -> bool:
+    return _HEAD_NAME.fullmatch(file_name) is not None
 
 
 def parse_entry_name(file_name: str) -> tuple[str, str | None] | None:
@@ -193,54 +209,29 @@ async def awrite_entry(
     lock: Lock,
     created_at: datetime | None = None,
     objects: ObjectStore | None = None,
-    *,
-    rel: str | None = None,
 ) -> bool:
-    """Create the entry for `lock` unless it exists; True if this call wrote it.
+    """Create the entry for `lock` unless it exists, then its fingerprint's head
+    unless it has one; True if this call wrote the entry.
 
-    The caller must have pushed the objects the lock names first. `rel` is
-    `entry_rel(lock)` when the caller has it already (a push names each entry
-    once).
+    The caller must have pushed the objects the lock names first (a push,
+    `transfer`, writes both itself, each failure under its own name).
     """
-    key = remote.key(rel or entry_rel(lock))
     data = entry_bytes(lock, created_at, objects)
-    return await aretrying(remote, lambda: remote.aput_bytes(key, data), f"run-cache entry {key}")
+    wrote = await aput_record(remote, entry_rel(lock), data)
+    await aput_record(remote, head_rel(lock.name, lock.fingerprint), data)
+    return wrote
+
+
+async def aput_record(remote: Remote, rel: str, data: bytes) -> bool:
+    """Create a run-cache entry or head at `rel` unless it exists (never replaced:
+    the first writer of a head wins, as with objects); True if this call wrote it."""
+    key = remote.key(rel)
+    return await aretrying(remote, lambda: remote.aput_bytes(key, data), f"run-cache {key}")
 
 
 def entry_exists(remote: Remote, lock: Lock) -> bool:
     key = remote.key(entry_rel(lock))
     return retrying(remote, lambda: remote.exists(key), f"run-cache entry {key}")
-
-
-def lookup(remote: Remote, name: str, fingerprint: str) -> list[RunEntry]:
-    """Every valid entry for (name, fingerprint), newest first; [] on a miss.
-
-    A malformed or mismatched entry is skipped with a warning rather than
-    failing the lookup: the worst it can cost is a recomputation.
-    """
-    prefix = remote.key(keys.run_prefix(name, fingerprint))
-    names = retrying(remote, lambda: remote.list_names(prefix), f"run-cache {prefix}")
-    mine = signing.key_id()
-    found: dict[str, RunEntry] = {}
-    for n in sorted(names):
-        parsed = parse_entry_name(n)
-        if parsed is None:
-            continue
-        eid, kid = parsed
-        if mine is not None and kid is not None and kid != mine:
-            continue  # signed by another key (before a rotation): it would be refused
-        key = f"{prefix}/{n}"
-        try:
-            data = retrying(remote, lambda key=key: remote.get_bytes(key), f"run-cache {key}")
-            entry = parse_entry(data, f"{remote.name}:{key}", expected_id=eid)
-        except (LockError, FileNotFoundError) as e:
-            log.warning("pivot: skipping run-cache entry %s: %s", key, e)
-            continue
-        if entry.name != name or entry.fingerprint != fingerprint:
-            log.warning("pivot: skipping run-cache entry %s: it is for another result", key)
-            continue
-        found.setdefault(eid, entry)  # one result under two names (format 1 and 2)
-    return sorted(found.values(), key=lambda e: (e.created_at, e.entry_id), reverse=True)
 
 
 def fingerprints(remote: Remote, name: str) -> list[str]:

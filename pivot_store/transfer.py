@@ -27,7 +27,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable
 
 from pivot_store import oid as oids
-from pivot_store import push_batch, runcache
+from pivot_store import push_batch, run_lookup, runcache
 from pivot_store.aio import amap
 from pivot_store.download import adownload, download, is_large
 from pivot_store.errors import PivotError, RemoteError
@@ -208,22 +208,31 @@ async def _apush(
     if rels:
         good = [(lk, rel) for lk, rel in zip(locks, rels, strict=True) if lk.name not in bad_locks]
 
+        heads = {runcache.head_rel(lk.name, lk.fingerprint): rel for lk, rel in good}
+
         async def publish(pair: tuple[Lock, str]) -> None:
             lock, rel = pair
+            at = rel
             try:
-                if await runcache.awrite_entry(remote, lock, objects=objects, rel=rel):
+                data = runcache.entry_bytes(lock, objects=objects)
+                if await runcache.aput_record(remote, rel, data):
                     result.entries.append(rel)
                 else:
                     result.entries_present.append(rel)
+                at = runcache.head_rel(lock.name, lock.fingerprint)
+                await runcache.aput_record(remote, at, data)
             except RemoteError:
                 raise
             except Exception as e:
-                result.failed[rel] = _reason(e)
+                result.failed[at] = _reason(e)  # the entry, or (once it is up) its head
 
+        if good:
+            await run_lookup.amark_if_new(remote)
         if remote.batches:
             await push_batch.put_entries(remote, objects, good, jobs, result, _reason)
         else:
             await amap(jobs, publish, good)
+            push_batch.unconfirm(result, heads)
         result.entries.sort()
         if result.entries and have:
             await _recheck(remote, have, every, upload, jobs, result)

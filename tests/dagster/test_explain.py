@@ -334,6 +334,30 @@ def test_remote_hit_names_the_deployment_and_run(
     assert repos[1].read_lock("fit").origin.deployment == "deploy-a"
 
 
+def test_an_expired_head_does_not_hide_a_fresh_result_beside_it(
+    tmp_path: Path, dagster_instance
+) -> None:
+    """A remote's head is its fingerprint's first result, here too old for max_age; a
+    newer result of the same fingerprint was pushed beside it. B takes the newer one
+    (one too old is passed over, not taken as the answer)."""
+    remote_dir, (a, b) = _two_deployments(tmp_path)
+    CALLS.clear()
+    _run(a.root, dagster_instance, [short_lived])
+    _age(a, "short_lived", 3 * 3600)
+    _push(a)  # the first entry: the fingerprint's head, 3 h old
+    _run(a.root, dagster_instance, [short_lived])  # expired here too: computed again
+    _push(a)
+    assert CALLS == ["short_lived"] * 2
+    folders = list((remote_dir / "runs" / "short_lived").iterdir())
+    assert len(folders) == 1 and len(list(folders[0].glob("*.json"))) == 3  # 2 + the head
+    _run(b.root, dagster_instance, [short_lived])
+    assert CALLS == ["short_lived"] * 2  # B hit the fresh result
+    assert _meta(dagster_instance, "short_lived")["pivot/found_in"] == (
+        f"remote run-cache origin ({remote_dir})"
+    )
+    assert b.read_lock("short_lived") == a.read_lock("short_lived")
+
+
 def test_pull_sensor_applies_exclude_and_max_age(tmp_path: Path, dagster_instance) -> None:
     """The pull walk computes the fingerprint as a run does: without excluded keys (a
     result computed with workers=8 matches the defaults), and too old is not pulled."""

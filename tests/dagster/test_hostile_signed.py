@@ -294,7 +294,10 @@ def test_key_rotation_writes_new_entries_beside_the_old(
     assert run("c-k2") == {"stable": False}  # the K1 entry is refused: computed again
     assert CALLS == ["stable", "stable"]
 
-    entries = {rel: raw.get(f"runs/{rel}") for rel in raw.list("runs")}
+    listed = raw.list("runs")
+    entries = {r: raw.get(f"runs/{r}") for r in listed if "/head-" not in r}
+    heads = {r: raw.get(f"runs/{r}") for r in listed if "/head-" in r}
+    assert sorted(heads.values()) == sorted(entries.values())  # each key's head is its entry
     by_key = {
         k: [rel for rel, data in entries.items() if _verifies(data, key)]
         for k, key in (("K1", K1), ("K2", K2))

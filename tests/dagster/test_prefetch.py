@@ -21,6 +21,7 @@ from dagster import DagsterEventType, execute_job, materialize, reconstructable
 
 from pivot_dagster import prefetch_table, push_new_materializations
 from pivot_dagster.remote_hits import Table
+from pivot_store import run_lookup
 from pivot_store.config import Config, RemoteConfig
 from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
 from pivot_store.repo import Repo
@@ -98,8 +99,10 @@ def test_multiprocess_b_looks_the_chain_up_once_before_its_second_step(
     for asset in ("doubled", "total"):
         asked = timed_proxy.asked(asset)
         assert asked and all(t < second for t, _, _ in asked), (asset, asked, second)
-    # ...and the later processes read that table instead of asking again: one LIST each.
-    assert len(timed_proxy.lists()) == 3, timed_proxy.lists()
+    # ...and the later processes read that table instead of asking again: one lookup
+    # each, the GET of its fingerprint's head (A's push marked the bucket: no LIST).
+    assert len(timed_proxy.lookups()) == 3, timed_proxy.lookups()
+    assert timed_proxy.lists() == []
     assert len(list((b / ".pivot" / "tmp" / "prefetch").glob("*.json"))) == 1
 
 
@@ -126,7 +129,7 @@ def test_run_config_that_changes_a_fingerprint_is_a_miss_not_a_prefetched_hit(
     # computed), never under the defaults A used; doubled and total were asked only by
     # their own steps, after they began (their fingerprints need raw's new hash).
     locks = {lk.name: lk.fingerprint for lk in Repo.open(b).iter_locks()}
-    raw_lists = [r for r in timed_proxy.lists() if "store/runs/raw/" in r[2]]
+    raw_lists = [r for r in timed_proxy.lookups() if "store/runs/raw/" in r[2]]
     assert raw_lists and all(f"store/runs/raw/{locks['raw']}/" in r[2] for r in raw_lists)
     starts = _starts(dagster_instance, res.run_id)
     for asset in ("doubled", "total"):
@@ -224,16 +227,24 @@ def _entry(name: str, fp_parts: FingerprintParts) -> RunEntry:
 
 def test_table_round_trips_and_refuses_what_it_does_not_name(tmp_path: Path) -> None:
     entry = _entry("sales", FingerprintParts(code_version="1"))
-    table = Table("run-1", {(entry.name, entry.fingerprint): [entry]})
+    head = _entry("orders", FingerprintParts(code_version="1"))
+    rows = {
+        (entry.name, entry.fingerprint): run_lookup.Entries([entry]),
+        # a head the build took, its folder never listed
+        (head.name, head.fingerprint): run_lookup.Entries([head], lambda: [head]),
+    }
+    table = Table("run-1", rows)
     path = tmp_path / "t.json"
     path.write_bytes(prefetch_table.table_bytes(table, "s3"))
     back = prefetch_table.read_table(path, "run-1", "s3")
-    assert back is not None and back.entries == table.entries
+    assert back is not None
+    assert {k: v.loaded for k, v in back.entries.items()} == {k: v.loaded for k, v in rows.items()}
+    assert back.partial == {(head.name, head.fingerprint)}  # its step may list the rest
     # Another run's or another remote's table is not this run's.
     assert prefetch_table.read_table(path, "run-2", "s3") is None
     assert prefetch_table.read_table(path, "run-1", "other") is None
     # A row whose entry names another fingerprint (edited, or a bug) makes it unusable.
     other = _entry("sales", FingerprintParts(code_version="2"))
-    bad = Table("run-1", {(entry.name, entry.fingerprint): [other]})
+    bad = Table("run-1", {(entry.name, entry.fingerprint): run_lookup.Entries([other])})
     path.write_bytes(prefetch_table.table_bytes(bad, "s3"))
     assert prefetch_table.read_table(path, "run-1", "s3") is None

@@ -34,7 +34,7 @@ from pivot_dagster import (
     pull_matching,
     push_new_materializations,
 )
-from pivot_store import runcache
+from pivot_store import run_lookup
 from pivot_store.config import Config as PivotConfig
 from pivot_store.config import RemoteConfig
 from pivot_store.remote import open_remote
@@ -100,7 +100,7 @@ def _materialize(repo: Repo, instance: Any, **io: Any) -> None:
 def _entries(repo: Repo, name: str) -> list[Any]:
     remote = open_remote(repo.config, "s3")
     lock = repo.read_lock(name)
-    return runcache.lookup(remote, name, lock.fingerprint)
+    return list(run_lookup.lookup(remote, name, lock.fingerprint))
 
 
 @pytest.fixture

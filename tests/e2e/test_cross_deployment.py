@@ -221,7 +221,7 @@ def test_b_resolves_the_runs_chain_of_hits_from_its_first_step(
     # The run of table -> {summary, features} -> report: its first step started the
     # lookup of every level (each level's fingerprints need the level above's hashes,
     # which only the remote entries name), none before the run began, and the later
-    # steps asked the remote nothing themselves (the LISTs below, one per lookup).
+    # steps asked the remote nothing themselves (the lookups below, one request each).
     run = next(r for r in out["steps"]["runs"] if "report" in r["starts"])
     first = run["starts"]["table"]
     for asset in ("summary", "features", "report"):
@@ -229,10 +229,10 @@ def test_b_resolves_the_runs_chain_of_hits_from_its_first_step(
         assert asked, f"{asset}'s entry was never looked up"
         assert all(r[0] >= first for r in asked), (asset, asked, first)
     assert any("prefetched 4 remote hit(s) of 4 asset(s)" in n for n in run["prefetch"])
-    # One lookup (a LIST of the fingerprint's prefix) per asset partition, none repeated
-    # by the steps that the prefetch had answered.
-    lists = timed_proxy.lists()
-    assert len(lists) == 6, lists
+    # One lookup per asset partition, none repeated by the steps that the prefetch
+    # had answered: one request each, the GET of the fingerprint's head.
+    lookups = timed_proxy.lookups()
+    assert len(lookups) == 6 and timed_proxy.lists() == [], lookups
     # The prefetch looked up exactly the fingerprints the steps then computed.
     assert _prefetched(b.project) == set(_locks(b.project).items())
 

@@ -78,6 +78,7 @@ def check_remote(server: S3Server, bucket: str, prefix: str = "store") -> tuple[
     keys = remote_keys(server, bucket, prefix)
     objects: dict[str, bytes] = {}
     entries = []
+    heads = []
     for key in keys:
         rel = key[len(prefix) + 1 :]
         data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -87,9 +88,13 @@ def check_remote(server: S3Server, bucket: str, prefix: str = "store") -> tuple[
             assert actual == oid, f"remote object {key} hashes to {actual}"
             objects[oid] = data
         elif rel.startswith("runs/"):
-            stem = rel.rsplit("/", 1)[1].removesuffix(runcache.SUFFIX)
+            file = rel.rsplit("/", 1)[1]
+            if runcache.is_head_name(file):  # a copy of an entry: checked, not counted
+                heads.append(runcache.parse_entry(data, key))
+                continue
+            stem = file.removesuffix(runcache.SUFFIX)
             entries.append(runcache.parse_entry(data, key, expected_id=stem))
-    for entry in entries:
+    for entry in entries + heads:
         for out in entry.lock.outputs:
             assert out.hash in objects, f"entry {entry.entry_id} names {out.hash}, not on remote"
             if oids.is_dir(out.hash):

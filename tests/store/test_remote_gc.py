@@ -189,7 +189,8 @@ def test_dry_run_deletes_nothing_and_counts_what_a_run_removes(
     assert dry.nbytes["entries"] == sum(sizes[folder.key(r)] for r in dry.entries)
     real = collect_remote(folder, [], KeepPolicy(keep_last=1), objects=objects)
     assert (real.entries, real.objects, real.nbytes) == (dry.entries, dry.objects, dry.nbytes)
-    assert len(folder.list_info(folder.root)) == len(before) - 4
+    assert len(dry.heads) == 2 and real.heads == dry.heads  # their folders' heads go too
+    assert len(folder.list_info(folder.root)) == len(before) - 6
 
 
 def test_a_push_after_gc_uploads_a_deleted_object_again(

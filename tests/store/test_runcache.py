@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pivot_store import runcache, signing, transfer
+from pivot_store import run_lookup, runcache, signing, transfer
 from pivot_store.errors import LockError
 from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
 from pivot_store.objects import ObjectStore
@@ -30,15 +30,17 @@ def test_second_result_is_written_beside_the_first(remote: Remote, tmp_path: Pat
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
     assert runcache.write_entry(remote, a, t0) is True
     assert runcache.write_entry(remote, b, t0 + timedelta(seconds=5)) is True
-    found = runcache.lookup(remote, a.name, a.fingerprint)
+    found = list(run_lookup.lookup(remote, a.name, a.fingerprint))
     assert [e.lock for e in found] == [b, a]  # newest first
     # The same result again is not rewritten: the original timestamp stays.
     assert runcache.write_entry(remote, a, t0 + timedelta(days=1)) is False
-    assert runcache.lookup(remote, a.name, a.fingerprint)[1].created_at.startswith("2024-01-01T")
+    assert list(run_lookup.lookup(remote, a.name, a.fingerprint))[1].created_at.startswith(
+        "2024-01-01T"
+    )
 
 
 def test_lookup_miss_is_empty(remote: Remote) -> None:
-    assert runcache.lookup(remote, "nothing/here", "0123456789abcdef") == []
+    assert list(run_lookup.lookup(remote, "nothing/here", "0123456789abcdef")) == []
     assert runcache.fingerprints(remote, "nothing/here") == []
 
 
@@ -50,7 +52,7 @@ def test_publish_then_fetch_for_dagster(remote: Remote, tmp_path: Path) -> None:
     assert res.ok and res.entries == [runcache.entry_rel(lock)]
     assert runcache.fingerprints(remote, lock.name) == [lock.fingerprint]
     there = ObjectStore(tmp_path / "b" / "cache")
-    (entry,) = runcache.lookup(remote, lock.name, lock.fingerprint)
+    (entry,) = list(run_lookup.lookup(remote, lock.name, lock.fingerprint))
     got = transfer.fetch(there, remote, [entry.lock])
     assert got.ok and there.read_bytes(lock.outputs[0].hash) == b"payload" * 100
 
@@ -62,7 +64,7 @@ def test_entry_is_published_after_its_objects(remote: Remote, tmp_path: Path) ->
     objects.remove(lock.outputs[0].hash)
     res = transfer.push(objects, remote, [lock])
     assert not res.ok and res.entries == []
-    assert runcache.lookup(remote, lock.name, lock.fingerprint) == []
+    assert list(run_lookup.lookup(remote, lock.name, lock.fingerprint)) == []
 
 
 def test_tampered_entry_is_skipped(remote: Remote, tmp_path: Path) -> None:
@@ -73,7 +75,7 @@ def test_tampered_entry_is_skipped(remote: Remote, tmp_path: Path) -> None:
     # An entry whose file name does not match its record is ignored.
     key = remote.key(runcache.entry_rel(lock).rsplit("/", 1)[0] + "/0000000000000000.json")
     remote.put_bytes(key, runcache.entry_bytes(other))
-    assert [e.lock for e in runcache.lookup(remote, lock.name, lock.fingerprint)] == [lock]
+    assert [e.lock for e in run_lookup.lookup(remote, lock.name, lock.fingerprint)] == [lock]
 
 
 def test_parse_refuses_newer_schema_and_garbage() -> None:
@@ -145,14 +147,15 @@ def test_signed_entries_are_named_by_key_and_written_beside(
         assert rels[key] == plain.removesuffix(".json") + f"-{signing.key_id()}.json"
         assert not runcache.entry_exists(remote, lock)  # the other key's is not "present"
         assert runcache.write_entry(remote, lock, objects=objects)
-        (found,) = runcache.lookup(remote, lock.name, lock.fingerprint)
+        (found,) = list(run_lookup.lookup(remote, lock.name, lock.fingerprint))
         assert found.lock == lock and found.digests is not None
     assert rels["k1"] != rels["k2"]
     names = remote.list_names(remote.key(plain.rsplit("/", 1)[0]))
-    assert len(names) == 3  # unsigned, k1, k2: beside each other
+    assert len([n for n in names if runcache.parse_entry_name(n)]) == 3  # unsigned, k1, k2
+    assert len([n for n in names if runcache.is_head_name(n)]) == 3  # a head per key too
     monkeypatch.delenv("PIVOT_SIGNING_KEY")
     # Without a key every name is read, one result once.
-    assert [e.lock for e in runcache.lookup(remote, lock.name, lock.fingerprint)] == [lock]
+    assert [e.lock for e in run_lookup.lookup(remote, lock.name, lock.fingerprint)] == [lock]
 
 
 def test_format_1_signed_entry_is_still_read(
@@ -164,7 +167,7 @@ def test_format_1_signed_entry_is_still_read(
     monkeypatch.setenv("PIVOT_SIGNING_KEY", "k1")
     old_rel = runcache.entry_rel(lock).rsplit("-", 1)[0] + ".json"
     remote.put_bytes(remote.key(old_rel), runcache.entry_bytes(lock, objects=objects))
-    (found,) = runcache.lookup(remote, lock.name, lock.fingerprint)
+    (found,) = list(run_lookup.lookup(remote, lock.name, lock.fingerprint))
     assert found.lock == lock and found.digests is not None
     stem = runcache.entry_rel(lock).rsplit("/", 1)[1].removesuffix(".json")
     data = runcache.entry_bytes(lock, objects=objects)

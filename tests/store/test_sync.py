@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pivot_store import runcache, status, sync, transfer
+from pivot_store import run_lookup, status, sync, transfer
 from pivot_store.config import Config, RemoteConfig
 from pivot_store.errors import ConfigError, LockError, TrackError
 from pivot_store.repo import Repo
@@ -86,7 +86,7 @@ def test_locks_by_name_lock_or_entry(source: Repo, tmp_path: Path) -> None:
     with pytest.raises(LockError, match="no lock named 'nope'"):
         source.push(["nope"])
     fresh = _project(tmp_path / "b", source.config.remotes["origin"].model_dump())
-    entry = runcache.lookup(fresh.remote(), lock.name, lock.fingerprint)[0]
+    entry = next(iter(run_lookup.lookup(fresh.remote(), lock.name, lock.fingerprint)))
     res = fresh.pull([entry])
     assert res.ok and res.checked_out == ["table.csv"]
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pivot_store import oid as oids
-from pivot_store import runcache, transfer
+from pivot_store import run_lookup, transfer
 from pivot_store.config import RemoteConfig
 from pivot_store.errors import RemoteError
 from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
@@ -105,7 +105,7 @@ def test_dry_run_sends_nothing(remote: Remote, populated) -> None:
     assert {i.oid for i in res.planned} == all_oids(objects, locks)
     assert next(i for i in res.planned if i.oid == locks[0].outputs[0].hash).locks == {"tables/one"}
     assert not any(remote_has(remote, o) for o in all_oids(objects, locks))
-    assert runcache.lookup(remote, locks[0].name, locks[0].fingerprint) == []
+    assert list(run_lookup.lookup(remote, locks[0].name, locks[0].fingerprint)) == []
 
 
 def test_existing_objects_are_not_uploaded_again(remote: Remote, populated) -> None:
@@ -229,8 +229,8 @@ def test_push_of_missing_local_object_is_an_error(remote: Remote, populated) -> 
     assert gone in res.failed and "not in the local cache" in res.failed[gone]
     assert not res.ok
     # The broken lock gets no run-cache entry; the others are published.
-    assert runcache.lookup(remote, locks[0].name, locks[0].fingerprint) == []
-    assert runcache.lookup(remote, locks[1].name, locks[1].fingerprint)
+    assert list(run_lookup.lookup(remote, locks[0].name, locks[0].fingerprint)) == []
+    assert list(run_lookup.lookup(remote, locks[1].name, locks[1].fingerprint))
 
 
 def test_fetch_of_object_missing_on_remote_names_it(remote: Remote, populated, tmp_path) -> None:

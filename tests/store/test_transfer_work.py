@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pivot_store import download, hashing, runcache, transfer
+from pivot_store import download, hashing, run_lookup, runcache, transfer
 from pivot_store import oid as oids
 from pivot_store.config import Config, RemoteConfig
 from pivot_store.lockfile import Lock
@@ -194,7 +194,7 @@ def test_a_pulled_hit_is_not_pushed_straight_back(
     repo, locks, _ = source
     assert repo.push(locks).ok
     b = _project(tmp_path / "b", repo.config.remotes["origin"].url)
-    entries = [runcache.lookup(b.remote(), lk.name, lk.fingerprint)[0] for lk in locks]
+    entries = [next(iter(run_lookup.lookup(b.remote(), lk.name, lk.fingerprint))) for lk in locks]
     assert b.fetch(entries).ok
     calls = count_requests(b.remote(), monkeypatch)
     res = b.push([e.lock for e in entries])
