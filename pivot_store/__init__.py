@@ -26,6 +26,8 @@ _EXPORTS = {
     "KeepPolicy": "pivot_store.remote_gc",
     "RemoteGcResult": "pivot_store.remote_gc",
     "collect_remote": "pivot_store.remote_gc",
+    "HeadsResult": "pivot_store.run_heads",
+    "upgrade_remote": "pivot_store.run_heads",
     "Checkout": "pivot_store.checkout",
     "State": "pivot_store.state",
     "NullState": "pivot_store.state",

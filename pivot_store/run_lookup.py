@@ -84,7 +84,7 @@ def marked(remote: Remote) -> bool:
         return known
     key = remote.key(MARKER)
     try:
-        found = _is_marker(retrying(remote, lambda: remote.get_bytes(key), f"marker {key}"))
+        found = is_marker(retrying(remote, lambda: remote.get_bytes(key), f"marker {key}"))
     except FileNotFoundError:
         found = False
     with _GUARD:
@@ -172,10 +172,11 @@ async def amark_if_new(remote: Remote) -> None:
         forget(remote)  # the next lookup reads what is there now
         return
     with _GUARD:
-        _MARKED[remote.identity] = _is_marker(data)
+        _MARKED[remote.identity] = is_marker(data)
 
 
-def _is_marker(data: bytes) -> bool:
+def is_marker(data: bytes) -> bool:
+    """Only the exact marker counts: anything else at its name is as if absent."""
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError):

@@ -1,4 +1,5 @@
-"""`pivot remote add|list|remove|default|modify`: edit remotes in .pivot/config.yaml."""
+"""`pivot remote add|list|remove|default|modify`: edit remotes in .pivot/config.yaml;
+`pivot remote upgrade`: give a remote's run-cache its heads (format 3)."""
 
 from __future__ import annotations
 
@@ -93,10 +94,39 @@ def modify(name: str, key: str, value: str) -> None:
     console().print(f"set {name}.{key} = {value}")
 
 
+def upgrade(
+    name: str = typer.Argument(None, help="The remote (default: default_remote)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Give a run-cache older pivots filled its heads, then mark it (lookups: one GET).
+
+    Run it once every deployment pushing there writes heads; see
+    docs/remotes.md#one-request-lookups.
+    """
+    from pivot_store import run_heads, sync
+    from pivot_store.cli.output import emit_json
+
+    res = run_heads.upgrade_remote(sync.remote(_repo(), name))
+    if as_json:
+        emit_json(res.to_json())
+    else:
+        out = console()
+        out.print(
+            f"{res.remote}: {res.folders} fingerprint folder(s); wrote {len(res.written)} "
+            f"head(s), {res.present} already there"
+        )
+        for folder in res.headless:
+            out.print(f"no entry fit to copy in {folder}: its lookups stay misses")
+        out.print("marked: lookups are one GET" if res.marked else f"not marked: {res.blocked}")
+    if not res.marked:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     remote_app = typer.Typer(help="Manage remotes in .pivot/config.yaml.", no_args_is_help=True)
     for name, command in (
-        ("add", add), ("list", list_), ("remove", remove), ("default", default), ("modify", modify)
+        ("add", add), ("list", list_), ("remove", remove), ("default", default),
+        ("modify", modify), ("upgrade", upgrade),
     ):  # fmt: skip
         remote_app.command(name)(command)
     app.add_typer(remote_app, name="remote")

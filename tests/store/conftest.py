@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pivot_store.cli.app import main
 from pivot_store.repo import Repo
+from tests.fixtures.faulty_proxy import FaultyProxy
+from tests.fixtures.raw_remote import RawRemote
+from tests.fixtures.s3 import S3Server, remote_options
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,3 +80,19 @@ def remote(request: pytest.FixtureRequest, tmp_path: Path):
     else:
         cfg = RemoteConfig(**request.getfixturevalue("s3_remote_config"))
     return open_remote(remote=cfg, name="origin")
+
+
+# A moto bucket behind a counting proxy (a real HTTP hop, `FaultyProxy` with no
+# faults: its log is what went over the wire) and raw hands on it (`RawRemote`,
+# writing what older pivots or attackers would, following docs/format.md).
+@pytest.fixture
+def proxy(s3_server: S3Server) -> Iterator[FaultyProxy]:
+    p = FaultyProxy(s3_server.port, every=0).start()
+    yield p
+    p.stop()
+
+
+@pytest.fixture
+def raw(s3_server: S3Server, s3_bucket: str, proxy: FaultyProxy) -> RawRemote:
+    cfg = {"url": f"s3://{s3_bucket}/store", **remote_options(proxy.url)}
+    return RawRemote("s3", cfg, server=s3_server, bucket=s3_bucket)

@@ -13,40 +13,11 @@ from pathlib import Path
 import pytest
 
 from pivot_store import run_lookup, runcache, signing, transfer
-from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
+from pivot_store.lockfile import Lock
 from pivot_store.objects import ObjectStore
-from pivot_store.remote import Remote, from_url
 from tests.fixtures.faulty_proxy import FaultyProxy
 from tests.fixtures.raw_remote import RawRemote
-from tests.fixtures.s3 import S3Server, remote_options
-
-NAME = "sales/daily"
-
-
-@pytest.fixture
-def proxy(s3_server: S3Server):
-    p = FaultyProxy(s3_server.port, every=0).start()
-    yield p
-    p.stop()
-
-
-@pytest.fixture
-def raw(s3_server: S3Server, s3_bucket: str, proxy: FaultyProxy) -> RawRemote:
-    cfg = {"url": f"s3://{s3_bucket}/store", **remote_options(proxy.url)}
-    return RawRemote("s3", cfg, server=s3_server, bucket=s3_bucket)
-
-
-def _remote(raw: RawRemote) -> Remote:
-    rem = from_url(raw.url, raw.options, name="origin")
-    rem.check()
-    run_lookup.forget(rem)
-    return rem
-
-
-def _result(objects: ObjectStore, data: bytes, params: dict | None = None) -> Lock:
-    added = objects.add_bytes(data)
-    parts = FingerprintParts(code_version="v1", params=params or {"n": 1})
-    return Lock.build(NAME, parts, [OutputRecord(hash=added.oid, size=added.size)])
+from tests.fixtures.run_cache import NAME, open_remote, result
 
 
 def _requests(proxy: FaultyProxy, fn) -> tuple[object, list[str]]:
@@ -67,12 +38,12 @@ def test_a_pushed_bucket_answers_a_hit_and_a_miss_in_one_get_each(
     raw: RawRemote, proxy: FaultyProxy, tmp_path: Path
 ) -> None:
     objects = ObjectStore(tmp_path / "cache")
-    lock = _result(objects, b"result")
-    rem = _remote(raw)
+    lock = result(objects, b"result")
+    rem = open_remote(raw)
     assert transfer.push(objects, rem, [lock]).ok
     assert raw.get("runcache.json") == b'{"heads":1}'  # a fresh bucket is marked by its first push
     assert raw.get(_head_rel(lock)) == raw.get(_entry_rel(lock))
-    rem = _remote(raw)
+    rem = open_remote(raw)
     run_lookup.marked(rem)  # once per process and remote
     found, log = _requests(
         proxy, lambda: next(iter(run_lookup.lookup(rem, NAME, lock.fingerprint)))
@@ -90,33 +61,33 @@ def test_a_bucket_older_writers_filled_is_still_listed(
     """Entries without heads (an older pivot wrote them): no marker, so a lookup lists
     the fingerprint's folder as before, and a push into it does not mark it."""
     objects = ObjectStore(tmp_path / "cache")
-    old = _result(objects, b"written by an older pivot")
+    old = result(objects, b"written by an older pivot")
     raw.put(_entry_rel(old), runcache.entry_bytes(old))
-    rem = _remote(raw)
+    rem = open_remote(raw)
     (found,), log = _requests(proxy, lambda: list(run_lookup.lookup(rem, NAME, old.fingerprint)))
     assert found.lock == old
     assert [line.split(" ")[0] for line in log] == ["GET", "GET", "GET"]  # marker, LIST, entry
     assert "list-type=2" in log[1] and f"runs%2F{NAME.replace('/', '%2F')}" in log[1]
-    new = _result(objects, b"a newer result", {"n": 2})
+    new = result(objects, b"a newer result", {"n": 2})
     assert transfer.push(objects, rem, [new]).ok
     assert not raw.exists("runcache.json")
     assert raw.exists(_head_rel(new))  # its own head is written all the same
-    assert [e.lock for e in run_lookup.lookup(_remote(raw), NAME, old.fingerprint)] == [old]
+    assert [e.lock for e in run_lookup.lookup(open_remote(raw), NAME, old.fingerprint)] == [old]
 
 
 def test_a_head_that_fails_its_checks_sends_the_reader_to_the_listing(
     raw: RawRemote, tmp_path: Path
 ) -> None:
     objects = ObjectStore(tmp_path / "cache")
-    lock = _result(objects, b"the real result")
-    other = _result(objects, b"another fingerprint's result", {"n": 9})
-    rem = _remote(raw)
+    lock = result(objects, b"the real result")
+    other = result(objects, b"another fingerprint's result", {"n": 9})
+    rem = open_remote(raw)
     assert transfer.push(objects, rem, [lock]).ok
     # An attacker replaces the head with garbage, then with a valid entry of
     # another fingerprint (a replayed record).
     for planted in (b"\x00not json", runcache.entry_bytes(other)):
         raw.put(_head_rel(lock), planted)
-        found = list(run_lookup.lookup(_remote(raw), NAME, lock.fingerprint))
+        found = list(run_lookup.lookup(open_remote(raw), NAME, lock.fingerprint))
         assert [e.lock for e in found] == [lock], planted
 
 
@@ -128,14 +99,14 @@ def test_with_signing_an_edited_head_is_refused_and_the_signed_entry_found(
     its signature like any entry, and the listing still finds the signed result."""
     monkeypatch.setenv("PIVOT_SIGNING_KEY", "k1")
     objects = ObjectStore(tmp_path / "cache")
-    lock = _result(objects, b"signed result")
-    rem = _remote(raw)
+    lock = result(objects, b"signed result")
+    rem = open_remote(raw)
     assert transfer.push(objects, rem, [lock]).ok
     head = runcache.head_rel(NAME, lock.fingerprint)
     assert head.endswith(f"/head-{signing.key_id()}.json")
     data = raw.get(head)
     raw.put(head, data.replace(lock.outputs[0].hash.encode(), b"0" * 16))
-    entries = run_lookup.lookup(_remote(raw), NAME, lock.fingerprint)
+    entries = run_lookup.lookup(open_remote(raw), NAME, lock.fingerprint)
     assert entries.complete  # the head was refused: the folder was listed at once
     (found,) = list(entries)
     assert found.lock == lock and found.digests is not None
@@ -145,25 +116,25 @@ def test_a_planted_head_for_a_fingerprint_with_no_entries_is_no_hit(
     raw: RawRemote, tmp_path: Path
 ) -> None:
     objects = ObjectStore(tmp_path / "cache")
-    rem = _remote(raw)
-    assert transfer.push(objects, rem, [_result(objects, b"marks the bucket")]).ok
-    victim = _result(objects, b"x", {"n": 5})
+    rem = open_remote(raw)
+    assert transfer.push(objects, rem, [result(objects, b"marks the bucket")]).ok
+    victim = result(objects, b"x", {"n": 5})
     raw.put(
-        f"runs/{NAME}/{victim.fingerprint}/head.json", runcache.entry_bytes(_result(objects, b"y"))
+        f"runs/{NAME}/{victim.fingerprint}/head.json", runcache.entry_bytes(result(objects, b"y"))
     )
-    assert list(run_lookup.lookup(_remote(raw), NAME, victim.fingerprint)) == []
+    assert list(run_lookup.lookup(open_remote(raw), NAME, victim.fingerprint)) == []
 
 
 def test_a_planted_marker_turns_headless_entries_into_misses_never_into_wrong_hits(
     raw: RawRemote, tmp_path: Path
 ) -> None:
     objects = ObjectStore(tmp_path / "cache")
-    old = _result(objects, b"headless")
+    old = result(objects, b"headless")
     raw.put(_entry_rel(old), runcache.entry_bytes(old))
     raw.put("runcache.json", b'{"heads":1}')
-    assert list(run_lookup.lookup(_remote(raw), NAME, old.fingerprint)) == []
+    assert list(run_lookup.lookup(open_remote(raw), NAME, old.fingerprint)) == []
     raw.put("runcache.json", b'{"heads":"yes"}')  # not the marker: listed as before
-    assert [e.lock for e in run_lookup.lookup(_remote(raw), NAME, old.fingerprint)] == [old]
+    assert [e.lock for e in run_lookup.lookup(open_remote(raw), NAME, old.fingerprint)] == [old]
 
 
 def test_past_the_head_the_rest_come_newest_first_and_only_when_asked(
@@ -173,12 +144,12 @@ def test_past_the_head_the_rest_come_newest_first_and_only_when_asked(
     expired max_age, a refused format) gets the newer ones, listed then."""
     objects = ObjectStore(tmp_path / "cache")
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
-    first, second, third = (_result(objects, f"run {i}".encode()) for i in range(3))
-    rem = _remote(raw)
+    first, second, third = (result(objects, f"run {i}".encode()) for i in range(3))
+    rem = open_remote(raw)
     assert transfer.push(objects, rem, [first]).ok
     for i, lock in ((1, second), (2, third)):
         assert runcache.write_entry(rem, lock, t0 + timedelta(days=i))
-    rem = _remote(raw)
+    rem = open_remote(raw)
     entries = run_lookup.lookup(rem, NAME, first.fingerprint)
     assert not entries.complete and [e.lock for e in entries.loaded] == [first]
     seen, log = _requests(proxy, lambda: [e.lock for e in entries])
