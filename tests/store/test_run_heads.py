@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pivot_store import run_heads, run_lookup, runcache, signing
+from pivot_store import run_heads, run_lookup, runcache, signing, transfer
 from pivot_store.lockfile import Lock
 from pivot_store.objects import ObjectStore
 from tests.fixtures.faulty_proxy import FaultyProxy
@@ -146,3 +146,18 @@ def test_the_command_upgrades_a_folder_remote_and_fails_when_blocked(
     raw.put("runcache.json", b"planted")  # replaced by hand: no longer the marker
     code, out, _ = cli("remote", "upgrade", "origin")
     assert code == 1 and "not marked" in out and "runcache.json" in out
+
+
+def test_on_a_marked_remote_it_gives_back_a_head_that_was_lost(
+    raw: RawRemote, tmp_path: Path
+) -> None:
+    """A push that died between its entry and its head (played by deleting the head
+    raw): marked readers miss the result until the upgrade writes the head again."""
+    objects = ObjectStore(tmp_path / "cache")
+    kept, lost = result(objects, b"kept"), result(objects, b"lost", {"n": 3})
+    assert transfer.push(objects, open_remote(raw), [kept, lost]).ok
+    raw.delete(f"{_folder(lost)}/head.json")
+    assert list(run_lookup.lookup(open_remote(raw), NAME, lost.fingerprint)) == []
+    res = run_heads.upgrade_remote(open_remote(raw))
+    assert res.written == [f"{_folder(lost)}/head.json"] and res.present == 1 and res.marked
+    assert [e.lock for e in run_lookup.lookup(open_remote(raw), NAME, lost.fingerprint)] == [lost]
