@@ -144,9 +144,13 @@ def _keep_records(
             if valid:
                 kept.add(max(valid, key=lambda r: r.stamp).rel)  # type: ignore[arg-type, return-value]
     # A head stays while any entry of its fingerprint does (readers of a marked
-    # remote find that fingerprint through it alone), and with it what it names.
+    # remote find that fingerprint through it alone), and with it what it names;
+    # a young one stays too (a batched push may store it just before its entry).
     folders = {records[r].folder for r in kept if not records[r].pointer}
-    kept |= {r for r, rec in records.items() if rec.head and rec.lock and rec.folder in folders}
+    kept |= {
+        r for r, rec in records.items()
+        if rec.head and rec.lock and (rec.folder in folders or rec.mtime >= young)
+    }  # fmt: skip
     return kept
 
 

@@ -156,6 +156,24 @@ def test_grace_is_measured_on_the_remotes_own_mtimes(
     assert not folder.exists(folder.object_key(loose.oid)) and not entry_there(folder, just_now)
 
 
+def test_a_young_head_stays_before_its_entry_is_there(
+    folder: LocalRemote, objects: ObjectStore
+) -> None:
+    """A batched push may store a head a moment before its entry: gc listing in
+    between sees a head with no entry, and must keep it (and what it names) for
+    the grace like any young key, or the entry arriving next has no head."""
+    early = result(objects, b"head stored first", "a", "v1")
+    assert transfer.push(objects, folder, [early]).ok
+    entry_key = folder.key(runcache.entry_rel(early))
+    os.unlink(entry_key)  # the moment before the entry lands
+    head_key = folder.key(runcache.head_rel(early.name, early.fingerprint))
+    res = collect_remote(folder, [], KeepPolicy(keep_last=0, grace_hours=24), objects=objects)
+    assert folder.exists(head_key) and on_remote(folder, early) and res.heads == []
+    age(folder, 2 * DAY)
+    res = collect_remote(folder, [], KeepPolicy(keep_last=0, grace_hours=24), objects=objects)
+    assert not folder.exists(head_key) and res.heads == [runcache.head_rel("a", early.fingerprint)]
+
+
 def test_folder_files_stay_while_a_manifest_naming_them_stays(
     folder: LocalRemote, objects: ObjectStore
 ) -> None:
