@@ -11,9 +11,12 @@ entry (hit) through pivot's own `run_lookup.lookup`, with a counting proxy
 older writers left a bucket (entries only: the fingerprint's folder is
 listed), then with the hit's head and the bucket's marker (format 3, what a
 push into a fresh bucket writes: one GET). The marker's own GET, once per
-process and remote, is shown apart. Not a test; run standalone:
+process and remote, is shown apart. With `--upgrade` the heads and the
+marker are not planted but written by `pivot remote upgrade`'s function
+(`run_heads.upgrade_remote`), timed with its requests: it reads every entry
+and writes a head per folder, so keep N small. Not a test; run standalone:
 
-    .venv/bin/python bench/runcache_lookup.py [--entries 1000 100000] [--jobs 32]
+    .venv/bin/python bench/runcache_lookup.py [--entries 1000 100000] [--jobs 32] [--upgrade]
 """
 
 from __future__ import annotations
@@ -67,11 +70,29 @@ def kinds(log: list[str]) -> Counter[str]:
     return out
 
 
+def upgrade(remote, proxy) -> None:
+    """`run_heads.upgrade_remote` on the bucket as it is, timed, its requests counted."""
+    from pivot_store import run_heads
+
+    start = len(proxy.log)
+    t0 = time.perf_counter()
+    res = run_heads.upgrade_remote(remote)
+    took = time.perf_counter() - t0
+    by_method = Counter(line.split(" ", 1)[0] for line in proxy.log[start:])
+    print(
+        f"  upgrade: {res.folders} folders, wrote {len(res.written)} heads, marked "
+        f"{res.marked}, in {took:.1f} s: "
+        + ", ".join(f"{v} x {k}" for k, v in sorted(by_method.items()))
+        + f" (load {os.getloadavg()[0]:.1f})"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--entries", type=int, nargs="+", default=[1000, 100_000])
     ap.add_argument("--jobs", type=int, default=32, help="threads for the raw PUTs")
     ap.add_argument("--repeat", type=int, default=5, help="timed lookups of each kind")
+    ap.add_argument("--upgrade", action="store_true", help="heads by `pivot remote upgrade`")
     args = ap.parse_args()
 
     from pivot_store import run_lookup, runcache
@@ -108,7 +129,9 @@ def main() -> None:
                 print(f"wrote entries {have}..{n - 1}: {took:.1f} s ({rate:.0f} PUT/s)")
             have = max(have, n)
             for layout in ("entries only", "heads + marker"):
-                if layout == "heads + marker":
+                if layout == "heads + marker" and args.upgrade:
+                    upgrade(remote, proxy)
+                elif layout == "heads + marker":
                     s3 = moto.client()
                     s3.put_object(
                         Bucket=BUCKET, Key=f"store/runs/{NAME}/{hit_fp}/head.json", Body=entry
