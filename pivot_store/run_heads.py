@@ -65,7 +65,7 @@ async def _aupgrade(remote: Remote, jobs: int) -> HeadsResult:
             continue
         file = rec.rel.rpartition("/")[2]
         if rec.head:
-            present.add((rec.folder, _head_signer(file)))
+            present.add((rec.folder, runcache.head_signer(file)))
             continue
         by_signer = wanted.setdefault(rec.folder, {})
         if rec.lock is not None and rec.created is not None:
@@ -102,7 +102,7 @@ async def _awrite_head(
 ) -> tuple[str | None, bool]:
     """Copy the folder's oldest fit entry of `signer` to its head: (its relative key
     or None when no entry is fit, whether this call created it)."""
-    rel = f"{folder}/head{f'-{signer}' if signer else ''}{runcache.SUFFIX}"
+    rel = f"{folder}/{runcache.head_name(signer)}"
     for rec in sorted(recs, key=lambda r: (r.created, r.entry_id)):
         key = remote.key(rec.rel)
         try:
@@ -137,8 +137,3 @@ async def _amark(remote: Remote, res: HeadsResult) -> None:
     if not res.marked:
         res.blocked = f"{key} is there and is not pivot's marker: delete it and upgrade again"
     run_lookup.forget(remote)
-
-
-def _head_signer(file_name: str) -> str | None:
-    stem = file_name.removesuffix(runcache.SUFFIX)
-    return stem.partition("-")[2] or None

@@ -48,7 +48,7 @@ _HEX16 = re.compile(r"[0-9a-f]{16}")
 # `<entry id>.json` (unsigned, or format 1) or `<entry id>-<key id>.json` (signed, format 2)
 _ENTRY_NAME = re.compile(r"([0-9a-f]{16})(?:-([0-9a-f]{8}))?\.json")
 # `head.json` (unsigned) or `head-<key id>.json`: a copy of the fingerprint's first entry
-_HEAD_NAME = re.compile(r"head(?:-[0-9a-f]{8})?\.json")
+_HEAD_NAME = re.compile(r"head(?:-([0-9a-f]{8}))?\.json")
 SUFFIX = ".json"
 STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"  # created_at
 
@@ -91,12 +91,22 @@ def head_rel(name: str, fingerprint: str) -> str:
     """`runs/<name>/<fingerprint>/head[-<key id>].json`: where this writer's (and
     reader's) key puts the copy of the fingerprint's first entry, so a hit is one
     GET of a name known without a listing (see `run_lookup`)."""
-    kid = signing.key_id()
-    return f"{keys.run_prefix(name, fingerprint)}/head{f'-{kid}' if kid else ''}{SUFFIX}"
+    return f"{keys.run_prefix(name, fingerprint)}/{head_name(signing.key_id())}"
+
+
+def head_name(key_id: str | None) -> str:
+    """`head.json`, or `head-<key id>.json` for the entries that key signed."""
+    return f"head{f'-{key_id}' if key_id else ''}{SUFFIX}"
 
 
 def is_head_name(file_name: str) -> bool:
     return _HEAD_NAME.fullmatch(file_name) is not None
+
+
+def head_signer(file_name: str) -> str | None:
+    """The key id a head's name carries (None: unsigned, or not a head's name)."""
+    m = _HEAD_NAME.fullmatch(file_name)
+    return m.group(1) if m else None
 
 
 def parse_entry_name(file_name: str) -> tuple[str, str | None] | None:
