@@ -141,7 +141,7 @@ def cached(
             if found is None and not fingerprint.has_missing(plan.parts):
                 found = _claim_or_wait(ctx, plan, max_age, refresh)
             if found is not None:
-                ctx.log.info(
+                line = (
                     f"pivot: cache hit for {plan.name} (fingerprint {plan.parts.digest(plan.name)})"
                     f" {explain.hit_line(explain.source_label(found.source), found.lock.origin)}"
                 )
@@ -150,7 +150,7 @@ def cached(
                     data_version=DataVersion(found.lock.outputs[0].hash),
                     metadata=handoff.parts_metadata(plan.parts),
                 )
-                return returns.on_hit(ctx, hit)
+                return returns.on_hit(ctx, hit, line)
             ctx.log.info(f"pivot: cache miss for {plan.name}: {explain.joined(causes)}")
         upstream = plan.upstream if plan is not None else None
         started = time.perf_counter()

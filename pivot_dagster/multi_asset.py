@@ -311,7 +311,7 @@ def _hits(ctx: AssetExecutionContext, plan: _Plan, found: Mapping[str, Any]) -> 
     results = []
     for o in plan.outs:
         f = found[o.name]
-        ctx.log.info(
+        line = (
             f"pivot: cache hit for {o.name} (fingerprint {plan.parts.digest(o.name)})"
             f" {explain.hit_line(explain.source_label(f.source), f.lock.origin)}"
         )
@@ -321,7 +321,7 @@ def _hits(ctx: AssetExecutionContext, plan: _Plan, found: Mapping[str, Any]) -> 
             data_version=DataVersion(f.lock.outputs[0].hash),
             metadata=handoff.parts_metadata(plan.parts),
         )
-        results.append(returns.with_user_metadata(ctx, o.key, hit))
+        results.append(returns.with_user_metadata(ctx, o.key, hit, line))
     return (r for r in results)
 
 

@@ -7,7 +7,9 @@ and content hash. One query per hit is most of what an all-hit step costs
 beyond Dagster's own work (issue 17), so a process that takes a second hit in
 one run (the in-process executor runs every step in it) asks once for the
 latest materialization of every asset of the run, and a later hit whose
-result is that latest one takes it from there. Anything else (a multiprocess
+result is that latest one takes it from there, as does a hit of an asset that
+answer says was never materialized here (a result from another deployment:
+it has no event in this instance to find). Anything else (a multiprocess
 step's single hit, a result that is not the latest, a run of many assets)
 asks the instance for that asset as before.
 
@@ -44,7 +46,9 @@ def earlier(ctx: Any, key: AssetKey, fp: str, h: str) -> Any:
     latest = _run_latest(ctx)
     if latest is not None and key in latest:
         entry = latest[key]
-        m = entry.asset_materialization if entry is not None else None
+        if entry is None:  # no materialization of `key` at all (a result from elsewhere)
+            return None
+        m = entry.asset_materialization
         if m is not None and m.partition == partition and handoff.recorded(m.metadata) == (fp, h):
             return m
     return _query(ctx.instance, key, partition, fp, h)
@@ -65,7 +69,8 @@ def _query(instance: Any, key: AssetKey, partition: str | None, fp: str, h: str)
 
 def _run_latest(ctx: Any) -> dict[AssetKey, Any] | None:
     """The latest materialization of each asset of the run, fetched at this process's
-    second hit of the run (None before it, or for a run of too many assets)."""
+    second hit of the run (None before it, for a run of too many assets, or when the
+    storage could not say); an asset it lacks had none when it was fetched."""
     run_id = ctx.run_id
     with _GUARD:
         if run_id in _latest_by_run:
@@ -76,12 +81,14 @@ def _run_latest(ctx: Any) -> dict[AssetKey, Any] | None:
             _hits_by_run.pop(next(iter(_hits_by_run)))
     if seen < 2:
         return None
+    latest: dict[AssetKey, Any] | None = None
     try:
         keys = _run_keys(ctx)
-        latest = dict(ctx.instance.get_latest_materialization_events(keys)) if keys else {}
+        if keys:
+            found = ctx.instance.get_latest_materialization_events(keys)
+            latest = {k: found.get(k) for k in keys}  # None: never materialized here
     except Exception as e:  # a storage without it, or internals that moved: ask per hit
         ctx.log.debug(f"pivot: the run's latest materializations could not be read: {e}")
-        latest = {}
     with _GUARD:
         _latest_by_run[run_id] = latest
         while len(_latest_by_run) > _RUNS_KEPT:

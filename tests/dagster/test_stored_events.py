@@ -14,7 +14,7 @@ from typing import Any
 
 from dagster import AssetIn, MaterializeResult, asset, materialize
 
-from pivot_dagster import PivotIOManager, cached, stored_events
+from pivot_dagster import PivotIOManager, cached, returns, stored_events
 from tests.dagster.helpers import QueryCounter, hits, materializations
 
 CALLS: list[str] = []
@@ -101,3 +101,42 @@ def test_the_run_answer_is_kept_for_few_runs() -> None:
     with stored_events._GUARD:
         assert len(stored_events._hits_by_run) <= stored_events._RUNS_KEPT
         assert len(stored_events._latest_by_run) <= stored_events._RUNS_KEPT
+
+
+def _pivot_lines(instance: Any, run_id: str) -> dict[str, list[str]]:
+    """Each step's pivot log lines in run `run_id`."""
+    out: dict[str, list[str]] = {}
+    for e in instance.all_logs(run_id):
+        if e.user_message.startswith("pivot:") and e.step_key:
+            out.setdefault(e.step_key, []).append(e.user_message)
+    return out
+
+
+def test_hits_in_an_instance_that_never_saw_their_runs_ask_once_and_log_once(
+    project: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The results were stored by another instance (another deployment, or a new
+    DAGSTER_HOME): every hit is metadata-only. The run's one answer says none of the
+    assets was ever materialized here, so only the first hit asks for its own; and
+    each hit says so in its one line, not in a second event Dagster must store."""
+    from dagster import DagsterInstance
+
+    CALLS.clear()
+    SEED["value"] = 1
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    with DagsterInstance.local_temp(str(tmp_path / "first")) as first:
+        _run(project, first)
+    with DagsterInstance.local_temp(str(tmp_path / "second")) as second:
+        counting = QueryCounter(second, monkeypatch)
+        r = _run(project, second)
+        assert hits(second, r.run_id) == {"seed": False, **{f"s{i}": True for i in range(N)}}
+        assert len(CALLS) == N  # the first instance's run only
+        assert [k for k in counting.keys if k.startswith("s")] == ["s0"]
+        lines = _pivot_lines(second, r.run_id)
+        for i in range(N):
+            (line,) = lines[f"s{i}"]
+            assert line.startswith(f"pivot: cache hit for s{i} ")
+            assert line.endswith(returns.NOT_HERE)
+        notes = {f"s{i}": materializations(second, f"s{i}")[-1].metadata for i in range(N)}
+        assert all("note" not in m for m in notes.values())  # no other result's metadata
