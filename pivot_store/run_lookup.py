@@ -153,13 +153,14 @@ def list_entries(remote: Remote, name: str, fingerprint: str) -> list[RunEntry]:
     return sorted(found.values(), key=lambda e: (e.created_at, e.entry_id), reverse=True)
 
 
-async def amark_if_new(remote: Remote) -> None:
+async def amark_if_new(remote: Remote) -> bool:
     """Before a push's entries: mark a remote that has no run-cache yet (its every
     entry will have a head). A run-cache older writers filled is left unmarked, so
-    its readers keep listing and find the entries that have no head."""
+    its readers keep listing and find the entries that have no head. True when the
+    remote is marked now (False: its lookups list, until `pivot remote upgrade`)."""
     with _GUARD:
         if _MARKED.get(remote.identity):
-            return
+            return True
     key = remote.key(MARKER)
     try:
         data = await aretrying(remote, lambda: remote.aget_bytes(key), f"run-cache marker {key}")
@@ -167,12 +168,14 @@ async def amark_if_new(remote: Remote) -> None:
         data = None
     if data is None:
         top = remote.key("runs")
-        if not await aretrying(remote, lambda: remote.alist_dirs(top), f"listing {top}"):
+        empty = not await aretrying(remote, lambda: remote.alist_dirs(top), f"listing {top}")
+        if empty:
             await aretrying(remote, lambda: remote.aput_bytes(key, MARKER_BYTES), f"marker {key}")
         forget(remote)  # the next lookup reads what is there now
-        return
+        return empty
     with _GUARD:
         _MARKED[remote.identity] = is_marker(data)
+    return is_marker(data)
 
 
 def is_marker(data: bytes) -> bool:

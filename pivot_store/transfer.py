@@ -227,7 +227,7 @@ async def _apush(
                 result.failed[at] = _reason(e)  # the entry, or (once it is up) its head
 
         if good:
-            await run_lookup.amark_if_new(remote)
+            result.unmarked = not await run_lookup.amark_if_new(remote)
         if remote.batches:
             await push_batch.put_entries(remote, objects, good, jobs, result, _reason)
         else:

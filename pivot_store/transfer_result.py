@@ -47,6 +47,7 @@ class Result:
     failed: dict[str, str] = field(default_factory=dict)  # oid or entry -> reason
     entries: list[str] = field(default_factory=list)  # run-cache entries written
     entries_present: list[str] = field(default_factory=list)  # push: entries already there
+    unmarked: bool = False  # push: entries written into a run-cache older pivots filled
     nbytes: int = 0
     complete_locks: list[str] = field(default_factory=list)  # every object now local/remote
     checked_out: list[str] = field(default_factory=list)  # pull: workspace paths placed

@@ -74,12 +74,21 @@ class _Bar:
             self.bar.advance(self.task, 1)
 
 
+#: After a push into a run-cache that older pivots filled (no `runcache.json` marker).
+UPGRADE_HINT = (
+    "hint: run-cache lookups on {remote!r} list its entries (they predate heads);"
+    " `pivot remote upgrade {remote}` makes each lookup one request"
+)
+
+
 def _summary(res: Any, verb: str, extra: str = "") -> str:
     moved = f"{verb} {len(res.transferred)} object(s) ({human_size(res.nbytes)})"
     where = "to" if res.direction == "push" else "from"
     line = f"{moved} {where} {res.remote!r}; {len(res.present)} already there"
     if res.direction == "push":
         line += f"; {len(res.entries)} run-cache entr{'y' if len(res.entries) == 1 else 'ies'}"
+        if res.unmarked:
+            line += f"\n{UPGRADE_HINT.format(remote=res.remote)}"
     return line + extra
 
 

@@ -242,3 +242,26 @@ def test_pull_with_a_signing_key_says_git_locks_are_unsigned(
     out, err = capsys.readouterr()
     json.loads(out)  # stdout stays JSON
     assert err.count("carry no signature") == 1 and "team-secret" not in err
+
+
+def test_a_push_into_a_run_cache_older_pivots_filled_hints_at_upgrade(
+    project: Path, tmp_path: Path, capsys
+) -> None:
+    """An older pivot's run-cache (entries, no `runcache.json`) stays unmarked after a
+    push, so its lookups keep listing: the push says how to fix that. A remote pivot
+    starts itself is marked and never hinted."""
+    make_project(project)
+    old = tmp_path / "old-remote"
+    folder = old / "runs" / "earlier" / ("f" * 16)  # as an older pivot left it
+    folder.mkdir(parents=True)
+    (folder / f"{'e' * 16}.json").write_bytes(b"{}")
+    set_remote(project, "old", {"url": f"file://{old}"})
+    capsys.readouterr()
+    assert main(["push"]) == 0
+    out = capsys.readouterr().out
+    assert "pivot remote upgrade old" in out
+    assert not (old / "runcache.json").exists()
+    set_remote(project, "new", {"url": f"file://{tmp_path}/new-remote"})
+    assert main(["push"]) == 0
+    assert "pivot remote upgrade" not in capsys.readouterr().out
+    assert (tmp_path / "new-remote" / "runcache.json").exists()
