@@ -173,9 +173,10 @@ async def amark_if_new(remote: Remote) -> bool:
             await aretrying(remote, lambda: remote.aput_bytes(key, MARKER_BYTES), f"marker {key}")
         forget(remote)  # the next lookup reads what is there now
         return empty
+    ours = is_marker(data)
     with _GUARD:
-        _MARKED[remote.identity] = is_marker(data)
-    return is_marker(data)
+        _MARKED[remote.identity] = ours
+    return ours
 
 
 def is_marker(data: bytes) -> bool:
