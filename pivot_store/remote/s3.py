@@ -4,26 +4,29 @@ Existence is one `head_object`, listing one `list_objects_v2` per page, and
 every write a conditional create (`IfNoneMatch="*"`, a multipart upload's
 complete too: `s3multipart`), so nothing on the bucket is ever replaced
 (contract line 2). Large objects go up in parts, `RANGE_JOBS` at a time, and
-come down in ranged GETs, `RANGE_GETS` at a time. The per-object requests of
-a transfer (a small object's GET and conditional PUT, a HEAD) skip botocore's
-per-request pipeline and go over the same client's aiohttp session, signed in
-`s3wire.Wire`, wherever that sends what botocore would (see `Wire.open`);
-everything else is s3fs.
+come down in ranged GETs, `RANGE_GETS` at a time (`s3ranged`). The per-object
+requests of a transfer (a small object's GET and conditional PUT, a HEAD, a
+large object's parts and ranges) skip botocore's per-request pipeline and go
+over the same client's aiohttp session, signed in `s3wire.Wire`, wherever that
+sends what botocore would (see `Wire.open`); everything else is s3fs.
 """
 
 from __future__ import annotations
 
-import errno
+import asyncio
+import base64
+import hashlib
 import os
+import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pivot_store.aio import amap
-from pivot_store.errors import CorruptObject, RemoteError
+from pivot_store.errors import RemoteError
 from pivot_store.remote.base import Listed, Remote
-from pivot_store.remote.errors import aretrying, classify, error_code, retrying
+from pivot_store.remote.errors import classify, error_code, retrying
 from pivot_store.remote.s3multipart import put_multipart
+from pivot_store.remote.s3ranged import get_ranged
 from pivot_store.remote.s3wire import Wire, WireFallback
 
 #: Part and range size: objects of two parts or more go multipart / in ranged GETs.
@@ -127,7 +130,6 @@ class S3Remote(Remote):
         change what s3fs sends, or the caller runs on a loop other than s3fs's
         (the wire borrows the client's aiohttp session, bound to that loop).
         """
-        import asyncio
 
         if not self.use_wire or asyncio.get_running_loop() is not self.fs.loop:
             return None
@@ -251,8 +253,9 @@ class S3Remote(Remote):
         if os.stat(local).st_size >= 2 * MULTIPART_CHUNK:
             bucket, path = self._bk(key)
             return await put_multipart(
-                self, self.fs, local, bucket, path, part_size=MULTIPART_CHUNK, jobs=RANGE_JOBS
-            )
+                self, self.fs, local, bucket, path, part_size=MULTIPART_CHUNK, jobs=RANGE_JOBS,
+                upload_part=lambda uid, n, data: self._upload_part(bucket, path, uid, n, data),
+            )  # fmt: skip
         try:
             await self.fs._put_file(
                 str(local), key, mode="create", chunksize=MULTIPART_CHUNK,
@@ -261,6 +264,25 @@ class S3Remote(Remote):
         except FileExistsError:
             return False  # If-None-Match refused it: already there (maybe our retried PUT)
         return True
+
+    async def _upload_part(
+        self, bucket: str, path: str, uid: str, n: int, data: bytes
+    ) -> dict[str, Any]:
+        """One part, over the wire when it may be used: its SHA-256 and CRC32 are
+        computed in a thread (both release the GIL), not on the loop that is sending
+        the other parts, and botocore's pipeline (which hashes the part again for
+        its own checksum) is skipped. Through botocore otherwise."""
+        wire = await self._wire(bucket)
+        if wire is not None:
+            sha, crc = await asyncio.to_thread(_part_digests, data)
+            try:
+                return await wire.put_part(path, uid, n, data, sha, crc)
+            except WireFallback:
+                self._wire_off(bucket)
+        return await self.fs._call_s3(
+            "upload_part", Bucket=bucket, Key=path, UploadId=uid, PartNumber=n, Body=data,
+            ChecksumAlgorithm="CRC32",
+        )  # fmt: skip
 
     async def aput_bytes(self, key: str, data: bytes) -> bool:
         bucket, path = self._bk(key)
@@ -297,70 +319,49 @@ class S3Remote(Remote):
                 self._wire_off(bucket)
         return (await self._aget(bucket, path))[0]
 
-    async def aget_file(self, key: str, local: Path, size: int | None = None) -> None:
-        """Ranged GETs, `RANGE_GETS` at a time, streamed in place into `local`.
-
-        With `size` known the object is cut into `RANGE_GETS` ranges (at least
-        MULTIPART_CHUNK, at most RANGE_MAX each) fetched at once; each response must
-        report that total size (else CorruptObject) and deliver its whole
-        range (else a transient error, and that range is fetched again).
-        Memory stays at one 1 MiB buffer per range, whatever the range size.
-        """
-        bucket, path = self._bk(key)
-        chunk = MULTIPART_CHUNK
-        if size:
-            per = -(-size // RANGE_GETS)
-            chunk = min(max(chunk, -(-per // 2**20) * 2**20), RANGE_MAX)
-        fd = os.open(local, os.O_WRONLY | os.O_CREAT, 0o600)
-
-        def corrupt(what: str) -> CorruptObject:
-            return CorruptObject(
-                f"{key} on remote {self.name!r} {what}",
-                "the remote copy is corrupt or was tampered with; nothing was kept",
-            )
-
-        async def get_range(start: int) -> int:
-            rng = f"bytes={start}-{start + chunk - 1}"
+    async def _get_range(
+        self, bucket: str, path: str, start: int, end: int, write: Callable[[bytes, int], None]
+    ) -> tuple[int, str]:
+        """(bytes received, Content-Range) of one ranged GET streamed into `write`: over
+        the wire when it may be used (botocore's body wrapper costs a large share of a
+        fast download's CPU), else through botocore."""
+        wire = await self._wire(bucket)
+        if wire is not None:
             try:
-                resp = await self.fs._call_s3("get_object", Bucket=bucket, Key=path, Range=rng)
-            except Exception as e:
-                if error_code(e)[0] == "InvalidRange":
-                    raise corrupt("is shorter than expected") from None
-                raise
-            body = resp["Body"]
-            off = start
-            try:
-                while data := await body.read(2**20):
-                    os.pwrite(fd, data, off)
-                    off += len(data)
-            finally:
-                body.close()
-            total_s = str(resp.get("ContentRange", "")).rpartition("/")[2]
-            total = int(total_s) if total_s.isdigit() else off
-            if size is not None and total != size:
-                raise corrupt(f"is {total} bytes, expected {size}")
-            if off - start != min(chunk, total - start):
-                raise OSError(errno.EIO, f"short read of {key} [{rng}]")
-            return total
-
-        async def part(start: int) -> int:
-            return await aretrying(self, lambda: get_range(start), f"{key} @{start}")
-
+                return await wire.get_range(path, start, end, write)
+            except WireFallback:
+                self._wire_off(bucket)
+        rng = f"bytes={start}-{end}"
+        resp = await self.fs._call_s3("get_object", Bucket=bucket, Key=path, Range=rng)
+        body = resp["Body"]
+        off = start
         try:
-            if size is None:
-                size = await part(0)
-                await amap(RANGE_GETS, part, range(chunk, size, chunk))
-            else:
-                await amap(RANGE_GETS, part, range(0, max(size, 1), chunk))
-            os.ftruncate(fd, size)
+            while data := await body.read(2**20):
+                write(data, off)
+                off += len(data)
         finally:
-            os.close(fd)
+            body.close()
+        return off - start, str(resp.get("ContentRange", ""))
+
+    async def aget_file(self, key: str, local: Path, size: int | None = None) -> None:
+        """Ranged GETs, `RANGE_GETS` at a time, streamed in place into `local`
+        (`s3ranged.get_ranged`: each range checked for the object's size and its length)."""
+        bucket, path = self._bk(key)
+        await get_ranged(
+            self, key, local, size,
+            lambda start, end, write: self._get_range(bucket, path, start, end, write),
+            chunk=MULTIPART_CHUNK, jobs=RANGE_GETS, most=RANGE_MAX,
+        )  # fmt: skip
+
+
+def _part_digests(data: bytes) -> tuple[str, str]:
+    """(hex SHA-256, base64 big-endian CRC32) of a part: what its request signs and declares."""
+    crc = zlib.crc32(data).to_bytes(4, "big")
+    return hashlib.sha256(data).hexdigest(), base64.b64encode(crc).decode()
 
 
 def _none_future() -> Any:
     """A finished future holding None: "no wire for this bucket"."""
-    import asyncio
-
     done = asyncio.get_running_loop().create_future()
     done.set_result(None)
     return done

@@ -16,7 +16,7 @@ from pivot_store.errors import RemoteError
 from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
 from pivot_store.objects import ObjectStore
 from pivot_store.remote import S3Remote, open_remote
-from pivot_store.remote.s3wire import Signer, Wire, WireError
+from pivot_store.remote.s3wire import Signer, Wire, WireError, query_string
 
 
 class _Creds:
@@ -26,20 +26,25 @@ class _Creds:
 
 
 @pytest.mark.parametrize(
-    ("method", "origin", "token", "extra"),
+    ("method", "origin", "token", "extra", "params"),
     [
-        ("PUT", "http://127.0.0.1:9000", "session-token", {"If-None-Match": "*"}),
-        ("GET", "https://bucket.s3.eu-west-3.amazonaws.com", None, {}),
-        ("HEAD", "http://[::1]:9000", None, {}),
-        ("GET", "https://S3.Example.com:443", "t", {"Range": "bytes=0-9"}),
+        ("PUT", "http://127.0.0.1:9000", "session-token", {"If-None-Match": "*"}, {}),
+        ("GET", "https://bucket.s3.eu-west-3.amazonaws.com", None, {}, {}),
+        ("HEAD", "http://[::1]:9000", None, {}, {}),
+        ("GET", "https://S3.Example.com:443", "t", {"Range": "bytes=0-9"}, {}),
+        (
+            "PUT", "http://127.0.0.1:9000", None,
+            {"x-amz-checksum-crc32": "AAAAAA==", "x-amz-sdk-checksum-algorithm": "CRC32"},
+            {"uploadId": "a+b/c=d~e f", "partNumber": "12"},
+        ),
     ],
-)
+)  # fmt: skip
 def test_signature_is_botocores(
-    method: str, origin: str, token: str | None, extra: dict[str, str]
+    method: str, origin: str, token: str | None, extra: dict[str, str], params: dict[str, str]
 ) -> None:
     """The wire signs the URL it sends to exactly as botocore's S3 signer signs a request
     built for that URL: same Authorization, same headers (port, host case, IPv6, token,
-    empty and non-empty bodies)."""
+    empty and non-empty bodies, a multipart part's query with characters to encode)."""
     from botocore.auth import S3SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
@@ -48,8 +53,11 @@ def test_signature_is_botocores(
     uri = "/bucket/store/files/ab/cdef0123456789%20x~"
     creds = Credentials(_Creds.access_key, _Creds.secret_key, token)
     for _ in range(3):  # both sign within one second (the stamp is part of the signature)
-        mine = Signer("eu-west-3").headers(method, origin, uri, body, creds, dict(extra))
-        req = AWSRequest(method=method, url=origin + uri, data=body or b"", headers=dict(extra))
+        query = query_string(params)
+        mine = Signer("eu-west-3").headers(method, origin, uri, body, creds, dict(extra), query)
+        req = AWSRequest(
+            method=method, url=origin + uri, data=body or b"", headers=dict(extra), params=params
+        )
         S3SigV4Auth(creds, "s3", "eu-west-3").add_auth(req)
         if mine["X-Amz-Date"] == req.headers["X-Amz-Date"]:
             break

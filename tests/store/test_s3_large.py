@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pivot_store.config import RemoteConfig
 from pivot_store.remote import MULTIPART_CHUNK, S3Remote, open_remote
 
@@ -56,34 +58,57 @@ def test_an_existing_key_is_never_replaced_and_the_upload_is_aborted(
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
 
 
+@pytest.mark.parametrize("use_wire", [True, False])
 def test_a_large_object_comes_back_in_range_gets_ranges(
-    s3_remote_config: dict[str, Any], tmp_path: Path
+    s3_bucket: str, make_faulty_proxy, tmp_path: Path, use_wire: bool
 ) -> None:
     """80 MiB comes back in RANGE_GETS (4) ranged GETs of 20 MiB, not in 16 MiB ranges
-    (a server may read the whole object for each range), and arrives whole."""
+    (a server may read the whole object for each range), and arrives whole; over the
+    wire no GetObject goes through botocore, without it all four do."""
     from pivot_store.remote import s3 as s3_mod
+    from tests.fixtures.s3 import remote_options
+    from tests.store.test_remote_wire import _botocore_calls
 
-    r = _remote(s3_remote_config)
+    proxy = make_faulty_proxy(every=0)
+    r = _remote({"url": f"s3://{s3_bucket}/store", **remote_options(proxy.url)})
+    r.use_wire = use_wire
     key = r.object_key("00112233445566ff")
     data = os.urandom(5 * MULTIPART_CHUNK)
     bucket, path = r._bk(key)
     r.fs.call_s3("put_object", Bucket=bucket, Key=path, Body=data)
-    ranges: list[str] = []
-
-    def note(params: dict[str, Any], **_: Any) -> None:
-        ranges.append(params.get("Range", ""))
-
-    async def hook() -> None:
-        client = await r.fs.set_session()
-        client.meta.events.register("provide-client-params.s3.GetObject", note)
-
-    r.run(hook)
+    calls = _botocore_calls(r)
     out = tmp_path / "back"
     r.run(r.aget_file, key, out, len(data))
     assert out.read_bytes() == data
-    assert len(ranges) == s3_mod.RANGE_GETS == 4, ranges
+    assert len(proxy.ranges) == s3_mod.RANGE_GETS == 4, proxy.ranges
     per = len(data) // 4
-    assert sorted(ranges) == sorted(f"bytes={i * per}-{(i + 1) * per - 1}" for i in range(4))
+    assert sorted(proxy.ranges) == sorted(f"bytes={i * per}-{(i + 1) * per - 1}" for i in range(4))
+    assert calls["GetObject"] == (0 if use_wire else 4), calls
+
+
+@pytest.mark.parametrize("use_wire", [True, False])
+def test_parts_go_over_the_wire_and_come_back_whole(
+    s3_server, s3_remote_config: dict[str, Any], tmp_path: Path, use_wire: bool
+) -> None:
+    """With the wire, no part of a multipart upload goes through botocore's UploadPart
+    (its create and complete still do); the server checked each part's declared CRC32
+    (the object's checksum is the composite of the three) and holds the bytes sent."""
+    from tests.store.test_remote_wire import _botocore_calls
+
+    r = _remote(s3_remote_config)
+    r.use_wire = use_wire
+    calls = _botocore_calls(r)
+    src = tmp_path / "big"
+    data = os.urandom(2 * MULTIPART_CHUNK + 77)
+    src.write_bytes(data)
+    key = r.object_key("0123456789abcdee")
+    assert r.put_file(src, key) is True
+    assert calls["UploadPart"] == (0 if use_wire else 3), calls
+    assert calls["CreateMultipartUpload"] == calls["CompleteMultipartUpload"] == 1, calls
+    bucket, path = r._bk(key)
+    got = s3_server.client().get_object(Bucket=bucket, Key=path, ChecksumMode="ENABLED")
+    assert got["Body"].read() == data
+    assert got.get("ChecksumCRC32", "").endswith("-3"), got
 
 
 def test_a_failed_part_is_sent_again_alone(
