@@ -57,6 +57,9 @@ class Result:
         return not self.failed
 
     def summary(self) -> dict[str, Any]:
+        """The `--json` summary; a push's also says whether it wrote entries into a
+        run-cache older pivots filled (the text output's `pivot remote upgrade` hint)."""
+        extra = {"run_cache_unmarked": self.unmarked} if self.direction == "push" else {}
         return {
             "remote": self.remote,
             "direction": self.direction,
@@ -69,6 +72,7 @@ class Result:
                 {"oid": i.oid, "size": i.size, "locks": sorted(i.locks)} for i in self.planned
             ],
             "failed": dict(sorted(self.failed.items())),
+            **extra,
         }
 
     def raise_for_failures(self) -> None:

@@ -265,3 +265,11 @@ def test_a_push_into_a_run_cache_older_pivots_filled_hints_at_upgrade(
     assert main(["push"]) == 0
     assert "pivot remote upgrade" not in capsys.readouterr().out
     assert (tmp_path / "new-remote" / "runcache.json").exists()
+    # The same in `--json`, for scripts: a push that wrote entries into the old one says so.
+    (project / "extra.csv").write_text("id,value\n9,9\n")
+    assert main(["add", "extra.csv"]) == 0
+    capsys.readouterr()
+    assert main(["push", "-r", "old", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run_cache_unmarked"] is True
+    assert main(["push", "-r", "new", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run_cache_unmarked"] is False
