@@ -130,7 +130,6 @@ class S3Remote(Remote):
         change what s3fs sends, or the caller runs on a loop other than s3fs's
         (the wire borrows the client's aiohttp session, bound to that loop).
         """
-
         if not self.use_wire or asyncio.get_running_loop() is not self.fs.loop:
             return None
         wires: dict[str, Any] = self.__dict__.setdefault("_wires", {})
@@ -268,10 +267,10 @@ class S3Remote(Remote):
     async def _upload_part(
         self, bucket: str, path: str, uid: str, n: int, data: bytes
     ) -> dict[str, Any]:
-        """One part, over the wire when it may be used: its SHA-256 and CRC32 are
-        computed in a thread (both release the GIL), not on the loop that is sending
-        the other parts, and botocore's pipeline (which hashes the part again for
-        its own checksum) is skipped. Through botocore otherwise."""
+        """One part, over the wire when it may be used: its SHA-256 (signed) and CRC32
+        (checked by the server) are computed in a thread, as both release the GIL,
+        not on the loop that is sending the other parts, where botocore computes
+        them. Through botocore otherwise."""
         wire = await self._wire(bucket)
         if wire is not None:
             sha, crc = await asyncio.to_thread(_part_digests, data)
@@ -323,8 +322,8 @@ class S3Remote(Remote):
         self, bucket: str, path: str, start: int, end: int, write: Callable[[bytes, int], None]
     ) -> tuple[int, str]:
         """(bytes received, Content-Range) of one ranged GET streamed into `write`: over
-        the wire when it may be used (botocore's body wrapper costs a large share of a
-        fast download's CPU), else through botocore."""
+        the wire when it may be used, else through botocore. (Measured the same client
+        CPU either way for 512 MiB; the wire keeps an object's requests on one path.)"""
         wire = await self._wire(bucket)
         if wire is not None:
             try:

@@ -252,14 +252,14 @@ class Wire:
             method, self._origin, uri, data, creds, dict(extra or {}), query, payload_sha256
         )
         headers["Accept-Encoding"] = "identity"
-        body: Any = data
+        payload: Any = data
         if data is not None and len(data) > SEND_CHUNK:
             headers["Content-Length"] = str(len(data))
-            body = _slices(data)
+            payload = _slices(data)
         session = await self._http._get_session(None)
         url = URL(self._origin + uri + (f"?{query}" if query else ""), encoded=True)
         async with session.request(
-            method, url, headers=headers, data=body, allow_redirects=False
+            method, url, headers=headers, data=payload, allow_redirects=False
         ) as resp:
             status = resp.status
             if status < 300:
@@ -332,9 +332,10 @@ class Wire:
 async def _slices(data: bytes) -> AsyncIterator[memoryview]:
     """`data` in SEND_CHUNK views (no copy). Given whole, aiohttp joins a large body to
     its headers and asyncio copies what the socket did not take at once into its
-    buffer: two fresh copies of every 16 MiB part, which cost more CPU than the
-    send (`bench/remote.py --decompose`). Sent in slices, each waits for the
-    transport to drain and only a slice's unsent tail is ever copied."""
+    buffer: two fresh copies of every 16 MiB part. In slices, aiohttp waits for
+    the transport to drain between them and only a slice's unsent tail is
+    copied: 512 MiB of parts to moto cost the client 0.82-0.87 s of CPU sent
+    whole, 0.74-0.76 s in slices."""
     view = memoryview(data)
     for start in range(0, len(view), SEND_CHUNK):
         yield view[start : start + SEND_CHUNK]
