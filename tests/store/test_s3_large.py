@@ -160,3 +160,23 @@ def test_a_denied_part_aborts_the_upload_with_nothing_left_in_flight(
     assert len(aborts) == 1, proxy.log
     assert not [e for e in proxy.log[aborts[0] + 1 :] if "partNumber=" in e], proxy.log
     assert not s3_server.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
+
+
+def test_a_range_answered_with_the_whole_object_lands_on_no_other_range(
+    s3_server, s3_bucket: str, make_faulty_proxy, tmp_path: Path
+) -> None:
+    """Every other GET is answered with the whole object (its Range dropped on the way,
+    as a server that ignores Range or a hostile one answers): each such answer is cut
+    off at the end of its range, never written over the ranges fetched beside it, and
+    that range is fetched again, so the file is the object."""
+    from tests.fixtures.s3 import remote_options
+
+    data = os.urandom(4 * MULTIPART_CHUNK)
+    raw_key = "store/files/0a/1b2c3d4e5f6a7b"  # docs/format.md: files/<oid[:2]>/<oid[2:]>
+    s3_server.client().put_object(Bucket=s3_bucket, Key=raw_key, Body=data)
+    proxy = make_faulty_proxy(every=2, modes=("ignore-range",), methods=("GET",))
+    r = _remote({"url": f"s3://{s3_bucket}/store", **remote_options(proxy.url)})
+    out = tmp_path / "back"
+    r.run(r.aget_file, r.object_key("0a1b2c3d4e5f6a7b"), out, len(data))
+    assert proxy.faults["ignore-range"] >= 2, proxy.log
+    assert out.read_bytes() == data
