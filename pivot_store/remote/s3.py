@@ -267,13 +267,13 @@ class S3Remote(Remote):
     async def _upload_part(
         self, bucket: str, path: str, uid: str, n: int, data: bytes
     ) -> dict[str, Any]:
-        """One part, over the wire when it may be used: its SHA-256 (signed) and CRC32
-        (checked by the server) are computed in a thread, as both release the GIL,
-        not on the loop that is sending the other parts, where botocore computes
-        them. Through botocore otherwise."""
+        """One part, over the wire when it may be used: its SHA-256 (signed over plain
+        http, `Wire.sign_parts`) and CRC32 (checked by the server) are computed in a
+        thread, as both release the GIL, not on the loop that is sending the other
+        parts, where botocore computes them. Through botocore otherwise."""
         wire = await self._wire(bucket)
         if wire is not None:
-            sha, crc = await asyncio.to_thread(_part_digests, data)
+            sha, crc = await asyncio.to_thread(_part_digests, data, wire.sign_parts)
             try:
                 return await wire.put_part(path, uid, n, data, sha, crc)
             except WireFallback:
@@ -353,10 +353,11 @@ class S3Remote(Remote):
         )  # fmt: skip
 
 
-def _part_digests(data: bytes) -> tuple[str, str]:
-    """(hex SHA-256, base64 big-endian CRC32) of a part: what its request signs and declares."""
-    crc = zlib.crc32(data).to_bytes(4, "big")
-    return hashlib.sha256(data).hexdigest(), base64.b64encode(crc).decode()
+def _part_digests(data: bytes, sha: bool) -> tuple[str | None, str]:
+    """(hex SHA-256 when `sha`, base64 big-endian CRC32) of a part: what its request
+    signs and declares."""
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    return (hashlib.sha256(data).hexdigest() if sha else None), crc
 
 
 def _none_future() -> Any:

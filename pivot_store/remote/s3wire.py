@@ -10,8 +10,8 @@ client's own aiohttp session (one connection pool, its TLS and timeout
 settings), signed as botocore's `S3SigV4Auth` signs (`Signer`: the same
 headers byte for byte, 0.01 ms a request instead of 0.07; against a keep-alive
 server a 4 KiB GET costs the wire 0.14 ms of CPU). A large object's parts
-(`put_part`: the part's SHA-256 and CRC32 computed off the loop by the caller,
-the body sent in slices, not copied whole twice) and its ranged GETs
+(`put_part`: the part's CRC32, and over plain http its SHA-256, computed off
+the loop by the caller, the body sent in slices, not copied whole twice) and its ranged GETs
 (`get_range`, streamed to the caller's writer) go the same way: 512 MiB to
 moto cost the client 0.74-0.76 s of CPU over the wire against 0.92-0.98 s
 through botocore. Everything else (listing, creating and completing a
@@ -49,6 +49,8 @@ from yarl import URL
 #: SHA-256 of an empty body (GET, HEAD).
 #: At most this much of an error response's body is read.
 ERROR_BODY_MAX = 64 * 1024
+#: What a request signs in place of its payload's SHA-256 when that is not signed.
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 #: A request body larger than this is sent in slices of it (`_slices`).
 SEND_CHUNK = 1 << 20
 _REDIRECT_CODES = {
@@ -199,10 +201,17 @@ class Wire:
     """GET / HEAD / conditional PUT of keys in one bucket, over the client's aiohttp session."""
 
     def __init__(
-        self, base: str, signer: Signer, credentials: Any, http: Any, client_of: Any = None
-    ) -> None:
+        self, base: str, signer: Signer, credentials: Any, http: Any, client_of: Any = None,
+        sign_parts: bool | None = None,
+    ) -> None:  # fmt: skip
         parts = urlsplit(base)
         self._origin = f"{parts.scheme}://{parts.netloc}"
+        #: Whether a part's SHA-256 is signed, as botocore decides for an UploadPart
+        #: (`S3SigV4Auth._should_sha256_sign_payload`): the client's explicit
+        #: `payload_signing_enabled`, else only over plain http. Over https the part
+        #: carries its CRC32 in a header and botocore signs UNSIGNED-PAYLOAD: TLS and
+        #: the server's CRC32 check protect the bytes, and no SHA-256 is computed.
+        self.sign_parts = parts.scheme != "https" if sign_parts is None else sign_parts
         self._host = parts.netloc
         self._prefix = parts.path if parts.path.endswith("/") else parts.path + "/"
         self._signer = signer
@@ -237,7 +246,8 @@ class Wire:
         proxy_config = getattr(http, "_proxy_config", None)
         if proxy_config is None or proxy_config.proxy_url_for(base) is not None:
             return None
-        return cls(base, Signer(m.group(1)), credentials, http, owner)
+        explicit = (getattr(config, "s3", None) or {}).get("payload_signing_enabled")
+        return cls(base, Signer(m.group(1)), credentials, http, owner, explicit)
 
     @contextlib.asynccontextmanager
     async def _request(
@@ -296,16 +306,20 @@ class Wire:
         return True
 
     async def put_part(
-        self, path: str, upload_id: str, number: int, data: bytes, sha256: str, crc32: str
+        self, path: str, upload_id: str, number: int, data: bytes, sha256: str | None, crc32: str
     ) -> dict[str, str]:
         """Part `number` of multipart upload `upload_id`, with its CRC32 (base64, as S3
         writes it) for the server to check; the part's ETag and the CRC32 the server
         recorded, named as botocore's `upload_part` answer names them. `sha256` is the
-        part's hex SHA-256, signed as botocore signs a payload over plain http."""
+        part's hex SHA-256, needed (and signed) when `sign_parts`; else the request
+        signs UNSIGNED-PAYLOAD, as botocore's does."""
+        if self.sign_parts and sha256 is None:
+            raise ValueError("this wire signs a part's SHA-256: pass it")
+        payload = sha256 if self.sign_parts else UNSIGNED_PAYLOAD
         query = query_string({"partNumber": str(number), "uploadId": upload_id})
         extra = {"x-amz-checksum-crc32": crc32, "x-amz-sdk-checksum-algorithm": "CRC32"}
         what = f"{path} part {number}"
-        async with self._request("PUT", path, what, data, extra, query, sha256) as resp:
+        async with self._request("PUT", path, what, data, extra, query, payload) as resp:
             etag = resp.headers.get("ETag")
             if not etag:
                 raise WireError(resp.status, "InternalError", "no ETag for the part", what)

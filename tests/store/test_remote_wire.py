@@ -16,7 +16,7 @@ from pivot_store.errors import RemoteError
 from pivot_store.lockfile import FingerprintParts, Lock, OutputRecord
 from pivot_store.objects import ObjectStore
 from pivot_store.remote import S3Remote, open_remote
-from pivot_store.remote.s3wire import Signer, Wire, WireError, query_string
+from pivot_store.remote.s3wire import UNSIGNED_PAYLOAD, Signer, Wire, WireError, query_string
 
 
 class _Creds:
@@ -64,6 +64,46 @@ def test_signature_is_botocores(
     assert mine == dict(req.headers.items())
     assert mine["X-Amz-Content-SHA256"] == hashlib.sha256(body or b"").hexdigest()
     assert mine.get("X-Amz-Security-Token") == token
+
+
+@pytest.mark.parametrize(
+    ("origin", "signs"),
+    [("https://b.s3.eu-west-3.amazonaws.com", False), ("http://[::1]:9000", True)],
+)
+def test_a_part_is_signed_as_botocore_signs_it(origin: str, signs: bool) -> None:
+    """A multipart part (CRC32 in a header, a streaming body): over https botocore signs
+    UNSIGNED-PAYLOAD (TLS and the server's CRC32 check protect the bytes), over http the
+    part's SHA-256; the wire decides the same (`sign_parts`) and its headers are
+    botocore's byte for byte. An explicit `payload_signing_enabled` wins."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    wire = Wire(origin + "/bucket/", Signer("eu-west-3"), None, None)
+    assert wire.sign_parts is signs
+    assert Wire(origin + "/", Signer("r"), None, None, sign_parts=not signs).sign_parts is not signs
+    body = os.urandom(4096)
+    uri = "/bucket/store/files/ab/cdef0123456789"
+    extra = {"x-amz-checksum-crc32": "AAAAAA==", "x-amz-sdk-checksum-algorithm": "CRC32"}
+    params = {"partNumber": "3", "uploadId": "a+b/c="}
+    payload = hashlib.sha256(body).hexdigest() if wire.sign_parts else UNSIGNED_PAYLOAD
+    creds = Credentials(_Creds.access_key, _Creds.secret_key, None)
+    for _ in range(3):  # both sign within one second (the stamp is part of the signature)
+        mine = Signer("eu-west-3").headers(
+            "PUT", origin, uri, body, creds, dict(extra), query_string(params), payload
+        )
+        req = AWSRequest(
+            method="PUT", url=origin + uri, data=body, headers=dict(extra), params=params
+        )
+        req.context.update(
+            has_streaming_input=True,
+            checksum={"request_algorithm": {"in": "header", "name": "x-amz-checksum-crc32"}},
+        )
+        S3SigV4Auth(creds, "s3", "eu-west-3").add_auth(req)
+        if mine["X-Amz-Date"] == req.headers["X-Amz-Date"]:
+            break
+    assert mine == dict(req.headers.items())
+    assert (mine["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD") is not signs
 
 
 def _locks(objects: ObjectStore, n: int) -> list[Lock]:
