@@ -36,13 +36,14 @@ UploadPart = Callable[[str, int, bytes], Awaitable[dict[str, Any]]]
 
 async def put_multipart(
     remote: Named, fs: Any, local: Path, bucket: str, path: str, *, part_size: int, jobs: int,
-    upload_part: UploadPart | None = None,
+    upload_part: UploadPart,
 ) -> bool:  # fmt: skip
     """Upload `local` to `bucket/path` in parts unless the key exists; True if this call wrote it.
 
     `fs` is the remote's s3fs filesystem (its `_call_s3`: botocore, with the
-    remote's extra request options such as server-side encryption); the parts
-    go through `upload_part` when given (the remote's wire), else through it.
+    remote's extra request options such as server-side encryption) for the
+    create, complete and abort; each part goes through `upload_part` (the
+    remote's: over its wire, else botocore).
     """
     size = os.stat(local).st_size
     what = f"{bucket}/{path}"
@@ -69,18 +70,7 @@ async def put_multipart(
                 raise OSError(errno.EIO, f"{local} shrank while it was uploaded")
             out = await aretrying(
                 remote,
-                lambda: (
-                    fs._call_s3(
-                        "upload_part",
-                        **common,
-                        UploadId=uid,
-                        PartNumber=n,
-                        Body=data,
-                        ChecksumAlgorithm="CRC32",
-                    )
-                    if upload_part is None
-                    else upload_part(uid, n, data)
-                ),
+                lambda: upload_part(uid, n, data),
                 f"{what} part {n}",
             )
             done = {"PartNumber": n, "ETag": out["ETag"]}
