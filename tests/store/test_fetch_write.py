@@ -49,7 +49,7 @@ def test_a_big_object_is_checked_and_written_off_the_loop_a_small_one_on_it(
     locks = _pushed(tmp_path, folder_remote, {"big": big, "small": small})
     loop_threads: set[int] = set()
     wrote: dict[int, int] = {}  # size -> thread that hashed and wrote it
-    get, insert = Remote.aget_bytes, ObjectStore.insert_bytes
+    get, insert, verified = Remote.aget_bytes, ObjectStore.insert_bytes, ObjectStore.insert_verified
 
     async def aget_bytes(self: Remote, key: str) -> bytes:
         loop_threads.add(threading.get_ident())
@@ -59,8 +59,13 @@ def test_a_big_object_is_checked_and_written_off_the_loop_a_small_one_on_it(
         wrote[len(data)] = threading.get_ident()
         return insert(self, data, expected, source=source)
 
+    def insert_verified(self: ObjectStore, tmp: Path, expected: str, *, source: str = "") -> bool:
+        wrote[os.stat(tmp).st_size] = threading.get_ident()  # a big one, streamed to a file
+        return verified(self, tmp, expected, source=source)
+
     monkeypatch.setattr(type(folder_remote), "aget_bytes", aget_bytes)
     monkeypatch.setattr(ObjectStore, "insert_bytes", insert_bytes)
+    monkeypatch.setattr(ObjectStore, "insert_verified", insert_verified)
     fresh = _store(tmp_path / "b")
     res = transfer.fetch(fresh, folder_remote, locks)
     assert res.ok, res.failed

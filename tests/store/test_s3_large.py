@@ -180,3 +180,37 @@ def test_a_range_answered_with_the_whole_object_lands_on_no_other_range(
     r.run(r.aget_file, r.object_key("0a1b2c3d4e5f6a7b"), out, len(data))
     assert proxy.faults["ignore-range"] >= 2, proxy.log
     assert out.read_bytes() == data
+
+
+@pytest.mark.parametrize("use_wire", [True, False])
+def test_a_mid_size_object_streams_into_the_cache_in_one_ranged_get(
+    s3_bucket: str, make_faulty_proxy, tmp_path: Path, use_wire: bool
+) -> None:
+    """An object of 1 MiB or more whose size is known comes down in one ranged GET
+    streamed into a temp file (no whole-body buffer), then hash-checked into the cache;
+    a remote copy longer than the size its lock names is refused, nothing kept."""
+    from pivot_store.download import download
+    from pivot_store.errors import CorruptObject
+    from pivot_store.hashing import hash_bytes
+    from pivot_store.objects import ObjectStore
+    from tests.fixtures.s3 import remote_options
+
+    proxy = make_faulty_proxy(every=0)
+    r = _remote({"url": f"s3://{s3_bucket}/store", **remote_options(proxy.url)})
+    r.use_wire = use_wire
+    data = os.urandom(3 * 2**20 + 5)
+    oid = hash_bytes(data)
+    bucket, path = r._bk(r.object_key(oid))
+    r.fs.call_s3("put_object", Bucket=bucket, Key=path, Body=data)
+    objects = ObjectStore(tmp_path / "files")
+    assert download(objects, r, oid, len(data))
+    assert len(proxy.ranges) == 1 and proxy.ranges[0].startswith("bytes=0-"), proxy.ranges
+    assert objects.read_bytes(oid) == data
+    # Written raw into the bucket: an object whose copy runs on past its size.
+    longer = os.urandom(2 * 2**20)
+    bad = hash_bytes(longer[: 2**20])
+    bucket, path = r._bk(r.object_key(bad))
+    r.fs.call_s3("put_object", Bucket=bucket, Key=path, Body=longer)
+    with pytest.raises(CorruptObject):
+        download(objects, r, bad, 2**20)
+    assert not objects.exists(bad)
